@@ -1,0 +1,210 @@
+//! The endpoint's background thread: accepts data links, keeps the
+//! directory current, releases messages waiting for their `ttl`, and
+//! runs the failover when the controller goes away.
+
+use super::control::{self, Attempt, Seed};
+use super::Shared;
+use crate::controller::Controller;
+use crate::frame::{self, Control};
+use crate::sys::poll::Poller;
+use crate::sys::socket::{self, Received};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const BELL: u64 = 0;
+const LISTENER: u64 = 1;
+const CONTROL: u64 = 2;
+
+/// The longest pause between two attempts to reach a new controller.
+const MAX_RETRY: Duration = Duration::from_millis(20);
+
+/// Starts the background thread of a joined endpoint.
+pub(crate) fn spawn(
+    shared: Arc<Shared>,
+    listener: OwnedFd,
+    control: OwnedFd,
+    controller: Option<Controller>,
+) -> io::Result<JoinHandle<()>> {
+    let poller = Poller::new()?;
+    poller.add(shared.driver_bell.as_fd(), BELL)?;
+    socket::set_nonblocking(listener.as_fd(), true)?;
+    poller.add(listener.as_fd(), LISTENER)?;
+    poller.add(control.as_fd(), CONTROL)?;
+    let mut driver = Driver {
+        shared,
+        poller,
+        listener,
+        control: Some(control),
+        controller,
+        retry_at: None,
+        backoff: Duration::from_millis(1),
+    };
+    std::thread::Builder::new().name("busbar-endpoint".into()).spawn(move || driver.run())
+}
+
+struct Driver {
+    shared: Arc<Shared>,
+    poller: Poller,
+    listener: OwnedFd,
+    /// The control connection; `None` between losing a controller and joining the next.
+    control: Option<OwnedFd>,
+    /// The controller, when this endpoint hosts it.
+    controller: Option<Controller>,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+impl Driver {
+    fn run(&mut self) {
+        let mut ready = Vec::new();
+        let mut buf = vec![0u8; frame::MAX_FRAME];
+        let mut space = socket::recv_control_space();
+        while !self.shared.closed.load(Ordering::SeqCst) {
+            let deadline = [self.shared.next_pending_deadline(), self.retry_at].into_iter().flatten().min();
+            if let Err(e) = self.poller.wait(&mut ready, deadline) {
+                tracing::error!("endpoint poll failed: {e}");
+                return;
+            }
+            for &token in &ready {
+                match token {
+                    BELL => self.shared.driver_bell.clear(),
+                    LISTENER => self.accept_links(),
+                    CONTROL => self.read_control(&mut buf, &mut space),
+                    _ => {}
+                }
+            }
+            if self.control.is_none() && self.retry_at.is_some_and(|t| Instant::now() >= t) {
+                self.rejoin();
+            }
+            self.flush_pending();
+        }
+    }
+
+    fn flush_pending(&self) {
+        let mut pending = self.shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if !pending.is_empty() {
+            self.shared.flush(&mut pending, Instant::now());
+        }
+    }
+
+    fn accept_links(&self) {
+        loop {
+            let fd = match socket::accept(self.listener.as_fd()) {
+                Ok(Some(fd)) => fd,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!("accepting a data link failed: {e}");
+                    return;
+                }
+            };
+            match socket::peer_cred(fd.as_fd()) {
+                Ok(c) if c.uid == self.shared.uid => {}
+                Ok(c) => {
+                    tracing::warn!(pid = c.pid, uid = c.uid, "refused a data link from another user");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!("no credentials on a data link: {e}");
+                    continue;
+                }
+            }
+            if socket::set_nonblocking(fd.as_fd(), true).is_ok() {
+                self.shared.inbox.add_link(fd);
+            }
+        }
+    }
+
+    fn read_control(&mut self, buf: &mut [u8], space: &mut [std::mem::MaybeUninit<u8>]) {
+        loop {
+            let Some(conn) = self.control.as_ref() else { return };
+            let got = socket::recv_frame(conn.as_fd(), buf, space);
+            let len = match got {
+                Ok(Received::WouldBlock) => return,
+                Ok(Received::Frame { len, .. }) => len,
+                Ok(Received::Closed) | Ok(Received::Truncated) | Err(_) => {
+                    self.lost_controller();
+                    return;
+                }
+            };
+            let bytes = &buf[..len];
+            let msg = frame::check(bytes, 0).and_then(|_| frame::decode_small::<Control>(bytes));
+            let mut dir = self.shared.directory.write().unwrap_or_else(|p| p.into_inner());
+            match msg {
+                Ok(Control::Added(record)) => dir.add(record),
+                Ok(Control::Removed(id)) => {
+                    dir.remove(id);
+                    drop(dir);
+                    self.shared.forget_link(id);
+                }
+                Ok(Control::Welcome { epoch, controller, peers }) => dir.reset(epoch, controller, peers),
+                Ok(other) => tracing::warn!("unexpected control message {other:?}"),
+                Err(e) => tracing::warn!("malformed control frame: {e}"),
+            }
+        }
+    }
+
+    /// The control connection closed: the controller is gone. Forget it and
+    /// start electing a new one; data links stay up meanwhile.
+    fn lost_controller(&mut self) {
+        if let Some(conn) = self.control.take() {
+            self.poller.remove(conn.as_fd());
+        }
+        let old = {
+            let mut dir = self.shared.directory.write().unwrap_or_else(|p| p.into_inner());
+            let old = dir.controller.take();
+            if let Some(id) = old {
+                if id != self.shared.id {
+                    dir.remove(id);
+                }
+            }
+            old
+        };
+        if let Some(id) = old {
+            self.shared.forget_link(id);
+            tracing::info!("lost the bus controller (endpoint {id:016x}); electing a new one");
+        }
+        self.controller = None;
+        self.backoff = Duration::from_millis(1);
+        self.retry_at = Some(Instant::now());
+    }
+
+    fn rejoin(&mut self) {
+        let shared = &self.shared;
+        let seed = || {
+            let dir = shared.directory.read().unwrap_or_else(|p| p.into_inner());
+            Seed { epoch: dir.epoch + 1, peers: dir.records() }
+        };
+        match control::attempt(&shared.options, shared.id, seed) {
+            Ok(Attempt::Joined(joined, started)) => {
+                if let Err(e) = self.poller.add(joined.conn.as_fd(), CONTROL) {
+                    tracing::warn!("could not watch the control connection: {e}");
+                    self.schedule_retry();
+                    return;
+                }
+                let mut dir = shared.directory.write().unwrap_or_else(|p| p.into_inner());
+                dir.reset(joined.epoch, joined.controller, joined.peers);
+                drop(dir);
+                if started.is_some() {
+                    tracing::info!("this endpoint now hosts the bus controller");
+                }
+                self.controller = started;
+                self.control = Some(joined.conn);
+                self.retry_at = None;
+            }
+            Ok(Attempt::Retry) => self.schedule_retry(),
+            Err(e) => {
+                tracing::warn!("re-joining the bus failed: {e}");
+                self.schedule_retry();
+            }
+        }
+    }
+
+    fn schedule_retry(&mut self) {
+        self.retry_at = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(MAX_RETRY);
+    }
+}

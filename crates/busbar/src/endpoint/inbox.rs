@@ -1,0 +1,71 @@
+//! Where an endpoint's incoming links and its messages to itself meet.
+
+use crate::link::{InLink, RawFrame};
+use crate::sys::poll::{Doorbell, Poller};
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// The poller token of the doorbell that rings for local frames.
+pub(crate) const BELL: u64 = 0;
+
+/// Incoming links (added by the background thread as peers connect) and
+/// frames this endpoint sent itself. The receiver waits on all of them.
+pub(crate) struct Inbox {
+    pub poller: Poller,
+    pub links: Mutex<HashMap<u64, InLink>>,
+    pub local: Mutex<VecDeque<RawFrame>>,
+    pub bell: Doorbell,
+    next_token: AtomicU64,
+    open: AtomicBool,
+}
+
+impl Inbox {
+    pub(crate) fn new() -> io::Result<Inbox> {
+        let poller = Poller::new()?;
+        let bell = Doorbell::new()?;
+        poller.add(bell.as_fd(), BELL)?;
+        Ok(Inbox {
+            poller,
+            links: Mutex::new(HashMap::new()),
+            local: Mutex::new(VecDeque::new()),
+            bell,
+            next_token: AtomicU64::new(BELL + 1),
+            open: AtomicBool::new(true),
+        })
+    }
+
+    /// Whether a receiver still takes messages.
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Takes a new incoming link (a non-blocking socket).
+    pub(crate) fn add_link(&self, fd: OwnedFd) {
+        if !self.is_open() {
+            return;
+        }
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let link = InLink::new(fd);
+        if let Err(e) = self.poller.add(link.as_fd(), token) {
+            tracing::warn!("could not watch an incoming link: {e}");
+            return;
+        }
+        self.links.lock().unwrap_or_else(|p| p.into_inner()).insert(token, link);
+    }
+
+    /// Queues a frame this endpoint sent itself.
+    pub(crate) fn push_local(&self, frame: RawFrame) {
+        self.local.lock().unwrap_or_else(|p| p.into_inner()).push_back(frame);
+        self.bell.ring();
+    }
+
+    /// The receiver is gone: close every link so that senders notice.
+    pub(crate) fn close(&self) {
+        self.open.store(false, Ordering::Release);
+        self.links.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.local.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}

@@ -1,0 +1,163 @@
+//! Endpoints: `join`, and the state an endpoint's sender, receiver and
+//! background thread share.
+//!
+//! The path of a message: [`EndpointSender::send`] (`sender.rs`) encodes it
+//! once into an [`OutFrame`](outgoing::OutFrame) (`outgoing.rs`), picks the
+//! receivers from its copy of the directory (`directory.rs`), and writes the
+//! frame to each receiver's data link (`crate::link`). The receiving
+//! endpoint's [`EndpointReceiver::recv`] (`receiver.rs`) waits on all its
+//! links at once (`inbox.rs`), checks the frame, and decodes it. The
+//! background thread (`driver.rs`) accepts links, keeps the directory
+//! current, holds messages waiting for their `ttl`, and runs the failover.
+
+pub(crate) mod control;
+mod directory;
+mod driver;
+mod inbox;
+mod outgoing;
+mod receiver;
+mod sender;
+
+pub use receiver::EndpointReceiver;
+pub use sender::EndpointSender;
+
+use crate::error::JoinError;
+use crate::link::OutLink;
+use crate::payload::MessageBox;
+use crate::sys::poll::Doorbell;
+use crate::sys::socket::{self, Bind};
+use crate::{Label, Options};
+use control::{Attempt, Seed};
+use directory::Directory;
+use inbox::Inbox;
+use outgoing::Pending;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// An endpoint's id on its bus: random, fixed for the endpoint's life, kept across failovers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EndpointId(pub u64);
+
+impl std::fmt::Display for EndpointId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// One endpoint as the directory shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointInfo {
+    /// Its id.
+    pub id: EndpointId,
+    /// Its label.
+    pub label: Label,
+    /// Its process, as the kernel reported it to the controller.
+    pub pid: u32,
+    /// Its user, as the kernel reported it to the controller.
+    pub uid: u32,
+    /// Whether it hosts the bus controller.
+    pub is_controller: bool,
+}
+
+/// What an endpoint's sender handles, receiver and background thread share.
+pub(crate) struct Shared {
+    pub id: u64,
+    pub uid: u32,
+    pub options: Options,
+    pub directory: RwLock<Directory>,
+    /// Outgoing data links, by receiver id.
+    pub links: Mutex<HashMap<u64, Arc<OutLink>>>,
+    /// Round-robin position for unicast.
+    pub rr: AtomicUsize,
+    /// Messages waiting for a matching endpoint (ttl).
+    pub pending: Mutex<VecDeque<Pending>>,
+    pub inbox: Inbox,
+    /// Wakes the background thread.
+    pub driver_bell: Doorbell,
+    /// Set when the endpoint shuts down.
+    pub closed: AtomicBool,
+}
+
+/// Owned by the sender and receiver handles; the endpoint shuts down when the last one goes.
+pub(crate) struct Core {
+    pub shared: Arc<Shared>,
+    driver: Option<JoinHandle<()>>,
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared.driver_bell.ring();
+        if let Some(t) = self.driver.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Joins the bus `options.identifier`: finds its controller (or, with
+/// `controller_affinity`, becomes it when there is none), registers, and
+/// returns a sender of `T` and a receiver of `R`.
+///
+/// `timeout` bounds the wait for a controller; `None` waits as long as it takes.
+///
+/// ```
+/// use std::time::Duration;
+/// # let bus = format!("doc.join.{}", std::process::id());
+/// let options = busbar::Options::new(bus, busbar::label!("earth"), "token");
+/// let (sender, mut receiver) = busbar::join::<String, String>(options, Some(Duration::from_secs(5)))?;
+/// sender.send(busbar::Message::new(busbar::Selector::unicast("earth"), "hi".to_string()))?;
+/// assert_eq!(receiver.recv(Some(Duration::from_secs(5)))?.payload, "hi");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn join<T: MessageBox, R: MessageBox>(
+    options: Options,
+    timeout: Option<Duration>,
+) -> Result<(EndpointSender<T>, EndpointReceiver<R>), JoinError> {
+    let ident = &options.identifier;
+    if ident.is_empty() || ident.len() > Options::MAX_IDENTIFIER || ident.contains('\0') {
+        return Err(JoinError::InvalidIdentifier(ident.clone()));
+    }
+    let deadline = timeout.map(|t| Instant::now() + t);
+    // Open our own data address first, so that peers can reach us as soon as they learn of us.
+    let (id, listener) = loop {
+        let id = uuid::Uuid::new_v4().as_u64_pair().0;
+        if let Bind::Bound(l) = socket::bind_listener(&control::link_address(ident, id)?)? {
+            break (id, l);
+        }
+    };
+    let mut backoff = Duration::from_millis(1);
+    let (joined, controller) = loop {
+        match control::attempt(&options, id, || Seed { epoch: 1, peers: Vec::new() })? {
+            Attempt::Joined(j, c) => break (j, c),
+            Attempt::Retry => {
+                let now = Instant::now();
+                if deadline.is_some_and(|d| now >= d) {
+                    return Err(JoinError::Timeout);
+                }
+                let left = deadline.map_or(backoff, |d| d - now);
+                std::thread::sleep(backoff.min(left));
+                backoff = (backoff * 2).min(Duration::from_millis(20));
+            }
+        }
+    };
+    let mut directory = Directory::default();
+    directory.reset(joined.epoch, joined.controller, joined.peers);
+    let shared = Arc::new(Shared {
+        id,
+        uid: rustix::process::getuid().as_raw(),
+        options,
+        directory: RwLock::new(directory),
+        links: Mutex::new(HashMap::new()),
+        rr: AtomicUsize::new(0),
+        pending: Mutex::new(VecDeque::new()),
+        inbox: Inbox::new()?,
+        driver_bell: Doorbell::new()?,
+        closed: AtomicBool::new(false),
+    });
+    let driver = driver::spawn(shared.clone(), listener, joined.conn, controller)?;
+    let core = Arc::new(Core { shared, driver: Some(driver) });
+    Ok((EndpointSender::new(core.clone()), EndpointReceiver::new(core)))
+}

@@ -1,0 +1,98 @@
+//! The errors of `join`, `send` and `recv`: each variant is something a caller can act on.
+
+use crate::payload::CodecError;
+use crate::region::RegionError;
+use std::io;
+
+/// Why [`join`](crate::join) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// No controller answered within the timeout (with `controller_affinity = false`
+    /// the endpoint waits for another one to host it).
+    #[error("timed out waiting for the bus controller")]
+    Timeout,
+    /// The controller speaks another protocol version.
+    #[error("protocol version mismatch: this endpoint speaks {ours}, the bus controller {controller}")]
+    VersionMismatch {
+        /// Ours.
+        ours: u16,
+        /// The controller's.
+        controller: u16,
+    },
+    /// The controller refused the token.
+    #[error("the bus refused the token")]
+    TokenMismatch,
+    /// The controller does not allow this process's user.
+    #[error("permission denied: the bus does not admit uid {uid}")]
+    PermissionDenied {
+        /// Our uid, as the controller saw it.
+        uid: u32,
+    },
+    /// The identifier is empty, too long or contains NUL.
+    #[error("invalid bus identifier {0:?}: 1 to 64 bytes, no NUL")]
+    InvalidIdentifier(String),
+    /// The controller answered something this endpoint does not understand.
+    #[error("bus protocol error: {0}")]
+    Protocol(String),
+    /// A system call failed.
+    #[error("i/o error while joining: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Why [`EndpointSender::send`](crate::EndpointSender::send) failed. When `send`
+/// fails, nothing was delivered to anyone, except as noted for multicast.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// No endpoint matches the selector and its `ttl` is zero. (With a `ttl`,
+    /// the message waits instead.)
+    #[error("no endpoint matches {0}")]
+    NoRoute(String),
+    /// The message has more descriptors than one frame can carry.
+    #[error("too many descriptors: {count} (objects and regions{spill}), at most {max}")]
+    TooManyObjects {
+        /// Objects plus regions (plus one when the payload spills into a memfd).
+        count: usize,
+        /// The kernel's limit.
+        max: usize,
+        /// Notes the payload's own descriptor when it counts.
+        spill: &'static str,
+    },
+    /// The selector's text is longer than a frame allows.
+    #[error("selector of {0} bytes is too long")]
+    SelectorTooLong(usize),
+    /// The payload could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] CodecError),
+    /// A memory region could not be prepared for sending.
+    #[error(transparent)]
+    Region(#[from] RegionError),
+    /// This endpoint has shut down.
+    #[error("the endpoint is disconnected from the bus")]
+    Disconnected,
+    /// A system call failed.
+    #[error("i/o error while sending: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Why [`EndpointReceiver::recv`](crate::EndpointReceiver::recv) returned no message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// Nothing arrived within the timeout.
+    #[error("timed out waiting for a message")]
+    Timeout,
+    /// `try_recv` found nothing ready.
+    #[error("no message ready")]
+    Empty,
+    /// The endpoint has shut down.
+    #[error("the endpoint is disconnected from the bus")]
+    Disconnected,
+    /// A message of a known type arrived but its payload did not decode; it is dropped.
+    #[error("a message did not decode: {0}")]
+    Decode(#[from] CodecError),
+    /// A system call failed.
+    #[error("i/o error while receiving: {0}")]
+    Io(#[from] io::Error),
+}

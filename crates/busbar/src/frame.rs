@@ -1,0 +1,360 @@
+//! The wire format: one frame per `sendmsg`, checked before anything is touched.
+//!
+//! Every frame starts with a fixed 48-byte header, little-endian:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | magic `BSBR` |
+//! | 4 | 2 | protocol version ([`PROTOCOL_VERSION`]) |
+//! | 6 | 1 | kind: 1 hello, 2 data, 16 control |
+//! | 7 | 1 | flags: bit 0 = the payload travels in a sealed memfd (the last descriptor) |
+//! | 8 | 4 | selector length (data frames) |
+//! | 12 | 2 | number of objects (descriptors) |
+//! | 14 | 2 | number of memory regions (descriptors after the objects) |
+//! | 16 | 8 | payload length |
+//! | 24 | 8 | sequence number on this link (data frames, from 0) |
+//! | 32 | 16 | payload type id (data frames) |
+//!
+//! The header is followed by the selector (data frames: one mode byte, then
+//! the label expression as text) and the payload, unless the payload rides
+//! in a memfd. Control and hello frames carry a postcard-encoded body as
+//! their payload. [`check`] verifies every length and count against what the
+//! socket actually delivered before a byte of the body is read.
+
+use crate::payload::TypeUuidBytes;
+use crate::selector::{LabelOp, Selector, SelectorMode};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The version of the wire protocol this build speaks. Endpoints of another
+/// version are refused at join.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+pub(crate) const MAGIC: [u8; 4] = *b"BSBR";
+pub(crate) const HEADER_LEN: usize = 48;
+/// Selector plus payload up to this size travel in the frame itself; a larger
+/// payload moves into a sealed memfd.
+pub(crate) const INLINE_MAX: usize = 64 * 1024;
+/// The longest selector text a frame may carry.
+pub(crate) const MAX_SELECTOR: usize = 16 * 1024;
+/// The largest frame a receiver accepts off a socket.
+pub(crate) const MAX_FRAME: usize = HEADER_LEN + MAX_SELECTOR + INLINE_MAX;
+/// The largest payload a receiver accepts (in a memfd).
+pub(crate) const MAX_PAYLOAD: u64 = 4 << 30;
+
+/// Flag: the payload is in the last descriptor, a sealed memfd.
+pub(crate) const FLAG_PAYLOAD_IN_FD: u8 = 1;
+
+/// What a frame is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// First frame on a data link: who is sending.
+    Hello = 1,
+    /// A message.
+    Data = 2,
+    /// Between an endpoint and the controller.
+    Control = 16,
+}
+
+impl Kind {
+    fn from_u8(v: u8) -> Option<Kind> {
+        match v {
+            1 => Some(Kind::Hello),
+            2 => Some(Kind::Data),
+            16 => Some(Kind::Control),
+            _ => None,
+        }
+    }
+}
+
+/// A decoded frame header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub kind: Kind,
+    pub flags: u8,
+    pub selector_len: u32,
+    pub n_objects: u16,
+    pub n_regions: u16,
+    pub payload_len: u64,
+    pub seq: u64,
+    pub type_uuid: TypeUuidBytes,
+}
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FrameError {
+    #[error("frame of {0} bytes is shorter than a header")]
+    Short(usize),
+    #[error("bad magic")]
+    Magic,
+    #[error("protocol version {0}, this endpoint speaks {PROTOCOL_VERSION}")]
+    Version(u16),
+    #[error("unknown frame kind {0}")]
+    Kind(u8),
+    #[error("unknown flags {0:#x}")]
+    Flags(u8),
+    #[error("frame lengths disagree with the {got} bytes received (header says {want})")]
+    Length { want: u64, got: usize },
+    #[error("frame says {want} descriptors, {got} arrived")]
+    Fds { want: usize, got: usize },
+    #[error("payload of {0} bytes is over the limit")]
+    TooLarge(u64),
+    #[error("bad body: {0}")]
+    Body(String),
+}
+
+impl Header {
+    /// A header for a frame of `kind` with everything else zero.
+    pub(crate) fn new(kind: Kind) -> Header {
+        Header {
+            kind,
+            flags: 0,
+            selector_len: 0,
+            n_objects: 0,
+            n_regions: 0,
+            payload_len: 0,
+            seq: 0,
+            type_uuid: [0; 16],
+        }
+    }
+
+    /// The header's 48 bytes.
+    pub(crate) fn encode(&self) -> [u8; HEADER_LEN] {
+        self.encode_with_version(PROTOCOL_VERSION)
+    }
+
+    /// The header's bytes claiming another protocol version (test hook).
+    pub(crate) fn encode_with_version(&self, version: u16) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..4].copy_from_slice(&MAGIC);
+        b[4..6].copy_from_slice(&version.to_le_bytes());
+        b[6] = self.kind as u8;
+        b[7] = self.flags;
+        b[8..12].copy_from_slice(&self.selector_len.to_le_bytes());
+        b[12..14].copy_from_slice(&self.n_objects.to_le_bytes());
+        b[14..16].copy_from_slice(&self.n_regions.to_le_bytes());
+        b[16..24].copy_from_slice(&self.payload_len.to_le_bytes());
+        b[24..32].copy_from_slice(&self.seq.to_le_bytes());
+        b[32..48].copy_from_slice(&self.type_uuid);
+        b
+    }
+
+    /// Reads a header. A frame of another protocol version is
+    /// `Err(FrameError::Version)`, so that a controller can still say why it refuses.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Header, FrameError> {
+        let b: &[u8; HEADER_LEN] = bytes
+            .get(..HEADER_LEN)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(FrameError::Short(bytes.len()))?;
+        if b[0..4] != MAGIC {
+            return Err(FrameError::Magic);
+        }
+        let version = u16::from_le_bytes([b[4], b[5]]);
+        if version != PROTOCOL_VERSION {
+            return Err(FrameError::Version(version));
+        }
+        let kind = Kind::from_u8(b[6]).ok_or(FrameError::Kind(b[6]))?;
+        let flags = b[7];
+        if flags & !FLAG_PAYLOAD_IN_FD != 0 {
+            return Err(FrameError::Flags(flags));
+        }
+        let le64 = |r: std::ops::Range<usize>| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[r]);
+            u64::from_le_bytes(a)
+        };
+        let mut type_uuid = [0u8; 16];
+        type_uuid.copy_from_slice(&b[32..48]);
+        Ok(Header {
+            kind,
+            flags,
+            selector_len: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
+            n_objects: u16::from_le_bytes([b[12], b[13]]),
+            n_regions: u16::from_le_bytes([b[14], b[15]]),
+            payload_len: le64(16..24),
+            seq: le64(24..32),
+            type_uuid,
+        })
+    }
+
+    /// Whether the payload rides in a memfd.
+    pub(crate) fn payload_in_fd(&self) -> bool {
+        self.flags & FLAG_PAYLOAD_IN_FD != 0
+    }
+
+    /// How many descriptors the frame must carry.
+    pub(crate) fn fd_count(&self) -> usize {
+        self.n_objects as usize + self.n_regions as usize + usize::from(self.payload_in_fd())
+    }
+}
+
+/// Checks a received frame of `len` bytes with `fds` descriptors against its
+/// header: after this, `selector` and an in-line payload are in bounds.
+pub(crate) fn check(bytes: &[u8], fds: usize) -> Result<Header, FrameError> {
+    let h = Header::decode(bytes)?;
+    if h.kind != Kind::Data && (h.selector_len != 0 || h.fd_count() != 0) {
+        return Err(FrameError::Body("only data frames carry selectors or descriptors".into()));
+    }
+    if h.payload_len > MAX_PAYLOAD {
+        return Err(FrameError::TooLarge(h.payload_len));
+    }
+    let body = h.selector_len as u64 + if h.payload_in_fd() { 0 } else { h.payload_len };
+    let want = HEADER_LEN as u64 + body;
+    if want != bytes.len() as u64 {
+        return Err(FrameError::Length { want, got: bytes.len() });
+    }
+    if h.fd_count() != fds {
+        return Err(FrameError::Fds { want: h.fd_count(), got: fds });
+    }
+    Ok(h)
+}
+
+/// The selector's bytes on the wire: a mode byte, then the expression's text.
+pub(crate) fn encode_selector(s: &Selector) -> Vec<u8> {
+    let text = s.label_op.to_string();
+    let mut out = Vec::with_capacity(1 + text.len());
+    out.push(match s.mode {
+        SelectorMode::Unicast => 0,
+        SelectorMode::Multicast => 1,
+    });
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// Reads a selector off the wire (its ttl is not sent: it only matters to the sender).
+pub(crate) fn decode_selector(b: &[u8]) -> Result<Selector, FrameError> {
+    let (&mode, text) = b.split_first().ok_or_else(|| FrameError::Body("empty selector".into()))?;
+    let mode = match mode {
+        0 => SelectorMode::Unicast,
+        1 => SelectorMode::Multicast,
+        m => return Err(FrameError::Body(format!("unknown selector mode {m}"))),
+    };
+    let text = std::str::from_utf8(text).map_err(|_| FrameError::Body("selector is not UTF-8".into()))?;
+    let label_op: LabelOp = text.parse().map_err(|e| FrameError::Body(format!("selector: {e}")))?;
+    Ok(Selector { mode, label_op, ttl: Duration::ZERO })
+}
+
+/// An endpoint as the directory records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PeerRecord {
+    pub id: u64,
+    pub label: Vec<String>,
+    pub pid: u32,
+    pub uid: u32,
+}
+
+/// Why a controller refused a join.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Refusal {
+    /// The joiner speaks another protocol version.
+    Version { controller: u16 },
+    /// The token differs.
+    Token,
+    /// The joiner's uid is not allowed.
+    Permission { uid: u32 },
+    /// Another endpoint has this id.
+    DuplicateId,
+    /// The join request made no sense.
+    Malformed,
+}
+
+/// Control-plane messages (the body of a `Control` frame).
+///
+/// The encoding of `Refuse` must stay the same across protocol versions, so
+/// that an old endpoint can read why a newer controller refuses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Control {
+    /// Refusal (controller → joiner). Keep first: its encoding is version-stable.
+    Refuse(Refusal),
+    /// Join request (endpoint → controller).
+    Join {
+        version: u16,
+        token: Vec<u8>,
+        id: u64,
+        label: Vec<String>,
+    },
+    /// Accepted: the whole directory (controller → joiner).
+    Welcome {
+        epoch: u64,
+        controller: u64,
+        peers: Vec<PeerRecord>,
+    },
+    /// An endpoint joined (controller → every endpoint).
+    Added(PeerRecord),
+    /// An endpoint left (controller → every endpoint).
+    Removed(u64),
+}
+
+/// The body of a `Hello` frame: who opened this data link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Hello {
+    pub id: u64,
+}
+
+/// A whole small frame (header and postcard body) of `kind`.
+pub(crate) fn encode_small<T: Serialize>(kind: Kind, body: &T, version: u16) -> Vec<u8> {
+    // Encoding our own plain structs into a Vec cannot fail.
+    let body = postcard::to_allocvec(body).unwrap_or_default();
+    let mut h = Header::new(kind);
+    h.payload_len = body.len() as u64;
+    let mut out = h.encode_with_version(version).to_vec();
+    out.extend_from_slice(&body);
+    out
+}
+
+/// The body of a checked small frame.
+pub(crate) fn decode_small<'a, T: Deserialize<'a>>(frame: &'a [u8]) -> Result<T, FrameError> {
+    let body = frame.get(HEADER_LEN..).unwrap_or_default();
+    postcard::from_bytes(body).map_err(|e| FrameError::Body(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trips() {
+        let mut h = Header::new(Kind::Data);
+        h.flags = FLAG_PAYLOAD_IN_FD;
+        h.selector_len = 7;
+        h.n_objects = 3;
+        h.n_regions = 2;
+        h.payload_len = 1 << 40;
+        h.seq = 99;
+        h.type_uuid = [7; 16];
+        assert_eq!(Header::decode(&h.encode()), Ok(h));
+    }
+
+    #[test]
+    fn check_refuses_lies() {
+        let mut h = Header::new(Kind::Data);
+        h.selector_len = 4;
+        h.payload_len = 10;
+        let mut f = h.encode().to_vec();
+        f.extend_from_slice(&[0; 14]);
+        assert!(check(&f, 0).is_ok());
+        assert!(matches!(check(&f[..f.len() - 1], 0), Err(FrameError::Length { .. })));
+        assert!(matches!(check(&f, 1), Err(FrameError::Fds { .. })));
+        assert!(matches!(check(&f[..10], 0), Err(FrameError::Short(10))));
+        let mut bad = f.clone();
+        bad[0] = b'X';
+        assert_eq!(check(&bad, 0), Err(FrameError::Magic));
+        let mut v = f.clone();
+        v[4] = 9;
+        assert_eq!(check(&v, 0), Err(FrameError::Version(9)));
+        let mut k = f.clone();
+        k[6] = 77;
+        assert_eq!(check(&k, 0), Err(FrameError::Kind(77)));
+        h.payload_len = u64::MAX;
+        assert!(matches!(check(&h.encode(), 0), Err(FrameError::TooLarge(_))));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn check_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200), fds in 0usize..300) {
+            let _ = check(&bytes, fds);
+            let _ = decode_small::<Control>(&bytes);
+            let _ = decode_selector(&bytes);
+        }
+    }
+}

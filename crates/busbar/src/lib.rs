@@ -1,0 +1,66 @@
+//! busbar: an inter-process message bus for Linux.
+//!
+//! Processes [`join`] a named bus with a [`Label`], [`send`](EndpointSender::send)
+//! typed messages that a [`Selector`] routes by label (unicast or multicast,
+//! with `&`, `|` and `!`), and [`recv`](EndpointReceiver::recv) them. A
+//! message can carry file descriptors ([`Object`]) and shared memory
+//! ([`MemoryRegion`]). There is no daemon: the first endpoint to join hosts
+//! the bus controller, and another takes over if it dies.
+//!
+//! ```
+//! use busbar::{label, join, Message, Options, Selector};
+//! use std::time::Duration;
+//!
+//! # let bus = format!("doc.crate.{}", std::process::id());
+//! // Two endpoints on one bus (normally in two processes).
+//! let (earth, _earth_rx) = join::<String, String>(Options::new(&bus, label!("earth"), "token"), None)?;
+//! let (_moon, mut moon_rx) = join::<String, String>(Options::new(&bus, label!("moon", "satellite"), "token"), None)?;
+//!
+//! // A label expression picks the receivers; wait up to 1 s for one to be there.
+//! let to_moon = Selector::unicast("satellite & !earth".parse::<busbar::LabelOp>()?).ttl(Duration::from_secs(1));
+//! earth.send(Message::new(to_moon, "hello, moon".to_string()))?;
+//!
+//! let m = moon_rx.recv(Some(Duration::from_secs(5)))?;
+//! assert_eq!(m.payload, "hello, moon");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # How it works
+//!
+//! The controller (module `controller`) only keeps the directory of
+//! endpoints and pushes it to everyone; messages go straight from the sender
+//! to each receiver over a unix seqpacket socket (module `link`), with
+//! descriptors as `SCM_RIGHTS`. Payloads larger than 64 KiB travel in a
+//! sealed memfd. The wire format is in module `frame`; every raw syscall is
+//! in module `sys`. See `docs/ARCHITECTURE.md` in the repository.
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate self as busbar;
+
+mod controller;
+mod endpoint;
+mod error;
+mod frame;
+mod label;
+mod link;
+mod message;
+mod object;
+mod options;
+pub mod payload;
+mod region;
+mod selector;
+mod sys;
+
+pub use busbar_derive::{MessageBox, TypeUuid};
+pub use endpoint::{join, EndpointId, EndpointInfo, EndpointReceiver, EndpointSender};
+pub use error::{JoinError, RecvError, SendError};
+pub use frame::PROTOCOL_VERSION;
+pub use label::Label;
+pub use message::Message;
+pub use object::Object;
+pub use options::Options;
+pub use payload::{BytesMessage, CodecError, MessageBox, TypeUuid, TypeUuidBytes};
+pub use region::{MemoryRegion, RegionError};
+pub use selector::{LabelOp, ParseError, Selector, SelectorMode};

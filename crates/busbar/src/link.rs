@@ -1,0 +1,174 @@
+//! Data links: one seqpacket connection per sender → receiver pair.
+//!
+//! The sending side ([`OutLink`]) numbers its frames; the receiving side
+//! ([`InLink`]) reads whole frames, checks them with [`frame::check`], and
+//! drops (and counts) anything malformed. A peer that keeps sending
+//! malformed frames is disconnected.
+
+use crate::frame::{self, FrameError, Header, Kind};
+use crate::sys::socket::{self, Received};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Mutex;
+
+/// Malformed frames a link may send before it is cut.
+pub(crate) const MAX_BAD_FRAMES: u32 = 8;
+
+/// The sending end of a data link.
+#[derive(Debug)]
+pub(crate) struct OutLink {
+    state: Mutex<OutState>,
+}
+
+#[derive(Debug)]
+struct OutState {
+    fd: OwnedFd,
+    seq: u64,
+}
+
+impl OutLink {
+    /// Connects to the endpoint `peer` at `addr` and introduces us as `our_id`.
+    /// `Ok(None)` when nobody listens there (the endpoint is gone).
+    pub(crate) fn connect(addr: &socket::Address, our_id: u64, our_uid: u32) -> io::Result<Option<OutLink>> {
+        let Some(fd) = socket::connect(addr)? else { return Ok(None) };
+        // Whoever holds that address must be one of ours: never hand a message to a stranger.
+        let cred = socket::peer_cred(fd.as_fd())?;
+        if cred.uid != our_uid {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{addr:?} is held by uid {}, not ours", cred.uid),
+            ));
+        }
+        let hello = frame::encode_small(Kind::Hello, &frame::Hello { id: our_id }, frame::PROTOCOL_VERSION);
+        match socket::send_frame(fd.as_fd(), &[&hello], &[]) {
+            Ok(()) => Ok(Some(OutLink { state: Mutex::new(OutState { fd, seq: 0 }) })),
+            Err(e) if socket::is_peer_gone(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends one data frame, stamping the link's next sequence number into it.
+    /// Blocks while the receiver's socket buffer is full.
+    pub(crate) fn send(&self, header: &Header, body: &[&[u8]], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut h = header.clone();
+        h.seq = st.seq;
+        let head = h.encode();
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(1 + body.len());
+        parts.push(&head);
+        parts.extend(body.iter().copied().filter(|b| !b.is_empty()));
+        socket::send_frame(st.fd.as_fd(), &parts, fds)?;
+        st.seq += 1;
+        Ok(())
+    }
+}
+
+/// A frame as received, checked against its header.
+#[derive(Debug)]
+pub(crate) struct RawFrame {
+    pub header: Header,
+    /// The whole frame: header, selector, in-line payload.
+    pub bytes: Vec<u8>,
+    pub fds: Vec<OwnedFd>,
+}
+
+impl RawFrame {
+    /// The selector bytes.
+    pub(crate) fn selector(&self) -> &[u8] {
+        let end = frame::HEADER_LEN + self.header.selector_len as usize;
+        self.bytes.get(frame::HEADER_LEN..end).unwrap_or_default()
+    }
+
+    /// The in-line payload bytes (empty when the payload is in a memfd).
+    pub(crate) fn inline_payload(&self) -> &[u8] {
+        let start = frame::HEADER_LEN + self.header.selector_len as usize;
+        self.bytes.get(start..).unwrap_or_default()
+    }
+}
+
+/// The receiving end of a data link.
+#[derive(Debug)]
+pub(crate) struct InLink {
+    pub fd: OwnedFd,
+    /// The sender, once its hello arrived.
+    pub peer: Option<u64>,
+    next_seq: u64,
+    bad_frames: u32,
+}
+
+/// What one read from a link gave.
+#[derive(Debug)]
+pub(crate) enum Read {
+    /// A data frame for the application.
+    Frame(RawFrame),
+    /// Something the link handled itself (a hello) or dropped (a bad frame).
+    Nothing,
+    /// No more frames now.
+    Empty,
+    /// The link is finished: closed by the peer or cut for misbehaving.
+    Closed,
+}
+
+impl InLink {
+    /// A new link on an accepted socket.
+    pub(crate) fn new(fd: OwnedFd) -> InLink {
+        InLink { fd, peer: None, next_seq: 0, bad_frames: 0 }
+    }
+
+    /// Reads one frame (the socket is non-blocking). `buf` must hold [`frame::MAX_FRAME`]
+    /// bytes and `control` come from [`socket::recv_control_space`].
+    pub(crate) fn read(&mut self, buf: &mut [u8], control: &mut [std::mem::MaybeUninit<u8>]) -> Read {
+        let got = match socket::recv_frame(self.fd.as_fd(), buf, control) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(peer = ?self.peer, "data link read failed: {e}");
+                return Read::Closed;
+            }
+        };
+        match got {
+            Received::WouldBlock => Read::Empty,
+            Received::Closed => Read::Closed,
+            Received::Truncated => self.bad(FrameError::Length { want: frame::MAX_FRAME as u64 + 1, got: buf.len() }),
+            Received::Frame { len, fds } => {
+                let bytes = &buf[..len];
+                let header = match frame::check(bytes, fds.len()) {
+                    Ok(h) => h,
+                    Err(e) => return self.bad(e),
+                };
+                match header.kind {
+                    Kind::Hello if self.peer.is_none() => match frame::decode_small::<frame::Hello>(bytes) {
+                        Ok(h) => {
+                            self.peer = Some(h.id);
+                            Read::Nothing
+                        }
+                        Err(e) => self.bad(e),
+                    },
+                    Kind::Data if self.peer.is_some() => {
+                        if header.seq != self.next_seq {
+                            tracing::warn!(peer = ?self.peer, "frame {} arrived where {} was due", header.seq, self.next_seq);
+                        }
+                        self.next_seq = header.seq.wrapping_add(1);
+                        Read::Frame(RawFrame { header, bytes: bytes.to_vec(), fds })
+                    }
+                    _ => self.bad(FrameError::Body(format!("unexpected {:?} frame on a data link", header.kind))),
+                }
+            }
+        }
+    }
+
+    fn bad(&mut self, e: FrameError) -> Read {
+        self.bad_frames += 1;
+        tracing::warn!(peer = ?self.peer, "dropped a malformed frame: {e}");
+        if self.bad_frames >= MAX_BAD_FRAMES {
+            tracing::warn!(peer = ?self.peer, "disconnecting a peer after {} malformed frames", self.bad_frames);
+            Read::Closed
+        } else {
+            Read::Nothing
+        }
+    }
+
+    /// The socket, for a poller.
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

@@ -1,0 +1,1 @@
+//! PLACEHOLDER — memfd layer, written by the region helper.

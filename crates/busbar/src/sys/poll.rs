@@ -1,0 +1,96 @@
+//! epoll and eventfd: how the endpoint's threads wait for many sockets at once.
+
+use rustix::event::{epoll, eventfd, EventfdFlags};
+use rustix::io::Errno;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+/// An epoll instance ([epoll(7)]), level-triggered, keyed by `u64` tokens.
+///
+/// [epoll(7)]: https://man7.org/linux/man-pages/man7/epoll.7.html
+#[derive(Debug)]
+pub(crate) struct Poller {
+    fd: OwnedFd,
+}
+
+impl Poller {
+    /// A new, empty poller ([epoll_create1(2)]).
+    ///
+    /// [epoll_create1(2)]: https://man7.org/linux/man-pages/man2/epoll_create1.2.html
+    pub(crate) fn new() -> io::Result<Poller> {
+        Ok(Poller { fd: epoll::create(epoll::CreateFlags::CLOEXEC)? })
+    }
+
+    /// Watches `fd` for input (and hang-up) under `token` ([epoll_ctl(2)]).
+    ///
+    /// [epoll_ctl(2)]: https://man7.org/linux/man-pages/man2/epoll_ctl.2.html
+    pub(crate) fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        epoll::add(&self.fd, fd, epoll::EventData::new_u64(token), epoll::EventFlags::IN)?;
+        Ok(())
+    }
+
+    /// Stops watching `fd` ([epoll_ctl(2)]). A descriptor already closed is fine.
+    ///
+    /// [epoll_ctl(2)]: https://man7.org/linux/man-pages/man2/epoll_ctl.2.html
+    pub(crate) fn remove(&self, fd: BorrowedFd<'_>) {
+        let _ = epoll::delete(&self.fd, fd);
+    }
+
+    /// Waits until something is ready or `deadline` passes ([epoll_wait(2)]);
+    /// fills `ready` with the tokens. `None` waits forever.
+    ///
+    /// [epoll_wait(2)]: https://man7.org/linux/man-pages/man2/epoll_wait.2.html
+    pub(crate) fn wait(&self, ready: &mut Vec<u64>, deadline: Option<Instant>) -> io::Result<()> {
+        ready.clear();
+        let timeout = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            // Round up so that we do not wake a hair before the deadline and spin.
+            let left = left + Duration::from_nanos(999_999);
+            rustix::time::Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: (left.subsec_millis() as i64) * 1_000_000,
+            }
+        });
+        let mut events: Vec<epoll::Event> = Vec::with_capacity(64);
+        match epoll::wait(&self.fd, rustix::buffer::spare_capacity(&mut events), timeout.as_ref()) {
+            Ok(_) => {}
+            Err(Errno::INTR) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        ready.extend(events.iter().map(|e| e.data.u64()));
+        Ok(())
+    }
+}
+
+/// An eventfd ([eventfd(2)]) used as a doorbell between threads.
+///
+/// [eventfd(2)]: https://man7.org/linux/man-pages/man2/eventfd.2.html
+#[derive(Debug)]
+pub(crate) struct Doorbell {
+    fd: OwnedFd,
+}
+
+impl Doorbell {
+    /// A new, silent doorbell (non-blocking).
+    pub(crate) fn new() -> io::Result<Doorbell> {
+        Ok(Doorbell { fd: eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)? })
+    }
+
+    /// Rings it: whoever polls it wakes.
+    pub(crate) fn ring(&self) {
+        // Only fails when the counter would overflow, i.e. it is already ringing.
+        let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
+    }
+
+    /// Silences it after a wake-up.
+    pub(crate) fn clear(&self) {
+        let mut b = [0u8; 8];
+        let _ = rustix::io::read(&self.fd, &mut b);
+    }
+
+    /// The descriptor, to put in a [`Poller`].
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

@@ -1,0 +1,242 @@
+//! Unix `SOCK_SEQPACKET` sockets: the control and data links.
+//!
+//! A seqpacket socket keeps message boundaries (one `sendmsg` is one frame
+//! on the other side), keeps order, and carries descriptors with the frame
+//! they belong to (`SCM_RIGHTS`), which is exactly what a link needs.
+//! Addresses live in the abstract namespace (`\0busbar/...`), which the
+//! kernel frees when the last socket bound to them closes: a crashed
+//! controller leaves nothing behind.
+
+use rustix::io::Errno;
+use rustix::net::{
+    self, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+};
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+/// The most descriptors one frame can carry: the kernel's `SCM_MAX_FD`.
+pub(crate) const MAX_FDS_PER_FRAME: usize = 253;
+
+/// An address in the abstract unix namespace.
+#[derive(Clone)]
+pub(crate) struct Address {
+    name: Vec<u8>,
+    addr: SocketAddrUnix,
+}
+
+impl std::fmt::Debug for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "@{}", String::from_utf8_lossy(&self.name))
+    }
+}
+
+impl Address {
+    /// The longest abstract name the kernel accepts (`sun_path` less the leading NUL).
+    pub(crate) const MAX_NAME: usize = 107;
+
+    /// An abstract address, `\0name`. Fails when the name is too long.
+    pub(crate) fn abstract_name(name: &str) -> io::Result<Address> {
+        if name.len() > Self::MAX_NAME {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("socket name longer than {} bytes", Self::MAX_NAME),
+            ));
+        }
+        let addr = SocketAddrUnix::new_abstract_name(name.as_bytes())?;
+        Ok(Address { name: name.as_bytes().to_vec(), addr })
+    }
+}
+
+/// The credentials the kernel recorded for the peer of a connected socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PeerCred {
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+fn seqpacket() -> io::Result<OwnedFd> {
+    Ok(net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// What [`bind_listener`] found.
+pub(crate) enum Bind {
+    /// We own the address now.
+    Bound(OwnedFd),
+    /// Someone else holds it.
+    InUse,
+}
+
+/// Binds and listens on `addr` ([bind(2)], [listen(2)]).
+///
+/// [bind(2)]: https://man7.org/linux/man-pages/man2/bind.2.html
+/// [listen(2)]: https://man7.org/linux/man-pages/man2/listen.2.html
+pub(crate) fn bind_listener(addr: &Address) -> io::Result<Bind> {
+    let fd = seqpacket()?;
+    match net::bind(&fd, &addr.addr) {
+        Ok(()) => {}
+        Err(Errno::ADDRINUSE) => return Ok(Bind::InUse),
+        Err(e) => return Err(e.into()),
+    }
+    net::listen(&fd, 128)?;
+    Ok(Bind::Bound(fd))
+}
+
+/// Connects to a listener at `addr` ([connect(2)]). `Ok(None)` when nobody listens there.
+///
+/// [connect(2)]: https://man7.org/linux/man-pages/man2/connect.2.html
+pub(crate) fn connect(addr: &Address) -> io::Result<Option<OwnedFd>> {
+    let fd = seqpacket()?;
+    match net::connect(&fd, &addr.addr) {
+        Ok(()) => Ok(Some(fd)),
+        Err(Errno::CONNREFUSED) | Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Accepts one pending connection, non-blocking ([accept4(2)]). `Ok(None)` when none is waiting.
+///
+/// [accept4(2)]: https://man7.org/linux/man-pages/man2/accept4.2.html
+pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
+    match net::accept_with(listener, SocketFlags::CLOEXEC) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::AGAIN) | Err(Errno::INTR) => Ok(None),
+        // The peer gave up before we got to it; nothing to do.
+        Err(Errno::CONNABORTED) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The peer's pid, uid and gid as the kernel saw them at connect time ([`SO_PEERCRED`]).
+///
+/// [`SO_PEERCRED`]: https://man7.org/linux/man-pages/man7/unix.7.html
+pub(crate) fn peer_cred(fd: BorrowedFd<'_>) -> io::Result<PeerCred> {
+    let c = net::sockopt::socket_peercred(fd)?;
+    Ok(PeerCred {
+        pid: c.pid.as_raw_nonzero().get() as u32,
+        uid: c.uid.as_raw(),
+        gid: c.gid.as_raw(),
+    })
+}
+
+/// Makes `fd` non-blocking (or blocking again) ([fcntl(2)] `O_NONBLOCK`).
+///
+/// [fcntl(2)]: https://man7.org/linux/man-pages/man2/fcntl.2.html
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    rustix::io::ioctl_fionbio(fd, on)?;
+    Ok(())
+}
+
+/// Bounds how long a blocking receive waits ([`SO_RCVTIMEO`]); `None` waits forever.
+///
+/// [`SO_RCVTIMEO`]: https://man7.org/linux/man-pages/man7/socket.7.html
+pub(crate) fn set_recv_timeout(fd: BorrowedFd<'_>, d: Option<Duration>) -> io::Result<()> {
+    net::sockopt::set_socket_timeout(fd, net::sockopt::Timeout::Recv, d.map(nonzero_timeout))?;
+    Ok(())
+}
+
+/// Bounds how long a blocking send waits ([`SO_SNDTIMEO`]); `None` waits forever.
+///
+/// [`SO_SNDTIMEO`]: https://man7.org/linux/man-pages/man7/socket.7.html
+pub(crate) fn set_send_timeout(fd: BorrowedFd<'_>, d: Option<Duration>) -> io::Result<()> {
+    net::sockopt::set_socket_timeout(fd, net::sockopt::Timeout::Send, d.map(nonzero_timeout))?;
+    Ok(())
+}
+
+// A zero timeout means "forever" to the kernel; the smallest real one is 1 µs.
+fn nonzero_timeout(d: Duration) -> Duration {
+    d.max(Duration::from_micros(1))
+}
+
+/// Sends one frame: the byte slices, gathered, and the descriptors as `SCM_RIGHTS`
+/// ([sendmsg(2)]). A seqpacket send is all or nothing.
+///
+/// [sendmsg(2)]: https://man7.org/linux/man-pages/man2/sendmsg.2.html
+pub(crate) fn send_frame(fd: BorrowedFd<'_>, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    if fds.len() > MAX_FDS_PER_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors for one frame"));
+    }
+    let iov: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len().max(1)))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other("ancillary buffer too small"));
+    }
+    loop {
+        match net::sendmsg(fd, &iov, &mut control, SendFlags::NOSIGNAL) {
+            Ok(_) => return Ok(()),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// One frame as it came off a socket.
+#[derive(Debug)]
+pub(crate) enum Received {
+    /// A whole frame of `len` bytes, with its descriptors.
+    Frame { len: usize, fds: Vec<OwnedFd> },
+    /// A frame that did not fit the buffer or whose descriptors were cut; its
+    /// descriptors (if any arrived) are already closed.
+    Truncated,
+    /// Nothing to read now (non-blocking socket), or the receive timeout ran out.
+    WouldBlock,
+    /// The peer closed its end.
+    Closed,
+}
+
+/// Space for the control message of a frame with the most descriptors.
+pub(crate) fn recv_control_space() -> Vec<MaybeUninit<u8>> {
+    vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_FRAME))]
+}
+
+/// Receives one frame into `buf` ([recvmsg(2)] with `MSG_CMSG_CLOEXEC`).
+///
+/// [recvmsg(2)]: https://man7.org/linux/man-pages/man2/recvmsg.2.html
+pub(crate) fn recv_frame(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    control_space: &mut [MaybeUninit<u8>],
+) -> io::Result<Received> {
+    let mut control = RecvAncillaryBuffer::new(control_space);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = loop {
+        match net::recvmsg(fd, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
+            Ok(m) => break m,
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => return Ok(Received::WouldBlock),
+            Err(Errno::CONNRESET) => return Ok(Received::Closed),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut fds = Vec::new();
+    for m in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(rights) = m {
+            fds.extend(rights);
+        }
+    }
+    if msg.flags.intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC) {
+        drop(fds);
+        return Ok(Received::Truncated);
+    }
+    if msg.bytes == 0 && fds.is_empty() {
+        return Ok(Received::Closed);
+    }
+    Ok(Received::Frame { len: msg.bytes, fds })
+}
+
+/// Whether an error from a send means the peer is gone for good.
+pub(crate) fn is_peer_gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error().map(Errno::from_raw_os_error),
+        Some(Errno::PIPE) | Some(Errno::CONNRESET) | Some(Errno::CONNREFUSED) | Some(Errno::NOTCONN)
+    )
+}
