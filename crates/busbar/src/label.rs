@@ -1,13 +1,51 @@
-//! PLACEHOLDER — owned by the label/selector helper; replaced wholesale.
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+//! Labels: the sets of strings that describe endpoints.
+//!
+//! Every endpoint joins a bus with a [`Label`], and a
+//! [`Selector`](crate::Selector) picks receivers by testing their labels.
+//!
+//! ```
+//! use busbar::{label, Label};
+//!
+//! let label = label!("renderer", "gpu");
+//! assert!(label.contains("gpu"));
+//! assert_eq!(label.to_string(), "gpu,renderer");
+//! assert_eq!("renderer, gpu".parse::<Label>().unwrap(), label);
+//! ```
 
-/// A set of strings describing an endpoint.
+use serde::{Deserialize, Serialize};
+use std::collections::{btree_set, BTreeSet};
+use std::convert::Infallible;
+use std::fmt;
+use std::str::FromStr;
+
+/// A set of strings describing an endpoint, such as `{"renderer", "gpu"}`.
+///
+/// The strings are kept sorted and without duplicates. Build one with the
+/// [`label!`](crate::label!) macro, [`Label::new`], `collect()`, or by
+/// parsing the comma-separated form that [`Display`](fmt::Display) prints.
+///
+/// # Examples
+///
+/// ```
+/// use busbar::Label;
+///
+/// let mut label = Label::new(["renderer"]);
+/// label.insert("gpu");
+/// assert_eq!(label.len(), 2);
+/// assert_eq!(label.iter().collect::<Vec<_>>(), ["gpu", "renderer"]);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Label(BTreeSet<String>);
 
 impl Label {
     /// Builds a label from strings.
+    ///
+    /// ```
+    /// use busbar::Label;
+    ///
+    /// let label = Label::new(["gpu", "renderer", "gpu"]);
+    /// assert_eq!(label.len(), 2);
+    /// ```
     pub fn new<I, S>(items: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -15,18 +53,166 @@ impl Label {
     {
         Label(items.into_iter().map(Into::into).collect())
     }
+
+    /// Adds `item`; returns whether it was new.
+    pub fn insert(&mut self, item: impl Into<String>) -> bool {
+        self.0.insert(item.into())
+    }
+
     /// Whether the label holds `s`.
     pub fn contains(&self, s: &str) -> bool {
         self.0.contains(s)
     }
+
     /// The strings, sorted.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(String::as_str)
     }
+
+    /// How many strings the label holds.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the label holds no string.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
-/// Builds a [`Label`].
+/// Prints the strings sorted and comma-separated, e.g. `gpu,renderer`.
+///
+/// Strings are printed as they are: one that contains a comma, or starts or
+/// ends with a space, does not survive a trip through [`FromStr`].
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, item) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(item)?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses the comma-separated form: `"renderer, gpu"`.
+///
+/// Items are trimmed of surrounding whitespace and empty items are skipped,
+/// so `""` gives the empty label. Parsing never fails.
+impl FromStr for Label {
+    type Err = Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Infallible> {
+        Ok(s.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .collect())
+    }
+}
+
+/// A label holding just `s`, as it is (no splitting at commas).
+impl From<&str> for Label {
+    fn from(s: &str) -> Self {
+        Label::new([s])
+    }
+}
+
+/// A label holding just `s`, as it is (no splitting at commas).
+impl From<String> for Label {
+    fn from(s: String) -> Self {
+        Label::new([s])
+    }
+}
+
+impl<S: Into<String>> FromIterator<S> for Label {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        Label::new(iter)
+    }
+}
+
+impl<S: Into<String>> Extend<S> for Label {
+    fn extend<I: IntoIterator<Item = S>>(&mut self, iter: I) {
+        self.0.extend(iter.into_iter().map(Into::into));
+    }
+}
+
+impl IntoIterator for Label {
+    type Item = String;
+    type IntoIter = btree_set::IntoIter<String>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Label {
+    type Item = &'a str;
+    type IntoIter = std::iter::Map<btree_set::Iter<'a, String>, fn(&'a String) -> &'a str>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+/// Builds a [`Label`] from string expressions.
+///
+/// ```
+/// use busbar::label;
+///
+/// let label = label!("renderer", "gpu");
+/// assert!(label.contains("renderer"));
+/// assert!(label!().is_empty());
+/// ```
 #[macro_export]
 macro_rules! label {
-    ($($s:expr),* $(,)?) => { $crate::Label::new([$(::std::string::String::from($s)),*]) };
+    ($($s:expr),* $(,)?) => {
+        $crate::Label::new::<_, ::std::string::String>([$(::std::string::String::from($s)),*])
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macro_forms() {
+        assert!(label!().is_empty());
+        assert_eq!(label!().len(), 0);
+        let name = String::from("gpu");
+        let l = label!("renderer", name, "gpu",);
+        assert_eq!(l.len(), 2);
+        assert!(l.contains("gpu") && l.contains("renderer") && !l.contains("cpu"));
+    }
+
+    #[test]
+    fn display_and_parse() {
+        let l = label!("renderer", "gpu");
+        assert_eq!(l.to_string(), "gpu,renderer");
+        assert_eq!(" renderer ,, gpu , ".parse::<Label>(), Ok(l.clone()));
+        assert_eq!(l.to_string().parse::<Label>(), Ok(l));
+        assert_eq!("".parse::<Label>(), Ok(Label::default()));
+        assert_eq!(Label::default().to_string(), "");
+    }
+
+    #[test]
+    fn conversions() {
+        assert_eq!(Label::from("a,b").iter().collect::<Vec<_>>(), ["a,b"]);
+        assert_eq!(Label::from(String::from("x")), label!("x"));
+        let l: Label = ["b", "a"].into_iter().collect();
+        assert_eq!((&l).into_iter().collect::<Vec<_>>(), ["a", "b"]);
+        let mut m = Label::default();
+        assert!(m.insert("a"));
+        assert!(!m.insert("a"));
+        m.extend(["b"]);
+        assert_eq!(m, l);
+        assert_eq!(l.into_iter().collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn serde_round_trip() {
+        let l = label!("renderer", "gpu", "");
+        let bytes = postcard::to_allocvec(&l).unwrap();
+        assert_eq!(postcard::from_bytes::<Label>(&bytes).unwrap(), l);
+    }
 }

@@ -62,5 +62,5 @@ pub use message::Message;
 pub use object::Object;
 pub use options::Options;
 pub use payload::{BytesMessage, CodecError, MessageBox, TypeUuid, TypeUuidBytes};
-pub use region::{MemoryRegion, RegionError};
+pub use region::{MemoryRegion, MemoryRegistry, RegionError, RegistryStats};
 pub use selector::{LabelOp, ParseError, Selector, SelectorMode};
