@@ -59,9 +59,10 @@ pub enum SendError {
         /// Notes the payload's own descriptor when it counts.
         spill: &'static str,
     },
-    /// The selector's text is longer than a frame allows.
-    #[error("selector of {0} bytes is too long")]
-    SelectorTooLong(usize),
+    /// The selector cannot travel: its text is longer than a frame allows, or
+    /// its expression is nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH).
+    #[error("invalid selector: {0}")]
+    InvalidSelector(String),
     /// The payload could not be encoded.
     #[error(transparent)]
     Encode(#[from] CodecError),

@@ -63,4 +63,4 @@ pub use object::Object;
 pub use options::Options;
 pub use payload::{BytesMessage, CodecError, MessageBox, TypeUuid, TypeUuidBytes};
 pub use region::{MemoryRegion, MemoryRegistry, RegionError, RegistryStats};
-pub use selector::{LabelOp, ParseError, Selector, SelectorMode};
+pub use selector::{LabelOp, ParseError, Selector, SelectorMode, MAX_DEPTH, MAX_EXPR_LEN};

@@ -31,9 +31,20 @@ pub(crate) struct OutFrame {
 impl OutFrame {
     /// Encodes a message.
     pub(crate) fn encode<T: MessageBox>(msg: Message<T>) -> Result<OutFrame, SendError> {
+        let depth = msg.selector.label_op.depth();
+        if depth > crate::MAX_DEPTH {
+            return Err(SendError::InvalidSelector(format!(
+                "nested {depth} deep, at most {} can travel",
+                crate::MAX_DEPTH
+            )));
+        }
         let selector_bytes = frame::encode_selector(&msg.selector);
         if selector_bytes.len() > frame::MAX_SELECTOR {
-            return Err(SendError::SelectorTooLong(selector_bytes.len()));
+            return Err(SendError::InvalidSelector(format!(
+                "{} bytes of text, at most {} can travel",
+                selector_bytes.len(),
+                frame::MAX_SELECTOR
+            )));
         }
         let mut payload = Vec::new();
         msg.payload.encode_into(&mut payload)?;
