@@ -13,7 +13,9 @@ pub enum JoinError {
     #[error("timed out waiting for the bus controller")]
     Timeout,
     /// The controller speaks another protocol version.
-    #[error("protocol version mismatch: this endpoint speaks {ours}, the bus controller {controller}")]
+    #[error(
+        "protocol version mismatch: this endpoint speaks {ours}, the bus controller {controller}"
+    )]
     VersionMismatch {
         /// Ours.
         ours: u16,

@@ -193,7 +193,9 @@ impl Header {
 pub(crate) fn check(bytes: &[u8], fds: usize) -> Result<Header, FrameError> {
     let h = Header::decode(bytes)?;
     if h.kind != Kind::Data && (h.selector_len != 0 || h.fd_count() != 0) {
-        return Err(FrameError::Body("only data frames carry selectors or descriptors".into()));
+        return Err(FrameError::Body(
+            "only data frames carry selectors or descriptors".into(),
+        ));
     }
     if h.payload_len > MAX_PAYLOAD {
         return Err(FrameError::TooLarge(h.payload_len));
@@ -201,10 +203,16 @@ pub(crate) fn check(bytes: &[u8], fds: usize) -> Result<Header, FrameError> {
     let body = h.selector_len as u64 + if h.payload_in_fd() { 0 } else { h.payload_len };
     let want = HEADER_LEN as u64 + body;
     if want != bytes.len() as u64 {
-        return Err(FrameError::Length { want, got: bytes.len() });
+        return Err(FrameError::Length {
+            want,
+            got: bytes.len(),
+        });
     }
     if h.fd_count() != fds {
-        return Err(FrameError::Fds { want: h.fd_count(), got: fds });
+        return Err(FrameError::Fds {
+            want: h.fd_count(),
+            got: fds,
+        });
     }
     Ok(h)
 }
@@ -223,15 +231,24 @@ pub(crate) fn encode_selector(s: &Selector) -> Vec<u8> {
 
 /// Reads a selector off the wire (its ttl is not sent: it only matters to the sender).
 pub(crate) fn decode_selector(b: &[u8]) -> Result<Selector, FrameError> {
-    let (&mode, text) = b.split_first().ok_or_else(|| FrameError::Body("empty selector".into()))?;
+    let (&mode, text) = b
+        .split_first()
+        .ok_or_else(|| FrameError::Body("empty selector".into()))?;
     let mode = match mode {
         0 => SelectorMode::Unicast,
         1 => SelectorMode::Multicast,
         m => return Err(FrameError::Body(format!("unknown selector mode {m}"))),
     };
-    let text = std::str::from_utf8(text).map_err(|_| FrameError::Body("selector is not UTF-8".into()))?;
-    let label_op: LabelOp = text.parse().map_err(|e| FrameError::Body(format!("selector: {e}")))?;
-    Ok(Selector { mode, label_op, ttl: Duration::ZERO })
+    let text =
+        std::str::from_utf8(text).map_err(|_| FrameError::Body("selector is not UTF-8".into()))?;
+    let label_op: LabelOp = text
+        .parse()
+        .map_err(|e| FrameError::Body(format!("selector: {e}")))?;
+    Ok(Selector {
+        mode,
+        label_op,
+        ttl: Duration::ZERO,
+    })
 }
 
 /// An endpoint as the directory records it.
@@ -333,7 +350,10 @@ mod tests {
         let mut f = h.encode().to_vec();
         f.extend_from_slice(&[0; 14]);
         assert!(check(&f, 0).is_ok());
-        assert!(matches!(check(&f[..f.len() - 1], 0), Err(FrameError::Length { .. })));
+        assert!(matches!(
+            check(&f[..f.len() - 1], 0),
+            Err(FrameError::Length { .. })
+        ));
         assert!(matches!(check(&f, 1), Err(FrameError::Fds { .. })));
         assert!(matches!(check(&f[..10], 0), Err(FrameError::Short(10))));
         let mut bad = f.clone();
@@ -346,7 +366,10 @@ mod tests {
         k[6] = 77;
         assert_eq!(check(&k, 0), Err(FrameError::Kind(77)));
         h.payload_len = u64::MAX;
-        assert!(matches!(check(&h.encode(), 0), Err(FrameError::TooLarge(_))));
+        assert!(matches!(
+            check(&h.encode(), 0),
+            Err(FrameError::TooLarge(_))
+        ));
     }
 
     proptest::proptest! {

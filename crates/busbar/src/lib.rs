@@ -36,6 +36,7 @@
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
+#![deny(unsafe_code)]
 
 extern crate self as busbar;
 
@@ -51,6 +52,7 @@ mod options;
 pub mod payload;
 mod region;
 mod selector;
+#[allow(unsafe_code)] // The platform layer is the one place allowed `unsafe`.
 mod sys;
 
 pub use busbar_derive::{MessageBox, TypeUuid};

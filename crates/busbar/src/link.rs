@@ -29,8 +29,14 @@ struct OutState {
 impl OutLink {
     /// Connects to the endpoint `peer` at `addr` and introduces us as `our_id`.
     /// `Ok(None)` when nobody listens there (the endpoint is gone).
-    pub(crate) fn connect(addr: &socket::Address, our_id: u64, our_uid: u32) -> io::Result<Option<OutLink>> {
-        let Some(fd) = socket::connect(addr)? else { return Ok(None) };
+    pub(crate) fn connect(
+        addr: &socket::Address,
+        our_id: u64,
+        our_uid: u32,
+    ) -> io::Result<Option<OutLink>> {
+        let Some(fd) = socket::connect(addr)? else {
+            return Ok(None);
+        };
         // Whoever holds that address must be one of ours: never hand a message to a stranger.
         let cred = socket::peer_cred(fd.as_fd())?;
         if cred.uid != our_uid {
@@ -39,9 +45,15 @@ impl OutLink {
                 format!("{addr:?} is held by uid {}, not ours", cred.uid),
             ));
         }
-        let hello = frame::encode_small(Kind::Hello, &frame::Hello { id: our_id }, frame::PROTOCOL_VERSION);
+        let hello = frame::encode_small(
+            Kind::Hello,
+            &frame::Hello { id: our_id },
+            frame::PROTOCOL_VERSION,
+        );
         match socket::send_frame(fd.as_fd(), &[&hello], &[]) {
-            Ok(()) => Ok(Some(OutLink { state: Mutex::new(OutState { fd, seq: 0 }) })),
+            Ok(()) => Ok(Some(OutLink {
+                state: Mutex::new(OutState { fd, seq: 0 }),
+            })),
             Err(e) if socket::is_peer_gone(&e) => Ok(None),
             Err(e) => Err(e),
         }
@@ -49,7 +61,12 @@ impl OutLink {
 
     /// Sends one data frame, stamping the link's next sequence number into it.
     /// Blocks while the receiver's socket buffer is full.
-    pub(crate) fn send(&self, header: &Header, body: &[&[u8]], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    pub(crate) fn send(
+        &self,
+        header: &Header,
+        body: &[&[u8]],
+        fds: &[BorrowedFd<'_>],
+    ) -> io::Result<()> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut h = header.clone();
         h.seq = st.seq;
@@ -112,12 +129,21 @@ pub(crate) enum Read {
 impl InLink {
     /// A new link on an accepted socket.
     pub(crate) fn new(fd: OwnedFd) -> InLink {
-        InLink { fd, peer: None, next_seq: 0, bad_frames: 0 }
+        InLink {
+            fd,
+            peer: None,
+            next_seq: 0,
+            bad_frames: 0,
+        }
     }
 
     /// Reads one frame (the socket is non-blocking). `buf` must hold [`frame::MAX_FRAME`]
     /// bytes and `control` come from [`socket::recv_control_space`].
-    pub(crate) fn read(&mut self, buf: &mut [u8], control: &mut [std::mem::MaybeUninit<u8>]) -> Read {
+    pub(crate) fn read(
+        &mut self,
+        buf: &mut [u8],
+        control: &mut [std::mem::MaybeUninit<u8>],
+    ) -> Read {
         let got = match socket::recv_frame(self.fd.as_fd(), buf, control) {
             Ok(r) => r,
             Err(e) => {
@@ -128,7 +154,10 @@ impl InLink {
         match got {
             Received::WouldBlock => Read::Empty,
             Received::Closed => Read::Closed,
-            Received::Truncated => self.bad(FrameError::Length { want: frame::MAX_FRAME as u64 + 1, got: buf.len() }),
+            Received::Truncated => self.bad(FrameError::Length {
+                want: frame::MAX_FRAME as u64 + 1,
+                got: buf.len(),
+            }),
             Received::Frame { len, fds } => {
                 let bytes = &buf[..len];
                 let header = match frame::check(bytes, fds.len()) {
@@ -136,21 +165,30 @@ impl InLink {
                     Err(e) => return self.bad(e),
                 };
                 match header.kind {
-                    Kind::Hello if self.peer.is_none() => match frame::decode_small::<frame::Hello>(bytes) {
-                        Ok(h) => {
-                            self.peer = Some(h.id);
-                            Read::Nothing
+                    Kind::Hello if self.peer.is_none() => {
+                        match frame::decode_small::<frame::Hello>(bytes) {
+                            Ok(h) => {
+                                self.peer = Some(h.id);
+                                Read::Nothing
+                            }
+                            Err(e) => self.bad(e),
                         }
-                        Err(e) => self.bad(e),
-                    },
+                    }
                     Kind::Data if self.peer.is_some() => {
                         if header.seq != self.next_seq {
                             tracing::warn!(peer = ?self.peer, "frame {} arrived where {} was due", header.seq, self.next_seq);
                         }
                         self.next_seq = header.seq.wrapping_add(1);
-                        Read::Frame(RawFrame { header, bytes: bytes.to_vec(), fds })
+                        Read::Frame(RawFrame {
+                            header,
+                            bytes: bytes.to_vec(),
+                            fds,
+                        })
                     }
-                    _ => self.bad(FrameError::Body(format!("unexpected {:?} frame on a data link", header.kind))),
+                    _ => self.bad(FrameError::Body(format!(
+                        "unexpected {:?} frame on a data link",
+                        header.kind
+                    ))),
                 }
             }
         }

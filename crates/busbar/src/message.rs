@@ -24,7 +24,12 @@ pub struct Message<T> {
 impl<T> Message<T> {
     /// A message with no attachments.
     pub fn new(selector: Selector, payload: T) -> Message<T> {
-        Message { selector, payload, objects: Vec::new(), memory_regions: Vec::new() }
+        Message {
+            selector,
+            payload,
+            objects: Vec::new(),
+            memory_regions: Vec::new(),
+        }
     }
 
     /// Adds an object (builder style).

@@ -43,7 +43,12 @@ pub(crate) struct Controller {
 
 impl Controller {
     /// Starts serving on `listener` (already bound to the bus address) inside endpoint `host`.
-    pub(crate) fn start(listener: OwnedFd, host: u64, token: String, seed: Seed) -> io::Result<Controller> {
+    pub(crate) fn start(
+        listener: OwnedFd,
+        host: u64,
+        token: String,
+        seed: Seed,
+    ) -> io::Result<Controller> {
         let stop = Arc::new(Doorbell::new()?);
         let poller = Poller::new()?;
         poller.add(stop.as_fd(), STOP)?;
@@ -58,7 +63,19 @@ impl Controller {
             poller,
             listener,
             conns: HashMap::new(),
-            dir: seed.peers.into_iter().map(|r| (r.id, Entry { record: r, conn: None })).collect(),
+            dir: seed
+                .peers
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.id,
+                        Entry {
+                            record: r,
+                            conn: None,
+                        },
+                    )
+                })
+                .collect(),
             grace,
             next_token: 2,
         };
@@ -67,7 +84,10 @@ impl Controller {
             .name("busbar-controller".into())
             .spawn(move || state.run(&bell))?;
         tracing::debug!(host = format_args!("{host:016x}"), "controller started");
-        Ok(Controller { stop, thread: Some(thread) })
+        Ok(Controller {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 
@@ -134,7 +154,11 @@ impl State {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let joins = self.conns.values().filter(|c| c.id.is_none()).map(|c| c.since + JOIN_DEADLINE);
+        let joins = self
+            .conns
+            .values()
+            .filter(|c| c.id.is_none())
+            .map(|c| c.since + JOIN_DEADLINE);
         joins.chain(self.grace).min()
     }
 
@@ -159,7 +183,15 @@ impl State {
                     let token = self.next_token;
                     self.next_token += 1;
                     if self.poller.add(fd.as_fd(), token).is_ok() {
-                        self.conns.insert(token, Conn { fd, cred, id: None, since: Instant::now() });
+                        self.conns.insert(
+                            token,
+                            Conn {
+                                fd,
+                                cred,
+                                id: None,
+                                since: Instant::now(),
+                            },
+                        );
                     }
                 }
                 Err(e) => tracing::warn!("could not set up a control connection: {e}"),
@@ -169,7 +201,9 @@ impl State {
 
     fn read_conn(&mut self, token: u64, buf: &mut [u8], control: &mut [std::mem::MaybeUninit<u8>]) {
         loop {
-            let Some(conn) = self.conns.get(&token) else { return };
+            let Some(conn) = self.conns.get(&token) else {
+                return;
+            };
             let got = socket::recv_frame(conn.fd.as_fd(), buf, control);
             match got {
                 Ok(Received::WouldBlock) => return,
@@ -190,15 +224,23 @@ impl State {
 
     /// Handles one frame from a connection; `false` closes it.
     fn on_frame(&mut self, token: u64, bytes: &[u8]) -> bool {
-        let Some(conn) = self.conns.get(&token) else { return false };
+        let Some(conn) = self.conns.get(&token) else {
+            return false;
+        };
         if conn.id.is_some() {
-            tracing::warn!("an admitted endpoint sent an unexpected control frame; disconnecting it");
+            tracing::warn!(
+                "an admitted endpoint sent an unexpected control frame; disconnecting it"
+            );
             return false;
         }
         let cred = conn.cred;
         match admit::check(bytes, &self.token, self.uid, cred) {
             Err(refusal) => {
-                tracing::info!(pid = cred.pid, uid = cred.uid, "refused a join: {refusal:?}");
+                tracing::info!(
+                    pid = cred.pid,
+                    uid = cred.uid,
+                    "refused a join: {refusal:?}"
+                );
                 self.send(token, &Control::Refuse(refusal));
                 false
             }
@@ -207,8 +249,19 @@ impl State {
                     self.send(token, &Control::Refuse(frame::Refusal::DuplicateId));
                     return false;
                 }
-                let record = PeerRecord { id, label, pid: cred.pid, uid: cred.uid };
-                self.dir.insert(id, Entry { record: record.clone(), conn: Some(token) });
+                let record = PeerRecord {
+                    id,
+                    label,
+                    pid: cred.pid,
+                    uid: cred.uid,
+                };
+                self.dir.insert(
+                    id,
+                    Entry {
+                        record: record.clone(),
+                        conn: Some(token),
+                    },
+                );
                 if let Some(c) = self.conns.get_mut(&token) {
                     c.id = Some(id);
                 }
@@ -228,7 +281,9 @@ impl State {
 
     /// Sends to one connection; `false` if it failed (the caller closes it).
     fn send(&self, token: u64, msg: &Control) -> bool {
-        let Some(conn) = self.conns.get(&token) else { return false };
+        let Some(conn) = self.conns.get(&token) else {
+            return false;
+        };
         let bytes = frame::encode_small(Kind::Control, msg, frame::PROTOCOL_VERSION);
         // Admitted connections are non-blocking for reads; block (bounded) for this write.
         let _ = socket::set_nonblocking(conn.fd.as_fd(), false);
@@ -245,7 +300,10 @@ impl State {
             .filter(|(t, c)| c.id.is_some() && Some(**t) != except)
             .map(|(t, _)| *t)
             .collect();
-        let failed: Vec<u64> = targets.into_iter().filter(|t| !self.send(*t, msg)).collect();
+        let failed: Vec<u64> = targets
+            .into_iter()
+            .filter(|t| !self.send(*t, msg))
+            .collect();
         for t in failed {
             tracing::warn!("an endpoint did not take a directory update in time; dropping it");
             self.close(t);
@@ -253,7 +311,9 @@ impl State {
     }
 
     fn close(&mut self, token: u64) {
-        let Some(conn) = self.conns.remove(&token) else { return };
+        let Some(conn) = self.conns.remove(&token) else {
+            return;
+        };
         self.poller.remove(conn.fd.as_fd());
         if let Some(id) = conn.id {
             if self.dir.get(&id).is_some_and(|e| e.conn == Some(token)) {
@@ -275,9 +335,16 @@ impl State {
         }
         if self.grace.is_some_and(|g| now >= g) {
             self.grace = None;
-            let gone: Vec<u64> = self.dir.iter().filter(|(_, e)| e.conn.is_none()).map(|(id, _)| *id).collect();
+            let gone: Vec<u64> = self
+                .dir
+                .iter()
+                .filter(|(_, e)| e.conn.is_none())
+                .map(|(id, _)| *id)
+                .collect();
             for id in gone {
-                tracing::info!("endpoint {id:016x} did not re-register after failover; removing it");
+                tracing::info!(
+                    "endpoint {id:016x} did not re-register after failover; removing it"
+                );
                 self.dir.remove(&id);
                 self.broadcast(&Control::Removed(id), None);
             }

@@ -47,7 +47,11 @@ pub(crate) struct Seed {
 
 /// Tries once to join the bus. When no controller answers and the options
 /// allow it, binds the bus address and starts a controller seeded with `seed`.
-pub(crate) fn attempt(options: &Options, id: u64, seed: impl FnOnce() -> Seed) -> Result<Attempt, JoinError> {
+pub(crate) fn attempt(
+    options: &Options,
+    id: u64,
+    seed: impl FnOnce() -> Seed,
+) -> Result<Attempt, JoinError> {
     let addr = bus_address(&options.identifier)?;
     let mut started = None;
     let conn = match socket::connect(&addr)? {
@@ -96,14 +100,18 @@ fn handshake(conn: OwnedFd, options: &Options, id: u64) -> Result<Option<Joined>
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(JoinError::Protocol("the controller did not answer the join request".into()));
+            return Err(JoinError::Protocol(
+                "the controller did not answer the join request".into(),
+            ));
         }
         socket::set_recv_timeout(conn.as_fd(), Some(left))?;
         let len = match socket::recv_frame(conn.as_fd(), &mut buf, &mut control)? {
             Received::Frame { len, .. } => len,
             Received::Closed => return Ok(None),
             Received::WouldBlock => continue,
-            Received::Truncated => return Err(JoinError::Protocol("oversized answer to join".into())),
+            Received::Truncated => {
+                return Err(JoinError::Protocol("oversized answer to join".into()))
+            }
         };
         let bytes = &buf[..len];
         let answer = match frame::check(bytes, 0) {
@@ -114,19 +122,37 @@ fn handshake(conn: OwnedFd, options: &Options, id: u64) -> Result<Option<Joined>
         }
         .map_err(|e| JoinError::Protocol(e.to_string()))?;
         return match answer {
-            Control::Welcome { epoch, controller, peers } => {
+            Control::Welcome {
+                epoch,
+                controller,
+                peers,
+            } => {
                 socket::set_recv_timeout(conn.as_fd(), None)?;
                 socket::set_nonblocking(conn.as_fd(), true)?;
-                Ok(Some(Joined { conn, epoch, controller, peers }))
+                Ok(Some(Joined {
+                    conn,
+                    epoch,
+                    controller,
+                    peers,
+                }))
             }
-            Control::Refuse(Refusal::Version { controller }) => {
-                Err(JoinError::VersionMismatch { ours: options.protocol_version, controller })
-            }
+            Control::Refuse(Refusal::Version { controller }) => Err(JoinError::VersionMismatch {
+                ours: options.protocol_version,
+                controller,
+            }),
             Control::Refuse(Refusal::Token) => Err(JoinError::TokenMismatch),
-            Control::Refuse(Refusal::Permission { uid }) => Err(JoinError::PermissionDenied { uid }),
-            Control::Refuse(Refusal::DuplicateId) => Err(JoinError::Protocol("endpoint id already in use".into())),
-            Control::Refuse(Refusal::Malformed) => Err(JoinError::Protocol("the controller could not read our join".into())),
-            other => Err(JoinError::Protocol(format!("unexpected answer to join: {other:?}"))),
+            Control::Refuse(Refusal::Permission { uid }) => {
+                Err(JoinError::PermissionDenied { uid })
+            }
+            Control::Refuse(Refusal::DuplicateId) => {
+                Err(JoinError::Protocol("endpoint id already in use".into()))
+            }
+            Control::Refuse(Refusal::Malformed) => Err(JoinError::Protocol(
+                "the controller could not read our join".into(),
+            )),
+            other => Err(JoinError::Protocol(format!(
+                "unexpected answer to join: {other:?}"
+            ))),
         };
     }
 }

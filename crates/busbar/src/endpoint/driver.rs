@@ -43,7 +43,9 @@ pub(crate) fn spawn(
         retry_at: None,
         backoff: Duration::from_millis(1),
     };
-    std::thread::Builder::new().name("busbar-endpoint".into()).spawn(move || driver.run())
+    std::thread::Builder::new()
+        .name("busbar-endpoint".into())
+        .spawn(move || driver.run())
 }
 
 struct Driver {
@@ -64,7 +66,10 @@ impl Driver {
         let mut buf = vec![0u8; frame::MAX_FRAME];
         let mut space = socket::recv_control_space();
         while !self.shared.closed.load(Ordering::SeqCst) {
-            let deadline = [self.shared.next_pending_deadline(), self.retry_at].into_iter().flatten().min();
+            let deadline = [self.shared.next_pending_deadline(), self.retry_at]
+                .into_iter()
+                .flatten()
+                .min();
             if let Err(e) = self.poller.wait(&mut ready, deadline) {
                 tracing::error!("endpoint poll failed: {e}");
                 return;
@@ -85,7 +90,11 @@ impl Driver {
     }
 
     fn flush_pending(&self) {
-        let mut pending = self.shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self
+            .shared
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if !pending.is_empty() {
             self.shared.flush(&mut pending, Instant::now());
         }
@@ -104,7 +113,11 @@ impl Driver {
             match socket::peer_cred(fd.as_fd()) {
                 Ok(c) if c.uid == self.shared.uid => {}
                 Ok(c) => {
-                    tracing::warn!(pid = c.pid, uid = c.uid, "refused a data link from another user");
+                    tracing::warn!(
+                        pid = c.pid,
+                        uid = c.uid,
+                        "refused a data link from another user"
+                    );
                     continue;
                 }
                 Err(e) => {
@@ -120,7 +133,9 @@ impl Driver {
 
     fn read_control(&mut self, buf: &mut [u8], space: &mut [std::mem::MaybeUninit<u8>]) {
         loop {
-            let Some(conn) = self.control.as_ref() else { return };
+            let Some(conn) = self.control.as_ref() else {
+                return;
+            };
             let got = socket::recv_frame(conn.as_fd(), buf, space);
             let len = match got {
                 Ok(Received::WouldBlock) => return,
@@ -132,7 +147,11 @@ impl Driver {
             };
             let bytes = &buf[..len];
             let msg = frame::check(bytes, 0).and_then(|_| frame::decode_small::<Control>(bytes));
-            let mut dir = self.shared.directory.write().unwrap_or_else(|p| p.into_inner());
+            let mut dir = self
+                .shared
+                .directory
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
             match msg {
                 Ok(Control::Added(record)) => dir.add(record),
                 Ok(Control::Removed(id)) => {
@@ -140,7 +159,11 @@ impl Driver {
                     drop(dir);
                     self.shared.forget_link(id);
                 }
-                Ok(Control::Welcome { epoch, controller, peers }) => dir.reset(epoch, controller, peers),
+                Ok(Control::Welcome {
+                    epoch,
+                    controller,
+                    peers,
+                }) => dir.reset(epoch, controller, peers),
                 Ok(other) => tracing::warn!("unexpected control message {other:?}"),
                 Err(e) => tracing::warn!("malformed control frame: {e}"),
             }
@@ -154,7 +177,11 @@ impl Driver {
             self.poller.remove(conn.as_fd());
         }
         let old = {
-            let mut dir = self.shared.directory.write().unwrap_or_else(|p| p.into_inner());
+            let mut dir = self
+                .shared
+                .directory
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
             let old = dir.controller.take();
             if let Some(id) = old {
                 if id != self.shared.id {
@@ -176,7 +203,10 @@ impl Driver {
         let shared = &self.shared;
         let seed = || {
             let dir = shared.directory.read().unwrap_or_else(|p| p.into_inner());
-            Seed { epoch: dir.epoch + 1, peers: dir.records() }
+            Seed {
+                epoch: dir.epoch + 1,
+                peers: dir.records(),
+            }
         };
         match control::attempt(&shared.options, shared.id, seed) {
             Ok(Attempt::Joined(joined, started)) => {

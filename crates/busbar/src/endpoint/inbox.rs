@@ -53,12 +53,18 @@ impl Inbox {
             tracing::warn!("could not watch an incoming link: {e}");
             return;
         }
-        self.links.lock().unwrap_or_else(|p| p.into_inner()).insert(token, link);
+        self.links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token, link);
     }
 
     /// Queues a frame this endpoint sent itself.
     pub(crate) fn push_local(&self, frame: RawFrame) {
-        self.local.lock().unwrap_or_else(|p| p.into_inner()).push_back(frame);
+        self.local
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(frame);
         self.bell.ring();
     }
 

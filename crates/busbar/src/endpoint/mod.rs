@@ -89,7 +89,9 @@ pub(crate) struct Core {
 
 impl Drop for Core {
     fn drop(&mut self) {
-        self.shared.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.shared.driver_bell.ring();
         if let Some(t) = self.driver.take() {
             let _ = t.join();
@@ -130,7 +132,10 @@ pub fn join<T: MessageBox, R: MessageBox>(
     };
     let mut backoff = Duration::from_millis(1);
     let (joined, controller) = loop {
-        match control::attempt(&options, id, || Seed { epoch: 1, peers: Vec::new() })? {
+        match control::attempt(&options, id, || Seed {
+            epoch: 1,
+            peers: Vec::new(),
+        })? {
             Attempt::Joined(j, c) => break (j, c),
             Attempt::Retry => {
                 let now = Instant::now();
@@ -158,6 +163,12 @@ pub fn join<T: MessageBox, R: MessageBox>(
         closed: AtomicBool::new(false),
     });
     let driver = driver::spawn(shared.clone(), listener, joined.conn, controller)?;
-    let core = Arc::new(Core { shared, driver: Some(driver) });
-    Ok((EndpointSender::new(core.clone()), EndpointReceiver::new(core)))
+    let core = Arc::new(Core {
+        shared,
+        driver: Some(driver),
+    });
+    Ok((
+        EndpointSender::new(core.clone()),
+        EndpointReceiver::new(core),
+    ))
 }

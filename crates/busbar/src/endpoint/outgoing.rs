@@ -54,7 +54,11 @@ impl OutFrame {
             return Err(SendError::TooManyObjects {
                 count,
                 max: socket::MAX_FDS_PER_FRAME,
-                spill: if spills { ", plus one for the large payload" } else { "" },
+                spill: if spills {
+                    ", plus one for the large payload"
+                } else {
+                    ""
+                },
             });
         }
         let mut header = Header::new(Kind::Data);
@@ -85,7 +89,10 @@ impl OutFrame {
     fn fds(&self) -> Vec<BorrowedFd<'_>> {
         let objects = self.objects.iter().map(|f| f.as_fd());
         let regions = self.regions.iter().map(|r| r.fd());
-        objects.chain(regions).chain(self.spill.as_ref().map(|f| f.as_fd())).collect()
+        objects
+            .chain(regions)
+            .chain(self.spill.as_ref().map(|f| f.as_fd()))
+            .collect()
     }
 
     /// Writes the frame to one link. Each receiver gets its own count on every region.
@@ -93,7 +100,11 @@ impl OutFrame {
         for r in &self.regions {
             r.add_in_flight_ref();
         }
-        let result = link.send(&self.header, &[&self.selector_bytes, &self.payload], &self.fds());
+        let result = link.send(
+            &self.header,
+            &[&self.selector_bytes, &self.payload],
+            &self.fds(),
+        );
         if result.is_err() {
             for r in &self.regions {
                 r.drop_in_flight_ref();
@@ -115,7 +126,11 @@ impl OutFrame {
         let mut bytes = self.header.encode().to_vec();
         bytes.extend_from_slice(&self.selector_bytes);
         bytes.extend_from_slice(&self.payload);
-        Ok(RawFrame { header: self.header.clone(), bytes, fds })
+        Ok(RawFrame {
+            header: self.header.clone(),
+            bytes,
+            fds,
+        })
     }
 }
 
@@ -156,7 +171,11 @@ impl Shared {
         self.hold(&mut pending, frame)
     }
 
-    fn hold(&self, pending: &mut std::collections::VecDeque<Pending>, frame: OutFrame) -> Result<(), SendError> {
+    fn hold(
+        &self,
+        pending: &mut std::collections::VecDeque<Pending>,
+        frame: OutFrame,
+    ) -> Result<(), SendError> {
         if frame.selector.ttl.is_zero() {
             return Err(SendError::NoRoute(frame.selector.to_string()));
         }
@@ -177,7 +196,9 @@ impl Shared {
                 Ok(false) => {
                     tracing::warn!(selector = %p.frame.selector, "no endpoint matched within the ttl; message dropped")
                 }
-                Err(e) => tracing::warn!(selector = %p.frame.selector, "a waiting message could not be sent: {e}"),
+                Err(e) => {
+                    tracing::warn!(selector = %p.frame.selector, "a waiting message could not be sent: {e}")
+                }
             }
         }
         *pending = keep;
@@ -232,7 +253,9 @@ impl Shared {
             self.inbox.push_local(frame.local_copy()?);
             return Ok(Delivery::Delivered);
         }
-        let Some(link) = self.link_to(target)? else { return Ok(Delivery::Gone) };
+        let Some(link) = self.link_to(target)? else {
+            return Ok(Delivery::Gone);
+        };
         match frame.write_to(&link) {
             Ok(()) => Ok(Delivery::Delivered),
             Err(e) if socket::is_peer_gone(&e) => {
@@ -267,6 +290,9 @@ impl Shared {
 
     /// Drops the link to an endpoint that went away.
     pub(crate) fn forget_link(&self, target: u64) {
-        self.links.lock().unwrap_or_else(|p| p.into_inner()).remove(&target);
+        self.links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&target);
     }
 }

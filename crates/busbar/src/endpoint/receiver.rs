@@ -29,7 +29,9 @@ pub struct EndpointReceiver<R> {
 
 impl<R> std::fmt::Debug for EndpointReceiver<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EndpointReceiver").field("id", &EndpointId(self.core.shared.id)).finish()
+        f.debug_struct("EndpointReceiver")
+            .field("id", &EndpointId(self.core.shared.id))
+            .finish()
     }
 }
 
@@ -120,11 +122,19 @@ impl<R: MessageBox> EndpointReceiver<R> {
         for &token in &self.tokens {
             if token == BELL {
                 inbox.bell.clear();
-                self.ready.extend(inbox.local.lock().unwrap_or_else(|p| p.into_inner()).drain(..));
+                self.ready.extend(
+                    inbox
+                        .local
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .drain(..),
+                );
                 continue;
             }
             let mut links = inbox.links.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(link) = links.get_mut(&token) else { continue };
+            let Some(link) = links.get_mut(&token) else {
+                continue;
+            };
             for _ in 0..BATCH {
                 match link.read(&mut self.buf, &mut self.control) {
                     Read::Frame(f) => self.ready.push_back(f),
@@ -154,7 +164,11 @@ fn decode<R: MessageBox>(mut raw: RawFrame) -> Result<Option<Message<R>>, RecvEr
         }
     };
     let mut fds = std::mem::take(&mut raw.fds).into_iter();
-    let objects: Vec<Object> = fds.by_ref().take(h.n_objects as usize).map(Object::from).collect();
+    let objects: Vec<Object> = fds
+        .by_ref()
+        .take(h.n_objects as usize)
+        .map(Object::from)
+        .collect();
     let mut memory_regions = Vec::with_capacity(h.n_regions as usize);
     let mut bad_region = None;
     for fd in fds.by_ref().take(h.n_regions as usize) {
@@ -169,7 +183,9 @@ fn decode<R: MessageBox>(mut raw: RawFrame) -> Result<Option<Message<R>>, RecvEr
     }
     let spilled;
     let payload: &[u8] = if h.payload_in_fd() {
-        let Some(fd) = fds.next() else { return Ok(None) };
+        let Some(fd) = fds.next() else {
+            return Ok(None);
+        };
         match blob::read_sealed(std::os::fd::AsFd::as_fd(&fd), h.payload_len as usize) {
             Ok(bytes) => {
                 spilled = bytes;
@@ -184,7 +200,12 @@ fn decode<R: MessageBox>(mut raw: RawFrame) -> Result<Option<Message<R>>, RecvEr
         raw.inline_payload()
     };
     match R::decode(h.type_uuid, payload)? {
-        Some(payload) => Ok(Some(Message { selector, payload, objects, memory_regions })),
+        Some(payload) => Ok(Some(Message {
+            selector,
+            payload,
+            objects,
+            memory_regions,
+        })),
         None => {
             tracing::debug!(type_id = %uuid::Uuid::from_bytes(h.type_uuid), "skipped a message of a type this receiver does not know");
             Ok(None)

@@ -17,19 +17,27 @@ pub struct EndpointSender<T> {
 
 impl<T> Clone for EndpointSender<T> {
     fn clone(&self) -> Self {
-        EndpointSender { core: self.core.clone(), _payload: PhantomData }
+        EndpointSender {
+            core: self.core.clone(),
+            _payload: PhantomData,
+        }
     }
 }
 
 impl<T> std::fmt::Debug for EndpointSender<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EndpointSender").field("id", &self.id()).finish()
+        f.debug_struct("EndpointSender")
+            .field("id", &self.id())
+            .finish()
     }
 }
 
 impl<T: MessageBox> EndpointSender<T> {
     pub(crate) fn new(core: Arc<Core>) -> Self {
-        EndpointSender { core, _payload: PhantomData }
+        EndpointSender {
+            core,
+            _payload: PhantomData,
+        }
     }
 
     /// Sends a message to the endpoints its selector picks: one of them for
@@ -71,12 +79,22 @@ impl<T> EndpointSender<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn endpoints(&self) -> Vec<EndpointInfo> {
-        self.core.shared.directory.read().unwrap_or_else(|p| p.into_inner()).infos()
+        self.core
+            .shared
+            .directory
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .infos()
     }
 
     /// Whether this endpoint hosts the bus controller right now.
     pub fn is_controller(&self) -> bool {
-        let dir = self.core.shared.directory.read().unwrap_or_else(|p| p.into_inner());
+        let dir = self
+            .core
+            .shared
+            .directory
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         dir.controller == Some(self.core.shared.id)
     }
 }

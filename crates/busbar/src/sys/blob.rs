@@ -16,18 +16,29 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 
 /// Writes `bytes` into a new memfd and seals it against shrinking, growing and writing.
 pub(crate) fn write_sealed(bytes: &[u8]) -> io::Result<OwnedFd> {
-    let fd = fs::memfd_create("busbar-payload", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    let fd = fs::memfd_create(
+        "busbar-payload",
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )?;
     fs::ftruncate(&fd, bytes.len() as u64)?;
     let mut done = 0;
     while done < bytes.len() {
         match rustix::io::pwrite(&fd, &bytes[done..], done as u64) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "memfd write made no progress")),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "memfd write made no progress",
+                ))
+            }
             Ok(n) => done += n,
             Err(Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL)?;
+    fs::fcntl_add_seals(
+        &fd,
+        SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
+    )?;
     Ok(fd)
 }
 
@@ -37,16 +48,20 @@ pub(crate) fn write_sealed(bytes: &[u8]) -> io::Result<OwnedFd> {
 /// against writing (the sender could still change it), is shorter than
 /// `len`, or comes up short while reading.
 pub(crate) fn read_sealed(fd: BorrowedFd<'_>, len: usize) -> io::Result<Vec<u8>> {
-    let seals = fs::fcntl_get_seals(fd).map_err(|_| invalid("payload descriptor is not a sealable memfd"))?;
+    let seals = fs::fcntl_get_seals(fd)
+        .map_err(|_| invalid("payload descriptor is not a sealable memfd"))?;
     if !seals.contains(SealFlags::SHRINK | SealFlags::WRITE) {
-        return Err(invalid("payload memfd is not sealed against writes and shrinking"));
+        return Err(invalid(
+            "payload memfd is not sealed against writes and shrinking",
+        ));
     }
     let size = fs::fstat(fd)?.st_size;
     if size < 0 || (size as u64) < len as u64 {
         return Err(invalid("payload memfd is shorter than the frame says"));
     }
     let mut out = Vec::new();
-    out.try_reserve_exact(len).map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "payload too large to buffer"))?;
+    out.try_reserve_exact(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "payload too large to buffer"))?;
     out.resize(len, 0);
     let mut done = 0;
     while done < len {

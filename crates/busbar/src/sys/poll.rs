@@ -19,14 +19,21 @@ impl Poller {
     ///
     /// [epoll_create1(2)]: https://man7.org/linux/man-pages/man2/epoll_create1.2.html
     pub(crate) fn new() -> io::Result<Poller> {
-        Ok(Poller { fd: epoll::create(epoll::CreateFlags::CLOEXEC)? })
+        Ok(Poller {
+            fd: epoll::create(epoll::CreateFlags::CLOEXEC)?,
+        })
     }
 
     /// Watches `fd` for input (and hang-up) under `token` ([epoll_ctl(2)]).
     ///
     /// [epoll_ctl(2)]: https://man7.org/linux/man-pages/man2/epoll_ctl.2.html
     pub(crate) fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        epoll::add(&self.fd, fd, epoll::EventData::new_u64(token), epoll::EventFlags::IN)?;
+        epoll::add(
+            &self.fd,
+            fd,
+            epoll::EventData::new_u64(token),
+            epoll::EventFlags::IN,
+        )?;
         Ok(())
     }
 
@@ -53,7 +60,11 @@ impl Poller {
             }
         });
         let mut events: Vec<epoll::Event> = Vec::with_capacity(64);
-        match epoll::wait(&self.fd, rustix::buffer::spare_capacity(&mut events), timeout.as_ref()) {
+        match epoll::wait(
+            &self.fd,
+            rustix::buffer::spare_capacity(&mut events),
+            timeout.as_ref(),
+        ) {
             Ok(_) => {}
             Err(Errno::INTR) => return Ok(()),
             Err(e) => return Err(e.into()),
@@ -74,7 +85,9 @@ pub(crate) struct Doorbell {
 impl Doorbell {
     /// A new, silent doorbell (non-blocking).
     pub(crate) fn new() -> io::Result<Doorbell> {
-        Ok(Doorbell { fd: eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)? })
+        Ok(Doorbell {
+            fd: eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?,
+        })
     }
 
     /// Rings it: whoever polls it wakes.

@@ -46,7 +46,10 @@ impl Address {
             ));
         }
         let addr = SocketAddrUnix::new_abstract_name(name.as_bytes())?;
-        Ok(Address { name: name.as_bytes().to_vec(), addr })
+        Ok(Address {
+            name: name.as_bytes().to_vec(),
+            addr,
+        })
     }
 }
 
@@ -160,12 +163,20 @@ fn nonzero_timeout(d: Duration) -> Duration {
 /// ([sendmsg(2)]). A seqpacket send is all or nothing.
 ///
 /// [sendmsg(2)]: https://man7.org/linux/man-pages/man2/sendmsg.2.html
-pub(crate) fn send_frame(fd: BorrowedFd<'_>, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+pub(crate) fn send_frame(
+    fd: BorrowedFd<'_>,
+    parts: &[&[u8]],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
     if fds.len() > MAX_FDS_PER_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors for one frame"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors for one frame",
+        ));
     }
     let iov: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
-    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len().max(1)))];
+    let mut space =
+        vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len().max(1)))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(io::Error::other("ancillary buffer too small"));
@@ -223,20 +234,29 @@ pub(crate) fn recv_frame(
             fds.extend(rights);
         }
     }
-    if msg.flags.intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC) {
+    if msg
+        .flags
+        .intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC)
+    {
         drop(fds);
         return Ok(Received::Truncated);
     }
     if msg.bytes == 0 && fds.is_empty() {
         return Ok(Received::Closed);
     }
-    Ok(Received::Frame { len: msg.bytes, fds })
+    Ok(Received::Frame {
+        len: msg.bytes,
+        fds,
+    })
 }
 
 /// Whether an error from a send means the peer is gone for good.
 pub(crate) fn is_peer_gone(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error().map(Errno::from_raw_os_error),
-        Some(Errno::PIPE) | Some(Errno::CONNRESET) | Some(Errno::CONNREFUSED) | Some(Errno::NOTCONN)
+        Some(Errno::PIPE)
+            | Some(Errno::CONNRESET)
+            | Some(Errno::CONNREFUSED)
+            | Some(Errno::NOTCONN)
     )
 }
