@@ -190,12 +190,14 @@ impl Shared {
     pub(crate) fn flush(&self, pending: &mut std::collections::VecDeque<Pending>, now: Instant) {
         let mut keep = std::collections::VecDeque::with_capacity(pending.len());
         while let Some(p) = pending.pop_front() {
+            // Expired first: a match that appeared after the ttl ran out must not get it.
+            if now >= p.deadline {
+                tracing::warn!(selector = %p.frame.selector, "no endpoint matched within the ttl; message dropped");
+                continue;
+            }
             match self.deliver(&p.frame) {
                 Ok(true) => {}
-                Ok(false) if now < p.deadline => keep.push_back(p),
-                Ok(false) => {
-                    tracing::warn!(selector = %p.frame.selector, "no endpoint matched within the ttl; message dropped")
-                }
+                Ok(false) => keep.push_back(p),
                 Err(e) => {
                     tracing::warn!(selector = %p.frame.selector, "a waiting message could not be sent: {e}")
                 }

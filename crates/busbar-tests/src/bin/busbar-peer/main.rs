@@ -1,0 +1,133 @@
+//! `busbar-peer`: one process of a cross-process test.
+//!
+//! ```text
+//! busbar-peer <role> --bus B [--label a,b] [--token T] [--no-affinity] [role options]
+//! ```
+//!
+//! Every role joins bus `B` and prints `READY <id> controller=<bool>` once
+//! it has joined (except `join-error`, which expects to be refused), so a
+//! test waits for that line instead of sleeping. After that it speaks in stdout lines, one fact per
+//! line, and exits 0 when it did its job. On any failure it prints
+//! `FAIL <why>` and exits 1, so the test sees the reason at once.
+//!
+//! A receiver stops at a text message `END` (the fence): everything its
+//! senders sent before the fence has arrived by then, so tests never wait
+//! for "nothing more arrives".
+//!
+//! | role | does |
+//! |---|---|
+//! | `hold` | joins (first, so it hosts the controller) and waits for stdin to close |
+//! | `recv [--narrow]` | prints `GOT <payload> @ <selector>` per message, `END <n>` at the fence |
+//! | `send` | runs commands read from stdin, one answer line each (see [`messaging::send`]) |
+//! | `stream --to L --count N [--progress-at K] [--pause-at P] [--report-controller]` | sends `Seq` 0..N unicast to `L`, then the fence |
+//! | `stream-recv [--count N]` | checks `Seq`s arrive 0, 1, 2, ... up to the fence; `STREAM ok received=<n>` |
+//! | `fds-send --to L --counts 0,1,..` | one message per count, carrying that many pipe write-ends; reads back what the receiver wrote |
+//! | `fds-recv` | writes its index into every descriptor it gets |
+//! | `fd-churn-send --to L --count N` / `fd-churn-recv --ack-to L --count N` | N messages with a pipe and a region each; `FDCOUNT before=<a> after=<b>` |
+//! | `region-a --to L` / `region-b --reply-to L` | a shared region written, read, counted, freed and reused |
+//! | `join-error [--version V]` | expects `join` to be refused; prints `REFUSED <kind> ...` |
+//! | `expect-timeout --ms M` | `recv` with a timeout on an idle endpoint; `TIMEOUT elapsed_ms=<t>` |
+//!
+//! The roles are in `messaging.rs` and `attachments.rs`, one function
+//! each; `common.rs` has what they share. The payload types are in the
+//! library part of this crate (`src/lib.rs`), which the tests use too.
+
+mod attachments;
+mod common;
+mod messaging;
+
+use common::{number, Result};
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    let result = match args.role.as_str() {
+        "hold" => messaging::hold(&args),
+        "recv" if args.flag("narrow") => messaging::recv::<busbar_tests::Narrow>(&args),
+        "recv" => messaging::recv::<busbar_tests::Mixed>(&args),
+        "send" => messaging::send(&args),
+        "stream" => messaging::stream(&args),
+        "stream-recv" => messaging::stream_recv(&args),
+        "fds-send" => attachments::fds_send(&args),
+        "fds-recv" => attachments::fds_recv(&args),
+        "fd-churn-send" => attachments::fd_churn_send(&args),
+        "fd-churn-recv" => attachments::fd_churn_recv(&args),
+        "region-a" => attachments::region_a(&args),
+        "region-b" => attachments::region_b(&args),
+        "join-error" => messaging::join_error(&args),
+        "expect-timeout" => messaging::expect_timeout(&args),
+        other => Err(format!("unknown role {other:?}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(why: String) -> ExitCode {
+    println!("FAIL {why}");
+    eprintln!("busbar-peer: {why}");
+    ExitCode::FAILURE
+}
+
+/// `<role> --key value --flag ...`
+struct Args {
+    role: String,
+    options: HashMap<String, String>,
+}
+
+impl Args {
+    fn parse(args: impl Iterator<Item = String>) -> Result<Args> {
+        let mut args = args.peekable();
+        let role = args
+            .next()
+            .ok_or("usage: busbar-peer <role> --bus B [options]")?;
+        let mut options = HashMap::new();
+        while let Some(arg) = args.next() {
+            let key = arg
+                .strip_prefix("--")
+                .ok_or_else(|| format!("unexpected argument {arg:?}"))?;
+            let value = match args.peek() {
+                Some(v) if !v.starts_with("--") => args.next().unwrap_or_default(),
+                _ => "true".to_string(),
+            };
+            options.insert(key.to_string(), value);
+        }
+        Ok(Args { role, options })
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.options.get(key).map(String::as_str)
+    }
+
+    fn req(&self, key: &str) -> Result<&str> {
+        self.get(key).ok_or_else(|| format!("--{key} is required"))
+    }
+
+    fn flag(&self, key: &str) -> bool {
+        self.get(key) == Some("true")
+    }
+
+    fn num<N: std::str::FromStr>(&self, key: &str) -> Result<N> {
+        number(self.req(key)?)
+    }
+
+    fn opt_num<N: std::str::FromStr>(&self, key: &str) -> Result<Option<N>> {
+        self.get(key).map(number).transpose()
+    }
+
+    /// A comma-separated list of numbers.
+    fn list(&self, key: &str) -> Result<Vec<usize>> {
+        self.req(key)?.split(',').map(number).collect()
+    }
+}

@@ -1,0 +1,16 @@
+//! busbar across real processes: every test starts `busbar-peer` processes
+//! on a bus of its own and checks what they print.
+//!
+//! Nothing here sleeps to synchronise: peers print `READY` when they have
+//! joined, receivers stop at a fence message, and time limits are hang
+//! guards only (see `harness.rs`).
+
+mod harness;
+
+mod attachments;
+mod failover;
+mod join;
+mod liveness;
+mod payloads;
+mod routing;
+mod ttl;
