@@ -98,6 +98,9 @@ pub struct MemoryRegion {
     shared: Arc<Shared>,
     /// This handle's own mapping of the whole file, made on first `map`.
     data: Option<Mapping>,
+    /// Whether this handle holds one of the shared count (false once its
+    /// count was handed to a receiver of a message it travelled in).
+    counted: bool,
 }
 
 /// What all handles of a region in one process share.
@@ -176,6 +179,7 @@ impl MemoryRegion {
         Ok(MemoryRegion {
             shared: Arc::new(shared),
             data: None,
+            counted: true,
         })
     }
 
@@ -267,6 +271,13 @@ impl MemoryRegion {
         self.shared.refs().fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Gives this handle's count to a receiver that got the region: the
+    /// handle no longer counts, so the total is right the moment the
+    /// receiver has it, not only once the sender's message is dropped.
+    pub(crate) fn hand_over_count(&mut self) {
+        self.counted = false;
+    }
+
     /// Takes back a count added by `add_in_flight_ref` for a copy that was not sent.
     pub(crate) fn drop_in_flight_ref(&self) {
         self.shared.refs().fetch_sub(1, Ordering::AcqRel);
@@ -323,6 +334,7 @@ impl MemoryRegion {
         Ok(MemoryRegion {
             shared: Arc::new(shared),
             data: None,
+            counted: true,
         })
     }
 }
@@ -362,14 +374,17 @@ impl Clone for MemoryRegion {
         MemoryRegion {
             shared: Arc::clone(&self.shared),
             data: None,
+            counted: true,
         }
     }
 }
 
 impl Drop for MemoryRegion {
     fn drop(&mut self) {
-        // Release: this handle's writes happen before whoever sees the count drop.
-        self.shared.refs().fetch_sub(1, Ordering::AcqRel);
+        if self.counted {
+            // Release: this handle's writes happen before whoever sees the count drop.
+            self.shared.refs().fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 

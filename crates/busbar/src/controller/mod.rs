@@ -287,9 +287,20 @@ impl State {
         let bytes = frame::encode_small(Kind::Control, msg, frame::PROTOCOL_VERSION);
         // Admitted connections are non-blocking for reads; block (bounded) for this write.
         let _ = socket::set_nonblocking(conn.fd.as_fd(), false);
-        let ok = socket::send_frame(conn.fd.as_fd(), &[&bytes], &[]).is_ok();
+        let result = socket::send_frame(conn.fd.as_fd(), &[&bytes], &[]);
         let _ = socket::set_nonblocking(conn.fd.as_fd(), true);
-        ok
+        match result {
+            Ok(()) => true,
+            // Gone already: its hang-up is next in the queue; nothing to report.
+            Err(e) if socket::is_peer_gone(&e) => false,
+            Err(e) => {
+                tracing::warn!(
+                    pid = conn.cred.pid,
+                    "an endpoint did not take a control message ({e}); dropping it"
+                );
+                false
+            }
+        }
     }
 
     /// Sends to every admitted endpoint but `except`; drops those that fail.
@@ -305,7 +316,6 @@ impl State {
             .filter(|t| !self.send(*t, msg))
             .collect();
         for t in failed {
-            tracing::warn!("an endpoint did not take a directory update in time; dropping it");
             self.close(t);
         }
     }

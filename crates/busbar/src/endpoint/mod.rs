@@ -89,6 +89,7 @@ pub(crate) struct Core {
 
 impl Drop for Core {
     fn drop(&mut self) {
+        self.shared.discard_pending();
         self.shared
             .closed
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -156,7 +157,8 @@ pub fn join<T: MessageBox, R: MessageBox>(
         options,
         directory: RwLock::new(directory),
         links: Mutex::new(HashMap::new()),
-        rr: AtomicUsize::new(0),
+        // Start anywhere, so that short-lived senders spread over the matches too.
+        rr: AtomicUsize::new(uuid::Uuid::new_v4().as_u64_pair().1 as usize),
         pending: Mutex::new(VecDeque::new()),
         inbox: Inbox::new()?,
         driver_bell: Doorbell::new()?,

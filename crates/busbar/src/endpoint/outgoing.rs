@@ -11,7 +11,7 @@ use crate::sys::{blob, socket};
 use crate::{MemoryRegion, Message, Selector};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,6 +26,19 @@ pub(crate) struct OutFrame {
     objects: Vec<OwnedFd>,
     regions: Vec<MemoryRegion>,
     spill: Option<OwnedFd>,
+    /// Whether the regions' own counts (those of the handles in the
+    /// message) are still here to give to the first receiver.
+    own_counts: AtomicBool,
+}
+
+impl Drop for OutFrame {
+    fn drop(&mut self) {
+        if !*self.own_counts.get_mut() {
+            for r in &mut self.regions {
+                r.hand_over_count();
+            }
+        }
+    }
 }
 
 impl OutFrame {
@@ -83,6 +96,7 @@ impl OutFrame {
             objects: msg.objects.into_iter().map(|o| o.into_fd()).collect(),
             regions: msg.memory_regions,
             spill,
+            own_counts: AtomicBool::new(true),
         })
     }
 
@@ -95,20 +109,37 @@ impl OutFrame {
             .collect()
     }
 
-    /// Writes the frame to one link. Each receiver gets its own count on every region.
-    fn write_to(&self, link: &OutLink) -> io::Result<()> {
-        for r in &self.regions {
-            r.add_in_flight_ref();
+    /// Gives a receiver its count on every region: the first receiver gets
+    /// the counts of the message's own handles, each further one a new count.
+    /// Whether the own counts were used (to take back if the send fails).
+    fn take_counts(&self) -> bool {
+        let own = self.own_counts.swap(false, Ordering::AcqRel);
+        if !own {
+            for r in &self.regions {
+                r.add_in_flight_ref();
+            }
         }
-        let result = link.send(
-            &self.header,
-            &[&self.selector_bytes, &self.payload],
-            &self.fds(),
-        );
-        if result.is_err() {
+        own
+    }
+
+    /// Takes back the counts of a copy that did not go out.
+    fn return_counts(&self, own: bool) {
+        if own {
+            self.own_counts.store(true, Ordering::Release);
+        } else {
             for r in &self.regions {
                 r.drop_in_flight_ref();
             }
+        }
+    }
+
+    /// Writes the frame to one link.
+    fn write_to(&self, link: &OutLink) -> io::Result<()> {
+        let own = self.take_counts();
+        let body: [&[u8]; 2] = [&self.selector_bytes, &self.payload];
+        let result = link.send(&self.header, &body, &self.fds());
+        if result.is_err() {
+            self.return_counts(own);
         }
         result
     }
@@ -120,9 +151,7 @@ impl OutFrame {
         for fd in self.fds() {
             fds.push(fd.try_clone_to_owned()?);
         }
-        for r in &self.regions {
-            r.add_in_flight_ref();
-        }
+        self.take_counts();
         let mut bytes = self.header.encode().to_vec();
         bytes.extend_from_slice(&self.selector_bytes);
         bytes.extend_from_slice(&self.payload);
@@ -204,6 +233,29 @@ impl Shared {
             }
         }
         *pending = keep;
+    }
+
+    /// Messages waiting for their ttl.
+    pub(crate) fn pending_count(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// The endpoint is shutting down: one last try for waiting messages,
+    /// then say how many are dropped with it.
+    pub(crate) fn discard_pending(&self) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.is_empty() {
+            return;
+        }
+        self.flush(&mut pending, Instant::now());
+        if !pending.is_empty() {
+            tracing::warn!(
+                "endpoint {:016x} shut down with {} message(s) still waiting for their ttl; they are dropped",
+                self.id,
+                pending.len()
+            );
+            pending.clear();
+        }
     }
 
     /// The earliest ttl deadline among waiting messages.

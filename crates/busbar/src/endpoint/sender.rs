@@ -87,6 +87,25 @@ impl<T> EndpointSender<T> {
             .infos()
     }
 
+    /// How many messages sent with a `ttl` are waiting here for a matching
+    /// endpoint. They live in this process: if the endpoint is dropped (or
+    /// the process exits) before a match joins, they are dropped with it, so
+    /// wait for this to reach zero first when that matters.
+    ///
+    /// ```
+    /// use busbar::{label, Message, Options, Selector};
+    /// use std::time::Duration;
+    /// # let bus = format!("doc.pending.{}", std::process::id());
+    /// let (sender, _r) = busbar::join::<String, String>(Options::new(bus, label!("a"), "t"), None)?;
+    /// let later = Selector::unicast("late-joiner").ttl(Duration::from_secs(60));
+    /// sender.send(Message::new(later, "wait for me".to_string()))?;
+    /// assert_eq!(sender.pending(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pending(&self) -> usize {
+        self.core.shared.pending_count()
+    }
+
     /// Whether this endpoint hosts the bus controller right now.
     pub fn is_controller(&self) -> bool {
         let dir = self

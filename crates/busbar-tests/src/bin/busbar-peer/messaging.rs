@@ -107,9 +107,9 @@ pub fn send_command(tx: &EndpointSender<Mixed>, mode: &str, rest: &str) -> Resul
 ///
 /// `--progress-at K` prints `PROGRESS K` before message K and goes on;
 /// `--pause-at P` prints `PAUSED P` before message P and waits for a line on
-/// stdin. With `--report-controller`, it then waits until the directory
-/// shows a controller other than the one it joined under and prints
-/// `CONTROLLER <id>`.
+/// stdin. With `--report-controller`, after the last message and before the
+/// fence, it waits until the directory shows a controller other than the
+/// one it joined under and prints `CONTROLLER <id>`.
 pub fn stream(args: &Args) -> Result {
     let (tx, _rx) = join::<Mixed, Mixed>(args)?;
     let first_controller = controller_of(&tx);
@@ -132,14 +132,22 @@ pub fn stream(args: &Args) -> Result {
         tx.send(msg)
             .map_err(|e| format!("send of message {n}: {e}"))?;
     }
+    // Report the controller before the fence: once the receiver has the
+    // fence it exits, and if it hosted the controller, that starts another
+    // failover.
+    if args.flag("report-controller") {
+        let mut new = None;
+        wait_until(|| {
+            new = controller_of(&tx).filter(|c| Some(*c) != first_controller);
+            new.is_some()
+        })
+        .map_err(|_| format!("no new controller after {HANG:?}"))?;
+        if let Some(c) = new {
+            println!("CONTROLLER {c}");
+        }
+    }
     send_end(&tx, to)?;
     println!("SENT {count}");
-    if args.flag("report-controller") {
-        wait_until(|| controller_of(&tx).is_some_and(|c| Some(c) != first_controller))
-            .map_err(|_| format!("no new controller after {HANG:?}"))?;
-        let c = controller_of(&tx).map_or_else(|| "none".to_string(), |c| c.to_string());
-        println!("CONTROLLER {c}");
-    }
     Ok(())
 }
 
