@@ -31,6 +31,12 @@ pub enum JoinError {
         /// Our uid, as the controller saw it.
         uid: u32,
     },
+    /// The controller already admits as many endpoints as its limit allows.
+    #[error("the bus is full: its controller admits at most {max} endpoints")]
+    BusFull {
+        /// The controller's limit.
+        max: usize,
+    },
     /// The identifier is empty, too long or contains NUL.
     #[error("invalid bus identifier {0:?}: 1 to 64 bytes, no NUL")]
     InvalidIdentifier(String),
@@ -65,6 +71,27 @@ pub enum SendError {
     /// its expression is nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH).
     #[error("invalid selector: {0}")]
     InvalidSelector(String),
+    /// A receiver's link is full and the policy (or `try_send`) says not to wait,
+    /// or `send_timeout` ran out. For multicast, `delivered` receivers got it.
+    #[error("receiver full: {full} receiver(s) had no room ({delivered} got the message)")]
+    Full {
+        /// Receivers that got the message.
+        delivered: usize,
+        /// Receivers that had no room.
+        full: usize,
+    },
+    /// The payload is larger than [`Limits::max_payload`](crate::Limits::max_payload).
+    #[error("payload of {size} bytes is over the limit of {max}")]
+    TooLarge {
+        /// The encoded payload's size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// Waiting for its ttl, the message would take more than the endpoint's
+    /// [`Limits`](crate::Limits) allow for waiting messages.
+    #[error("too much is waiting for a ttl already: {0}")]
+    PendingFull(String),
     /// The payload could not be encoded.
     #[error(transparent)]
     Encode(#[from] CodecError),

@@ -248,6 +248,7 @@ pub(crate) fn decode_selector(b: &[u8]) -> Result<Selector, FrameError> {
         mode,
         label_op,
         ttl: Duration::ZERO,
+        backpressure: None,
     })
 }
 

@@ -62,7 +62,7 @@ pub use frame::PROTOCOL_VERSION;
 pub use label::Label;
 pub use message::Message;
 pub use object::Object;
-pub use options::Options;
+pub use options::{Access, Backpressure, Limits, Namespace, Options};
 pub use payload::{BytesMessage, CodecError, MessageBox, TypeUuid, TypeUuidBytes};
 pub use region::{MemoryRegion, MemoryRegistry, RegionError, RegistryStats};
 pub use selector::{LabelOp, ParseError, Selector, SelectorMode, MAX_DEPTH, MAX_EXPR_LEN};

@@ -1,6 +1,8 @@
 //! How an endpoint joins a bus.
 
 use crate::Label;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// How to join a bus: which bus, as whom, with what secret.
 ///
@@ -20,6 +22,15 @@ pub struct Options {
     /// Whether this endpoint may host the bus controller (default `true`).
     /// With `false` it never does, and `join` waits for one up to its timeout.
     pub controller_affinity: bool,
+    /// Who may join the bus and open links to this endpoint (default: the same user).
+    pub access: Access,
+    /// Where the bus's sockets live (default: the abstract namespace).
+    pub namespace: Namespace,
+    /// What `send` does when a receiver is full, unless the selector says otherwise
+    /// (default: wait).
+    pub backpressure: Backpressure,
+    /// Size limits, each with its own error.
+    pub limits: Limits,
     pub(crate) protocol_version: u16,
 }
 
@@ -35,6 +46,10 @@ impl Options {
             label,
             token: token.into(),
             controller_affinity: true,
+            access: Access::default(),
+            namespace: Namespace::default(),
+            backpressure: Backpressure::default(),
+            limits: Limits::default(),
             protocol_version: crate::frame::PROTOCOL_VERSION,
         }
     }
@@ -45,5 +60,100 @@ impl Options {
     pub fn with_protocol_version(mut self, version: u16) -> Options {
         self.protocol_version = version;
         self
+    }
+}
+
+/// Who may join a bus and open data links to its endpoints. Checked with
+/// `SO_PEERCRED` on every connection, control and data alike.
+///
+/// ```
+/// let mut options = busbar::Options::new("com.example.shared", busbar::label!("svc"), "token");
+/// options.access = busbar::Access::Allow { uids: vec![1001], gids: vec![] };
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Access {
+    /// Only processes running as the same user as this endpoint (the default).
+    #[default]
+    SameUser,
+    /// The same user, plus processes whose uid or gid is listed.
+    Allow {
+        /// Admitted user ids.
+        uids: Vec<u32>,
+        /// Admitted group ids (the peer's primary gid, as `SO_PEERCRED` reports it).
+        gids: Vec<u32>,
+    },
+    /// Any local process that can reach the socket (and knows the token).
+    Anyone,
+}
+
+/// Where a bus's sockets live.
+///
+/// ```
+/// let mut options = busbar::Options::new("com.example.private", busbar::label!("svc"), "token");
+/// options.namespace = busbar::Namespace::Filesystem(None); // $XDG_RUNTIME_DIR/busbar/com.example.private/
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Namespace {
+    /// The abstract unix namespace (`\0busbar/<identifier>`): no files to
+    /// clean up; reachable by every process in the network namespace, so
+    /// only the `SO_PEERCRED` checks of [`Access`] keep others out.
+    #[default]
+    Abstract,
+    /// Socket files in a directory only the owner may enter (0700): the
+    /// given directory, or `$XDG_RUNTIME_DIR/busbar/<identifier>/` for `None`.
+    /// File permissions then apply on top of [`Access`].
+    Filesystem(Option<PathBuf>),
+}
+
+/// What `send` does when a receiver's link is full.
+///
+/// ```
+/// use busbar::{Backpressure, Selector};
+/// let telemetry = Selector::multicast("dashboard").backpressure(Backpressure::DropNewest);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Backpressure {
+    /// Wait until the receiver makes room (the default).
+    /// [`send_timeout`](crate::EndpointSender::send_timeout) bounds the wait and
+    /// [`try_send`](crate::EndpointSender::try_send) does not wait at all.
+    #[default]
+    Block,
+    /// Drop the message for that receiver, count the drop, and go on.
+    DropNewest,
+    /// Fail at once with [`SendError::Full`](crate::SendError::Full).
+    FailFast,
+}
+
+/// Size limits of an endpoint (and, for `max_endpoints`, of the bus it hosts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// The most endpoints the controller admits, when this endpoint hosts it
+    /// ([`JoinError::BusFull`](crate::JoinError::BusFull) beyond). Default 1024.
+    pub max_endpoints: usize,
+    /// The largest payload this endpoint sends or accepts, in bytes
+    /// ([`SendError::TooLarge`](crate::SendError::TooLarge) at send; a larger
+    /// incoming one is dropped and counted as malformed). Default 4 GiB.
+    pub max_payload: u64,
+    /// Bytes of payload that may wait for their ttl in this endpoint
+    /// ([`SendError::PendingFull`](crate::SendError::PendingFull) beyond). Default 64 MiB.
+    pub max_pending_bytes: usize,
+    /// Descriptors (objects, regions, large payloads) that may wait for their
+    /// ttl in this endpoint ([`SendError::PendingFull`](crate::SendError::PendingFull)
+    /// beyond). Default 1024.
+    pub max_pending_descriptors: usize,
+    /// The bytes a link to one receiver may hold before that receiver counts
+    /// as full (the socket send buffer; the kernel may round it). Default 256 KiB.
+    pub link_buffer: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_endpoints: 1024,
+            max_payload: 4 << 30,
+            max_pending_bytes: 64 << 20,
+            max_pending_descriptors: 1024,
+            link_buffer: 256 << 10,
+        }
     }
 }

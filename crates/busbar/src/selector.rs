@@ -686,6 +686,9 @@ pub struct Selector {
     /// How long a message that no endpoint matches waits for one to join.
     /// Zero, the default, means the send fails at once.
     pub ttl: Duration,
+    /// What to do when a receiver is full; `None` (the default) uses the
+    /// endpoint's [`Options::backpressure`](crate::Options::backpressure).
+    pub backpressure: Option<crate::Backpressure>,
 }
 
 impl Selector {
@@ -706,6 +709,7 @@ impl Selector {
             mode: SelectorMode::Unicast,
             label_op: op.into(),
             ttl: Duration::ZERO,
+            backpressure: None,
         }
     }
 
@@ -721,6 +725,7 @@ impl Selector {
             mode: SelectorMode::Multicast,
             label_op: op.into(),
             ttl: Duration::ZERO,
+            backpressure: None,
         }
     }
 
@@ -735,6 +740,20 @@ impl Selector {
     /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
+        self
+    }
+
+    /// Sets what a send with this selector does when a receiver is full,
+    /// overriding the endpoint's [`Options::backpressure`](crate::Options::backpressure).
+    ///
+    /// ```
+    /// use busbar::{Backpressure, Selector};
+    ///
+    /// let s = Selector::multicast("dashboard").backpressure(Backpressure::DropNewest);
+    /// assert_eq!(s.backpressure, Some(Backpressure::DropNewest));
+    /// ```
+    pub fn backpressure(mut self, policy: crate::Backpressure) -> Self {
+        self.backpressure = Some(policy);
         self
     }
 }
