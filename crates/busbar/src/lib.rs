@@ -56,7 +56,9 @@ mod selector;
 mod sys;
 
 pub use busbar_derive::{MessageBox, TypeUuid};
-pub use endpoint::{join, EndpointId, EndpointInfo, EndpointReceiver, EndpointSender};
+pub use endpoint::{
+    join, EndpointId, EndpointInfo, EndpointReceiver, EndpointSender, EndpointStats, LinkStats,
+};
 pub use error::{JoinError, RecvError, SendError};
 pub use frame::PROTOCOL_VERSION;
 pub use label::Label;

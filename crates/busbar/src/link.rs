@@ -6,10 +6,13 @@
 //! malformed frames is disconnected.
 
 use crate::frame::{self, FrameError, Header, Kind};
+use crate::sys::poll;
 use crate::sys::socket::{self, Received};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 /// Malformed frames a link may send before it is cut.
 pub(crate) const MAX_BAD_FRAMES: u32 = 8;
@@ -17,13 +20,34 @@ pub(crate) const MAX_BAD_FRAMES: u32 = 8;
 /// The sending end of a data link.
 #[derive(Debug)]
 pub(crate) struct OutLink {
-    state: Mutex<OutState>,
+    fd: OwnedFd,
+    /// The next sequence number; held for the whole of a write, so that
+    /// frames leave in order.
+    seq: Mutex<u64>,
+    /// Frames written.
+    pub sent: AtomicU64,
+    /// Frames dropped because the receiver was full (drop-newest policy).
+    pub dropped: AtomicU64,
 }
 
+/// How long a write to a full link may wait for room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Not at all.
+    No,
+    /// Until this instant.
+    Until(Instant),
+    /// As long as it takes.
+    Forever,
+}
+
+/// Why a write to a link did not happen.
 #[derive(Debug)]
-struct OutState {
-    fd: OwnedFd,
-    seq: u64,
+pub(crate) enum SendFailure {
+    /// The receiver had no room within the wait.
+    Full,
+    /// The socket failed (the peer may be gone: see [`socket::is_peer_gone`]).
+    Io(io::Error),
 }
 
 impl OutLink {
@@ -51,32 +75,70 @@ impl OutLink {
             frame::PROTOCOL_VERSION,
         );
         match socket::send_frame(fd.as_fd(), &[&hello], &[]) {
-            Ok(()) => Ok(Some(OutLink {
-                state: Mutex::new(OutState { fd, seq: 0 }),
-            })),
+            Ok(()) => {
+                // Writes never block inside the kernel: waiting for room is ours to bound.
+                socket::set_nonblocking(fd.as_fd(), true)?;
+                Ok(Some(OutLink {
+                    fd,
+                    seq: Mutex::new(0),
+                    sent: AtomicU64::new(0),
+                    dropped: AtomicU64::new(0),
+                }))
+            }
             Err(e) if socket::is_peer_gone(&e) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// Sends one data frame, stamping the link's next sequence number into it.
-    /// Blocks while the receiver's socket buffer is full.
+    /// Sends one data frame, stamping the link's next sequence number into
+    /// it. When the receiver's buffer is full, waits for room as `wait` says.
+    /// Frames leave in the order their `send` calls took the link.
     pub(crate) fn send(
         &self,
         header: &Header,
         body: &[&[u8]],
         fds: &[BorrowedFd<'_>],
-    ) -> io::Result<()> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        wait: Wait,
+    ) -> Result<(), SendFailure> {
+        let mut seq = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         let mut h = header.clone();
-        h.seq = st.seq;
+        h.seq = *seq;
         let head = h.encode();
         let mut parts: Vec<&[u8]> = Vec::with_capacity(1 + body.len());
         parts.push(&head);
         parts.extend(body.iter().copied().filter(|b| !b.is_empty()));
-        socket::send_frame(st.fd.as_fd(), &parts, fds)?;
-        st.seq += 1;
+        loop {
+            match socket::send_frame(self.fd.as_fd(), &parts, fds) {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let deadline = match wait {
+                        Wait::No => return Err(SendFailure::Full),
+                        Wait::Until(d) if Instant::now() >= d => return Err(SendFailure::Full),
+                        Wait::Until(d) => Some(d),
+                        Wait::Forever => None,
+                    };
+                    match poll::wait_writable(self.fd.as_fd(), deadline) {
+                        Ok(true) => {}
+                        Ok(false) => return Err(SendFailure::Full),
+                        Err(e) => return Err(SendFailure::Io(e)),
+                    }
+                }
+                Err(e) => return Err(SendFailure::Io(e)),
+            }
+        }
+        *seq += 1;
+        self.sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Sets how many bytes the link holds before the receiver counts as full.
+    pub(crate) fn set_buffer(&self, bytes: usize) -> io::Result<()> {
+        socket::set_send_buffer(self.fd.as_fd(), bytes)
+    }
+
+    /// Bytes written that the receiver has not read yet.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        socket::unread_bytes(self.fd.as_fd()).unwrap_or(0)
     }
 }
 
@@ -203,6 +265,11 @@ impl InLink {
         } else {
             Read::Nothing
         }
+    }
+
+    /// Malformed frames this link sent so far.
+    pub(crate) fn bad_frames(&self) -> u32 {
+        self.bad_frames
     }
 
     /// The socket, for a poller.

@@ -96,7 +96,9 @@ impl Driver {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if !pending.is_empty() {
-            self.shared.flush(&mut pending, Instant::now());
+            // Never wait for a full receiver here: this thread keeps the directory current.
+            self.shared
+                .flush(&mut pending, Instant::now(), crate::link::Wait::No);
         }
     }
 

@@ -8,6 +8,9 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+/// How many messages to itself an endpoint holds before it counts as full.
+pub(crate) const LOCAL_MAX: usize = 1024;
+
 /// The poller token of the doorbell that rings for local frames.
 pub(crate) const BELL: u64 = 0;
 
@@ -59,13 +62,17 @@ impl Inbox {
             .insert(token, link);
     }
 
-    /// Queues a frame this endpoint sent itself.
-    pub(crate) fn push_local(&self, frame: RawFrame) {
-        self.local
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(frame);
+    /// Queues a frame this endpoint sent itself; gives it back when
+    /// [`LOCAL_MAX`] of them wait already (the receiver is full).
+    pub(crate) fn push_local(&self, frame: RawFrame) -> Result<(), RawFrame> {
+        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        if local.len() >= LOCAL_MAX {
+            return Err(frame);
+        }
+        local.push_back(frame);
+        drop(local);
         self.bell.ring();
+        Ok(())
     }
 
     /// The receiver is gone: close every link so that senders notice.

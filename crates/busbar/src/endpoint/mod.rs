@@ -16,10 +16,13 @@ mod driver;
 mod inbox;
 mod outgoing;
 mod receiver;
+mod route;
 mod sender;
+mod stats;
 
 pub use receiver::EndpointReceiver;
 pub use sender::EndpointSender;
+pub use stats::{EndpointStats, LinkStats};
 
 use crate::error::JoinError;
 use crate::link::OutLink;
@@ -30,7 +33,8 @@ use crate::{Label, Options};
 use control::{Attempt, Seed};
 use directory::Directory;
 use inbox::Inbox;
-use outgoing::Pending;
+use route::Pending;
+use stats::Counters;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex, RwLock};
@@ -79,6 +83,7 @@ pub(crate) struct Shared {
     pub driver_bell: Doorbell,
     /// Set when the endpoint shuts down.
     pub closed: AtomicBool,
+    pub counters: Counters,
 }
 
 /// Owned by the sender and receiver handles; the endpoint shuts down when the last one goes.
@@ -163,6 +168,7 @@ pub fn join<T: MessageBox, R: MessageBox>(
         inbox: Inbox::new()?,
         driver_bell: Doorbell::new()?,
         closed: AtomicBool::new(false),
+        counters: Counters::default(),
     });
     let driver = driver::spawn(shared.clone(), listener, joined.conn, controller)?;
     let core = Arc::new(Core {

@@ -4,13 +4,14 @@ use super::inbox::BELL;
 use super::{Core, EndpointId};
 use crate::error::RecvError;
 use crate::frame::{self, MAX_FRAME};
-use crate::link::{RawFrame, Read};
+use crate::link::{RawFrame, Read, MAX_BAD_FRAMES};
 use crate::payload::MessageBox;
 use crate::sys::{blob, socket};
 use crate::{MemoryRegion, Message, Object};
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -109,6 +110,8 @@ impl<R: MessageBox> EndpointReceiver<R> {
     fn next_ready(&mut self) -> Result<Option<Message<R>>, RecvError> {
         while let Some(raw) = self.ready.pop_front() {
             if let Some(m) = decode(raw)? {
+                let counters = &self.core.shared.counters;
+                counters.received.fetch_add(1, Ordering::Relaxed);
                 return Ok(Some(m));
             }
         }
@@ -135,17 +138,30 @@ impl<R: MessageBox> EndpointReceiver<R> {
             let Some(link) = links.get_mut(&token) else {
                 continue;
             };
+            let counters = &self.core.shared.counters;
+            let bad_before = link.bad_frames();
+            let mut closed = false;
             for _ in 0..BATCH {
                 match link.read(&mut self.buf, &mut self.control) {
                     Read::Frame(f) => self.ready.push_back(f),
                     Read::Nothing => {}
                     Read::Empty => break,
                     Read::Closed => {
-                        inbox.poller.remove(link.as_fd());
-                        links.remove(&token);
+                        closed = true;
                         break;
                     }
                 }
+            }
+            let bad = link.bad_frames() - bad_before;
+            counters
+                .malformed
+                .fetch_add(u64::from(bad), Ordering::Relaxed);
+            if closed {
+                if link.bad_frames() >= MAX_BAD_FRAMES {
+                    counters.links_cut.fetch_add(1, Ordering::Relaxed);
+                }
+                inbox.poller.remove(link.as_fd());
+                links.remove(&token);
             }
         }
         Ok(!self.ready.is_empty())

@@ -1,12 +1,14 @@
 //! The sending half of an endpoint.
 
 use super::outgoing::OutFrame;
-use super::{Core, EndpointId, EndpointInfo};
+use super::route::Call;
+use super::{Core, EndpointId, EndpointInfo, EndpointStats};
 use crate::error::SendError;
 use crate::payload::MessageBox;
 use crate::Message;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Sends messages of type `T` on the bus. Cheap to clone; every clone sends
 /// from the same endpoint, from any thread.
@@ -46,9 +48,15 @@ impl<T: MessageBox> EndpointSender<T> {
     ///
     /// `Ok` means the message is in the receivers' queues, or, when nobody
     /// matches and the selector has a `ttl`, waiting here for a match. With
-    /// no match and no ttl it fails with [`SendError::NoRoute`]. Blocks while a
-    /// receiver's queue is full. Messages from one sender to one receiver
-    /// arrive in the order they were sent.
+    /// no match and no ttl it fails with [`SendError::NoRoute`]. Messages
+    /// from one sender to one receiver arrive in the order they were sent.
+    ///
+    /// Each receiver's queue is bounded ([`Limits::link_buffer`](crate::Limits::link_buffer)).
+    /// When one is full, the [`Backpressure`](crate::Backpressure) policy of the
+    /// selector (or else of the endpoint) decides: `Block` (the default) waits
+    /// for room, `DropNewest` skips that receiver and counts the drop,
+    /// `FailFast` returns [`SendError::Full`]. A unicast goes to a matching
+    /// receiver with room before it waits for a full one.
     ///
     /// ```
     /// use busbar::{label, Message, Options, Selector, SendError};
@@ -59,7 +67,48 @@ impl<T: MessageBox> EndpointSender<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send(&self, msg: Message<T>) -> Result<(), SendError> {
-        self.core.shared.route(OutFrame::encode(msg)?)
+        self.route(msg, Call::Send)
+    }
+
+    /// Like [`send`](Self::send), but waits at most `timeout` for a full
+    /// receiver to make room; then fails with [`SendError::Full`] (for a
+    /// multicast, the receivers that had room have the message).
+    ///
+    /// ```
+    /// use busbar::{label, Message, Options, Selector};
+    /// use std::time::Duration;
+    /// # let bus = format!("doc.send_timeout.{}", std::process::id());
+    /// let (sender, _r) = busbar::join::<String, String>(Options::new(bus, label!("a"), "t"), None)?;
+    /// sender.send_timeout(Message::new(Selector::unicast("a"), "hi".to_string()), Duration::from_millis(100))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_timeout(&self, msg: Message<T>, timeout: Duration) -> Result<(), SendError> {
+        self.route(msg, Call::Until(Instant::now() + timeout))
+    }
+
+    /// Like [`send`](Self::send), but never waits for a full receiver: fails
+    /// with [`SendError::Full`] instead (or, under `DropNewest`, drops).
+    ///
+    /// ```
+    /// use busbar::{label, Message, Options, Selector, SendError};
+    /// # let bus = format!("doc.try_send.{}", std::process::id());
+    /// let (sender, _r) = busbar::join::<String, String>(Options::new(bus, label!("a"), "t"), None)?;
+    /// match sender.try_send(Message::new(Selector::unicast("a"), "hi".to_string())) {
+    ///     Ok(()) | Err(SendError::Full { .. }) => {}
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_send(&self, msg: Message<T>) -> Result<(), SendError> {
+        self.route(msg, Call::Try)
+    }
+
+    fn route(&self, msg: Message<T>, call: Call) -> Result<(), SendError> {
+        let shared = &self.core.shared;
+        shared.route(
+            OutFrame::encode(msg, shared.options.limits.max_payload)?,
+            call,
+        )
     }
 }
 
@@ -104,6 +153,20 @@ impl<T> EndpointSender<T> {
     /// ```
     pub fn pending(&self) -> usize {
         self.core.shared.pending_count()
+    }
+
+    /// This endpoint's counters: messages sent, dropped and received, and how
+    /// far behind each receiver it sends to is.
+    ///
+    /// ```
+    /// # let bus = format!("doc.stats.{}", std::process::id());
+    /// let (sender, _r) = busbar::join::<String, String>(busbar::Options::new(bus, busbar::label!("a"), "t"), None)?;
+    /// let stats = sender.stats();
+    /// assert_eq!((stats.sent, stats.dropped_full), (0, 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stats(&self) -> EndpointStats {
+        self.core.shared.stats()
     }
 
     /// Whether this endpoint hosts the bus controller right now.

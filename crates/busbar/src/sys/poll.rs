@@ -107,3 +107,32 @@ impl Doorbell {
         self.fd.as_fd()
     }
 }
+
+/// Waits until `fd` can take a write or `deadline` passes ([poll(2)] for
+/// `POLLOUT`); `None` waits forever. Whether it became writable (a hang-up
+/// counts, so that the write that follows reports it).
+///
+/// [poll(2)]: https://man7.org/linux/man-pages/man2/poll.2.html
+pub(crate) fn wait_writable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<bool> {
+    use rustix::event::{poll, PollFd, PollFlags};
+    loop {
+        let timeout = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            rustix::time::Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: i64::from(left.subsec_nanos()),
+            }
+        });
+        let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(Errno::INTR) => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(false);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

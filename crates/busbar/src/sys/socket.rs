@@ -159,6 +159,34 @@ fn nonzero_timeout(d: Duration) -> Duration {
     d.max(Duration::from_micros(1))
 }
 
+/// Sets the socket's send buffer ([`SO_SNDBUF`]): how many bytes a link
+/// holds before the receiver counts as full. The kernel doubles the value
+/// for its bookkeeping and clamps it to `net.core.wmem_max`.
+///
+/// [`SO_SNDBUF`]: https://man7.org/linux/man-pages/man7/socket.7.html
+pub(crate) fn set_send_buffer(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
+    net::sockopt::set_socket_send_buffer_size(fd, bytes)?;
+    Ok(())
+}
+
+/// Bytes written to the socket that its peer has not read yet ([`SIOCOUTQ`]),
+/// including the kernel's per-frame overhead.
+///
+/// [`SIOCOUTQ`]: https://man7.org/linux/man-pages/man7/unix.7.html
+pub(crate) fn unread_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    const SIOCOUTQ: rustix::ioctl::Opcode = 0x5411;
+    // SAFETY: SIOCOUTQ (= TIOCOUTQ, 0x5411) on a unix socket writes one
+    // `c_int` (the bytes in the send queue) to the pointer it is given,
+    // which is what `Getter<_, c_int>` provides; the fd is borrowed live.
+    let n = unsafe {
+        rustix::ioctl::ioctl(
+            fd,
+            rustix::ioctl::Getter::<SIOCOUTQ, std::ffi::c_int>::new(),
+        )?
+    };
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 /// Sends one frame: the byte slices, gathered, and the descriptors as `SCM_RIGHTS`
 /// ([sendmsg(2)]). A seqpacket send is all or nothing.
 ///

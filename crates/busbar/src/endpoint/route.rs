@@ -1,0 +1,383 @@
+//! Routing: which receivers get a frame, what a send does when one is
+//! full, and the queue of messages waiting for their ttl.
+
+use super::directory::Directory;
+use super::outgoing::OutFrame;
+use super::Shared;
+use crate::error::SendError;
+use crate::link::{OutLink, SendFailure, Wait};
+use crate::sys::socket;
+use crate::Backpressure;
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the background thread retries a waiting message whose receiver was full.
+pub(crate) const FULL_RETRY: Duration = Duration::from_millis(5);
+
+/// Which call is sending: it decides how long a full receiver may hold it up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Call {
+    /// `send`: the policy decides.
+    Send,
+    /// `send_timeout`: wait at most until then.
+    Until(Instant),
+    /// `try_send`: never wait.
+    Try,
+}
+
+/// A message waiting for an endpoint that matches its selector (or for a
+/// full one to make room).
+#[derive(Debug)]
+pub(crate) struct Pending {
+    frame: OutFrame,
+    deadline: Instant,
+    /// Receivers that already have it (a multicast some of whose receivers were full).
+    done: Vec<u64>,
+    /// Whether a matching receiver was full at the last try.
+    stuck: bool,
+}
+
+/// What one routing round achieved.
+#[derive(Debug, Default)]
+struct Outcome {
+    delivered: Vec<u64>,
+    full: Vec<u64>,
+}
+
+enum Delivery {
+    Delivered,
+    Full,
+    /// The receiver is gone (or was never reachable): try another.
+    Gone,
+}
+
+impl Shared {
+    /// Routes a message now, or queues it for its ttl.
+    ///
+    /// Order per receiver is kept with messages already waiting: a new
+    /// message does not overtake a waiting one that a full receiver holds up.
+    pub(crate) fn route(&self, frame: OutFrame, call: Call) -> Result<(), SendError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(SendError::Disconnected);
+        }
+        let policy = frame
+            .selector
+            .backpressure
+            .unwrap_or(self.options.backpressure);
+        let wait = match (policy, call) {
+            (Backpressure::Block, Call::Send) => Wait::Forever,
+            (Backpressure::Block, Call::Until(d)) => Wait::Until(d),
+            _ => Wait::No,
+        };
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if !pending.is_empty() {
+            self.flush(&mut pending, Instant::now(), wait);
+        }
+        if pending.iter().any(|p| p.stuck) {
+            // An older message waits for a full receiver: going round it could reorder.
+            if frame.selector.ttl.is_zero() {
+                return Err(SendError::Full {
+                    delivered: 0,
+                    full: 1,
+                });
+            }
+            return self.hold(&mut pending, frame, Vec::new(), true);
+        }
+        if !pending.is_empty() && !frame.selector.ttl.is_zero() {
+            return self.hold(&mut pending, frame, Vec::new(), false);
+        }
+        drop(pending);
+        let out = self.deliver(&frame, &[], wait)?;
+        if !out.full.is_empty() {
+            if policy == Backpressure::DropNewest {
+                self.count_drops(&out.full);
+            } else {
+                return Err(SendError::Full {
+                    delivered: out.delivered.len(),
+                    full: out.full.len(),
+                });
+            }
+        }
+        if !out.delivered.is_empty() || !out.full.is_empty() {
+            return Ok(());
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        self.hold(&mut pending, frame, Vec::new(), false)
+    }
+
+    fn hold(
+        &self,
+        pending: &mut VecDeque<Pending>,
+        frame: OutFrame,
+        done: Vec<u64>,
+        stuck: bool,
+    ) -> Result<(), SendError> {
+        if frame.selector.ttl.is_zero() {
+            return Err(SendError::NoRoute(frame.selector.to_string()));
+        }
+        let limits = &self.options.limits;
+        let (bytes, fds) = pending
+            .iter()
+            .map(|p| p.frame.weight())
+            .fold((0, 0), |a, w| (a.0 + w.0, a.1 + w.1));
+        let (b, f) = frame.weight();
+        if bytes + b > limits.max_pending_bytes {
+            return Err(SendError::PendingFull(format!(
+                "{} bytes wait already, {b} more would pass the limit of {}",
+                bytes, limits.max_pending_bytes
+            )));
+        }
+        if fds + f > limits.max_pending_descriptors {
+            return Err(SendError::PendingFull(format!(
+                "{fds} descriptors wait already, {f} more would pass the limit of {}",
+                limits.max_pending_descriptors
+            )));
+        }
+        let deadline = Instant::now() + frame.selector.ttl;
+        pending.push_back(Pending {
+            frame,
+            deadline,
+            done,
+            stuck,
+        });
+        // The background thread wakes at the new deadline.
+        self.driver_bell.ring();
+        Ok(())
+    }
+
+    /// Retries waiting messages in order, waiting for full receivers as
+    /// `wait` says, and drops those whose ttl ran out. Stops at a message a
+    /// full receiver holds up, so that nothing behind it overtakes it.
+    pub(crate) fn flush(&self, pending: &mut VecDeque<Pending>, now: Instant, wait: Wait) {
+        let mut keep = VecDeque::with_capacity(pending.len());
+        while let Some(mut p) = pending.pop_front() {
+            // Expired first: a match that appeared after the ttl ran out must not get it.
+            if now >= p.deadline {
+                self.counters.ttl_expired.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(selector = %p.frame.selector, "no endpoint matched within the ttl; message dropped");
+                continue;
+            }
+            let wait = match wait {
+                Wait::Until(d) => Wait::Until(d.min(p.deadline)),
+                Wait::Forever => Wait::Until(p.deadline),
+                Wait::No => Wait::No,
+            };
+            let out = match self.deliver(&p.frame, &p.done, wait) {
+                Ok(out) => out,
+                Err(e) => {
+                    tracing::warn!(selector = %p.frame.selector, "a waiting message could not be sent: {e}");
+                    continue;
+                }
+            };
+            p.done.extend(out.delivered.iter().copied());
+            if out.full.is_empty() && !p.done.is_empty() {
+                continue; // everyone it matched has it
+            }
+            let policy = p
+                .frame
+                .selector
+                .backpressure
+                .unwrap_or(self.options.backpressure);
+            if !out.full.is_empty() && policy == Backpressure::DropNewest {
+                self.count_drops(&out.full);
+                continue;
+            }
+            // Still nobody matches (the ones behind it may go: they cannot
+            // share a receiver with it), or a full receiver holds it up
+            // (nothing behind it goes, so that nothing overtakes it).
+            p.stuck = !out.full.is_empty();
+            let stuck = p.stuck;
+            keep.push_back(p);
+            if stuck {
+                keep.extend(pending.drain(..));
+                break;
+            }
+        }
+        *pending = keep;
+    }
+
+    fn count_drops(&self, full: &[u64]) {
+        let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        for t in full {
+            self.counters.dropped_full.fetch_add(1, Ordering::Relaxed);
+            if let Some(l) = links.get(t) {
+                l.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Messages waiting for their ttl.
+    pub(crate) fn pending_count(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// The endpoint is shutting down: one last try for waiting messages,
+    /// then say how many are dropped with it.
+    pub(crate) fn discard_pending(&self) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.is_empty() {
+            return;
+        }
+        self.flush(&mut pending, Instant::now(), Wait::No);
+        if !pending.is_empty() {
+            tracing::warn!(
+                "endpoint {:016x} shut down with {} message(s) still waiting for their ttl; they are dropped",
+                self.id,
+                pending.len()
+            );
+            pending.clear();
+        }
+    }
+
+    /// When the background thread should look at the waiting messages next.
+    pub(crate) fn next_pending_deadline(&self) -> Option<Instant> {
+        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let retry = pending
+            .iter()
+            .any(|p| p.stuck)
+            .then(|| Instant::now() + FULL_RETRY);
+        pending.iter().map(|p| p.deadline).chain(retry).min()
+    }
+
+    /// Writes the frame to the receivers its selector picks from the
+    /// directory, skipping those in `done`.
+    fn deliver(&self, frame: &OutFrame, done: &[u64], wait: Wait) -> Result<Outcome, SendError> {
+        let mut targets = {
+            let dir = self.directory.read().unwrap_or_else(|p| p.into_inner());
+            dir.matching(&frame.selector)
+        };
+        targets.retain(|t| !done.contains(t));
+        let mut out = Outcome::default();
+        if targets.is_empty() {
+            return Ok(out);
+        }
+        if Directory::is_multicast(&frame.selector) {
+            // First everyone with room, then (if we may wait) the full ones.
+            let mut first_error = None;
+            let mut full = Vec::new();
+            for t in targets {
+                match self.deliver_to(t, frame, Wait::No) {
+                    Ok(Delivery::Delivered) => out.delivered.push(t),
+                    Ok(Delivery::Full) => full.push(t),
+                    Ok(Delivery::Gone) => {}
+                    Err(e) => first_error = first_error.or(Some(e)),
+                }
+            }
+            for t in full {
+                let d = if wait == Wait::No {
+                    Ok(Delivery::Full)
+                } else {
+                    self.deliver_to(t, frame, wait)
+                };
+                match d {
+                    Ok(Delivery::Delivered) => out.delivered.push(t),
+                    Ok(Delivery::Full) => out.full.push(t),
+                    Ok(Delivery::Gone) => {}
+                    Err(e) => first_error = first_error.or(Some(e)),
+                }
+            }
+            return match first_error {
+                Some(e) => Err(e),
+                None => Ok(out),
+            };
+        }
+        // Unicast: the next match in turn that has room; if all are full, wait for the first.
+        let start = self.rr.fetch_add(1, Ordering::Relaxed) % targets.len();
+        targets.rotate_left(start);
+        let mut full = Vec::new();
+        for &t in &targets {
+            match self.deliver_to(t, frame, Wait::No)? {
+                Delivery::Delivered => {
+                    out.delivered.push(t);
+                    return Ok(out);
+                }
+                Delivery::Full => full.push(t),
+                Delivery::Gone => {}
+            }
+        }
+        if wait != Wait::No {
+            for &t in &full {
+                match self.deliver_to(t, frame, wait)? {
+                    Delivery::Delivered => {
+                        out.delivered.push(t);
+                        return Ok(out);
+                    }
+                    Delivery::Full => {
+                        out.full.push(t);
+                        return Ok(out);
+                    }
+                    Delivery::Gone => {}
+                }
+            }
+            return Ok(out);
+        }
+        // Only one receiver gets a unicast: it counts once as full.
+        out.full.extend(full.first());
+        Ok(out)
+    }
+
+    fn deliver_to(&self, target: u64, frame: &OutFrame, wait: Wait) -> Result<Delivery, SendError> {
+        if target == self.id {
+            if !self.inbox.is_open() {
+                return Ok(Delivery::Gone);
+            }
+            let (raw, own) = frame.local_copy()?;
+            if let Err(raw) = self.inbox.push_local(raw) {
+                drop(raw);
+                frame.return_counts(own);
+                return Ok(Delivery::Full);
+            }
+            self.counters.sent.fetch_add(1, Ordering::Relaxed);
+            return Ok(Delivery::Delivered);
+        }
+        let Some(link) = self.link_to(target)? else {
+            return Ok(Delivery::Gone);
+        };
+        match frame.write_to(&link, wait) {
+            Ok(()) => {
+                self.counters.sent.fetch_add(1, Ordering::Relaxed);
+                Ok(Delivery::Delivered)
+            }
+            Err(SendFailure::Full) => Ok(Delivery::Full),
+            Err(SendFailure::Io(e)) if socket::is_peer_gone(&e) => {
+                self.forget_link(target);
+                Ok(Delivery::Gone)
+            }
+            Err(SendFailure::Io(e)) => Err(e.into()),
+        }
+    }
+
+    /// The link to `target`, connecting on first use. `None` when the endpoint is gone.
+    fn link_to(&self, target: u64) -> Result<Option<Arc<OutLink>>, SendError> {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = links.get(&target) {
+            return Ok(Some(l.clone()));
+        }
+        let addr = super::control::link_address(&self.options.identifier, target)?;
+        match OutLink::connect(&addr, self.id, self.uid) {
+            Ok(Some(l)) => {
+                l.set_buffer(self.options.limits.link_buffer)?;
+                let l = Arc::new(l);
+                links.insert(target, l.clone());
+                Ok(Some(l))
+            }
+            Ok(None) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                tracing::warn!("not sending to endpoint {target:016x}: {e}");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Drops the link to an endpoint that went away.
+    pub(crate) fn forget_link(&self, target: u64) {
+        self.links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&target);
+    }
+}
