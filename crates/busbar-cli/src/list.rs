@@ -4,11 +4,14 @@ use crate::common::{self, parse_secs, print_line, show_label, Failure};
 use busbar::{BytesMessage, EndpointInfo, Label};
 use std::time::Duration;
 
-/// Show the endpoints on a bus: id, pid, uid, which one hosts the controller, label.
+/// Show the endpoints on a bus: id, pid, uid, which one hosts the controller, queue depth, drops, label.
 #[derive(Debug, clap::Args)]
 #[command(long_about = "\
 Show the endpoints on a bus as a table: id, pid, uid, which one hosts the \
-bus controller, and label.
+bus controller, how many bytes senders have queued for it that it has not \
+read (QUEUED), how many messages were dropped for it because it was full \
+(DROPPED, under the drop-newest policy), and label. QUEUED and DROPPED are \
+what the senders last reported, about once a second.
 
 `list` joins the bus for a moment to read its directory (its own endpoint is \
 left out of the table). Like `send`, it never hosts the controller, so it \
@@ -50,7 +53,7 @@ pub fn run(args: Args, token: &str) -> Result<(), Failure> {
 
 /// The table's lines, header first, columns aligned.
 pub fn table(endpoints: &[EndpointInfo]) -> Vec<String> {
-    let rows: Vec<[String; 5]> = endpoints
+    let rows: Vec<[String; 7]> = endpoints
         .iter()
         .map(|e| {
             [
@@ -58,12 +61,23 @@ pub fn table(endpoints: &[EndpointInfo]) -> Vec<String> {
                 e.pid.to_string(),
                 e.uid.to_string(),
                 if e.is_controller { "yes" } else { "-" }.to_string(),
+                e.queued_bytes.to_string(),
+                e.dropped.to_string(),
                 show_label(&e.label),
             ]
         })
         .collect();
-    let header = ["ID", "PID", "UID", "CONTROLLER", "LABEL"].map(String::from);
-    let mut widths = [0; 5];
+    let header = [
+        "ID",
+        "PID",
+        "UID",
+        "CONTROLLER",
+        "QUEUED",
+        "DROPPED",
+        "LABEL",
+    ]
+    .map(String::from);
+    let mut widths = [0; 7];
     for row in std::iter::once(&header).chain(&rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -99,6 +113,8 @@ mod tests {
                 pid: 42,
                 uid: 1000,
                 is_controller: true,
+                queued_bytes: 0,
+                dropped: 0,
             },
             EndpointInfo {
                 id: EndpointId(0xabc),
@@ -106,14 +122,16 @@ mod tests {
                 pid: 12345,
                 uid: 0,
                 is_controller: false,
+                queued_bytes: 4096,
+                dropped: 3,
             },
         ];
         assert_eq!(
             table(&endpoints),
             [
-                "ID                PID    UID   CONTROLLER  LABEL",
-                "0000000000000001  42     1000  yes         gpu,renderer",
-                "0000000000000abc  12345  0     -           -",
+                "ID                PID    UID   CONTROLLER  QUEUED  DROPPED  LABEL",
+                "0000000000000001  42     1000  yes         0       0        gpu,renderer",
+                "0000000000000abc  12345  0     -           4096    3        -",
             ]
         );
     }

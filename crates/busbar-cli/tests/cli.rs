@@ -152,6 +152,10 @@ fn wait_listed(bus: &str, ready: impl Fn(&[Row]) -> bool) -> Vec<Row> {
 struct Row {
     pid: u32,
     controller: bool,
+    #[allow(dead_code)] // parsed to check the column holds a number
+    queued: u64,
+    #[allow(dead_code)] // parsed to check the column holds a number
+    dropped: u64,
     label: String,
 }
 
@@ -161,7 +165,7 @@ fn parse_table(lines: &[String]) -> Vec<Row> {
         .iter()
         .map(|line| {
             let cells: Vec<&str> = line.split_whitespace().collect();
-            assert_eq!(cells.len(), 5, "row {line:?}");
+            assert_eq!(cells.len(), 7, "row {line:?}");
             assert_eq!(cells[0].len(), 16, "id in {line:?}");
             Row {
                 pid: cells[1].parse().expect("pid"),
@@ -170,7 +174,9 @@ fn parse_table(lines: &[String]) -> Vec<Row> {
                     "-" => false,
                     other => panic!("controller column {other:?}"),
                 },
-                label: cells[4].to_string(),
+                queued: cells[4].parse().expect("queued bytes"),
+                dropped: cells[5].parse().expect("dropped"),
+                label: cells[6].to_string(),
             }
         })
         .collect()

@@ -4,6 +4,9 @@
 //! The tests themselves are in `tests/cross_process/`; the peer is
 //! `src/bin/busbar-peer.rs`.
 
+pub mod chaos;
+pub mod hostile;
+
 use busbar::BytesMessage;
 use serde::{Deserialize, Serialize};
 

@@ -37,9 +37,26 @@ pub enum JoinError {
         /// The controller's limit.
         max: usize,
     },
+    /// The process serving the bus address runs as a user this endpoint's
+    /// [`Access`](crate::Access) policy does not admit; the join request (and
+    /// the token in it) was not sent.
+    #[error("the bus controller (pid {pid}) runs as uid {uid}, which this endpoint's access policy does not admit")]
+    UntrustedController {
+        /// The controller's uid.
+        uid: u32,
+        /// The controller's pid.
+        pid: u32,
+    },
     /// The identifier is empty, too long or contains NUL.
     #[error("invalid bus identifier {0:?}: 1 to 64 bytes, no NUL")]
     InvalidIdentifier(String),
+    /// The [filesystem namespace](crate::Namespace::Filesystem) cannot be used:
+    /// `XDG_RUNTIME_DIR` is unset and no directory was given, the directory is
+    /// not private to this user (a directory it owns, no group or other
+    /// permissions), the identifier cannot name a directory, or the socket
+    /// paths would be too long for a unix socket address.
+    #[error("cannot use the bus directory: {0}")]
+    Namespace(String),
     /// The controller answered something this endpoint does not understand.
     #[error("bus protocol error: {0}")]
     Protocol(String),

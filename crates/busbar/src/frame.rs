@@ -274,6 +274,9 @@ pub(crate) enum Refusal {
     DuplicateId,
     /// The join request made no sense.
     Malformed,
+    /// The controller admits at most `max` endpoints, and has that many.
+    /// (Last, so that the variants before it keep their tags.)
+    Full { max: u64 },
 }
 
 /// Control-plane messages (the body of a `Control` frame).
@@ -301,6 +304,28 @@ pub(crate) enum Control {
     Added(PeerRecord),
     /// An endpoint left (controller → every endpoint).
     Removed(u64),
+    /// How far behind each receiver this endpoint sends to is (endpoint →
+    /// controller, about once a second while it changes).
+    Report(Vec<LinkLoad>),
+    /// Per endpoint, what all senders together have queued for it and
+    /// dropped because it was full (controller → every endpoint, when it changes).
+    Load(Vec<EndpointLoad>),
+}
+
+/// One link's load, as its sender reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LinkLoad {
+    pub peer: u64,
+    pub queued_bytes: u64,
+    pub dropped: u64,
+}
+
+/// One endpoint's inbound load, summed over its senders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EndpointLoad {
+    pub id: u64,
+    pub queued_bytes: u64,
+    pub dropped: u64,
 }
 
 /// The body of a `Hello` frame: who opened this data link.

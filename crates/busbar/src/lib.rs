@@ -44,6 +44,9 @@ mod controller;
 mod endpoint;
 mod error;
 mod frame;
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod label;
 mod link;
 mod message;

@@ -52,21 +52,28 @@ pub(crate) enum SendFailure {
 
 impl OutLink {
     /// Connects to the endpoint `peer` at `addr` and introduces us as `our_id`.
-    /// `Ok(None)` when nobody listens there (the endpoint is gone).
+    /// `Ok(None)` when nobody listens there (the endpoint is gone). Fails with
+    /// `PermissionDenied` when the process listening there is not one that
+    /// `access` admits (for us, running as `our_uid`).
     pub(crate) fn connect(
         addr: &socket::Address,
         our_id: u64,
         our_uid: u32,
+        access: &crate::Access,
     ) -> io::Result<Option<OutLink>> {
         let Some(fd) = socket::connect(addr)? else {
             return Ok(None);
         };
-        // Whoever holds that address must be one of ours: never hand a message to a stranger.
+        // Whoever holds that address must be one of ours: never hand a
+        // message to a stranger who squatted it.
         let cred = socket::peer_cred(fd.as_fd())?;
-        if cred.uid != our_uid {
+        if !access.admits(our_uid, cred) {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
-                format!("{addr:?} is held by uid {}, not ours", cred.uid),
+                format!(
+                    "{addr:?} is held by uid {} (gid {}), which our access policy does not admit",
+                    cred.uid, cred.gid
+                ),
             ));
         }
         let hello = frame::encode_small(
@@ -173,6 +180,9 @@ pub(crate) struct InLink {
     pub peer: Option<u64>,
     next_seq: u64,
     bad_frames: u32,
+    /// Whether a gap in the sequence was logged already (once per link: an
+    /// honest sender never makes one, a dishonest one must not flood the log).
+    seq_warned: bool,
 }
 
 /// What one read from a link gave.
@@ -196,6 +206,7 @@ impl InLink {
             peer: None,
             next_seq: 0,
             bad_frames: 0,
+            seq_warned: false,
         }
     }
 
@@ -237,8 +248,9 @@ impl InLink {
                         }
                     }
                     Kind::Data if self.peer.is_some() => {
-                        if header.seq != self.next_seq {
-                            tracing::warn!(peer = ?self.peer, "frame {} arrived where {} was due", header.seq, self.next_seq);
+                        if header.seq != self.next_seq && !self.seq_warned {
+                            self.seq_warned = true;
+                            tracing::warn!(peer = ?self.peer, "frame {} arrived where {} was due (logged once per link)", header.seq, self.next_seq);
                         }
                         self.next_seq = header.seq.wrapping_add(1);
                         Read::Frame(RawFrame {
@@ -257,14 +269,38 @@ impl InLink {
     }
 
     fn bad(&mut self, e: FrameError) -> Read {
-        self.bad_frames += 1;
-        tracing::warn!(peer = ?self.peer, "dropped a malformed frame: {e}");
-        if self.bad_frames >= MAX_BAD_FRAMES {
-            tracing::warn!(peer = ?self.peer, "disconnecting a peer after {} malformed frames", self.bad_frames);
+        if self.malformed(e) {
             Read::Closed
         } else {
             Read::Nothing
         }
+    }
+
+    /// Counts a malformed frame from this link, found by [`read`](InLink::read)
+    /// or later by the decoder (a bad selector or descriptor). Whether the
+    /// link has now sent [`MAX_BAD_FRAMES`] and must be cut (the caller drops it).
+    pub(crate) fn malformed(&mut self, e: FrameError) -> bool {
+        self.bad_frames = self.bad_frames.saturating_add(1);
+        let peer = self.peer.map(|id| format!("{id:016x}"));
+        tracing::warn!(peer, "dropped a malformed frame: {e}");
+        if self.bad_frames < MAX_BAD_FRAMES {
+            return false;
+        }
+        match socket::peer_cred(self.fd.as_fd()) {
+            Ok(c) => tracing::warn!(
+                peer,
+                pid = c.pid,
+                uid = c.uid,
+                "disconnecting a peer after {} malformed frames",
+                self.bad_frames
+            ),
+            Err(_) => tracing::warn!(
+                peer,
+                "disconnecting a peer after {} malformed frames",
+                self.bad_frames
+            ),
+        }
+        true
     }
 
     /// Malformed frames this link sent so far.

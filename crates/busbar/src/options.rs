@@ -1,5 +1,6 @@
 //! How an endpoint joins a bus.
 
+use crate::sys::socket::PeerCred;
 use crate::Label;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -86,6 +87,21 @@ pub enum Access {
     Anyone,
 }
 
+impl Access {
+    /// Whether a process with credentials `peer` (as `SO_PEERCRED` gives them:
+    /// effective uid, primary gid) may connect to an endpoint running as
+    /// (effective) `our_uid`, or receive from it.
+    pub(crate) fn admits(&self, our_uid: u32, peer: PeerCred) -> bool {
+        match self {
+            Access::SameUser => peer.uid == our_uid,
+            Access::Allow { uids, gids } => {
+                peer.uid == our_uid || uids.contains(&peer.uid) || gids.contains(&peer.gid)
+            }
+            Access::Anyone => true,
+        }
+    }
+}
+
 /// Where a bus's sockets live.
 ///
 /// ```
@@ -155,5 +171,63 @@ impl Default for Limits {
             max_pending_descriptors: 1024,
             link_buffer: 256 << 10,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cred(uid: u32, gid: u32) -> PeerCred {
+        PeerCred { pid: 1, uid, gid }
+    }
+
+    #[test]
+    fn same_user_admits_only_our_uid() {
+        let a = Access::SameUser;
+        assert!(a.admits(1000, cred(1000, 1000)));
+        assert!(a.admits(1000, cred(1000, 5)), "the gid does not matter");
+        assert!(
+            !a.admits(1000, cred(1001, 1000)),
+            "a shared gid is not enough"
+        );
+        assert!(!a.admits(1000, cred(0, 0)), "not even root");
+        assert!(!a.admits(0, cred(1000, 1000)));
+    }
+
+    #[test]
+    fn allow_admits_us_and_the_listed_uids_and_gids() {
+        let a = Access::Allow {
+            uids: vec![65534, 7],
+            gids: vec![100],
+        };
+        assert!(a.admits(1000, cred(1000, 1)), "ourselves");
+        assert!(a.admits(1000, cred(65534, 65534)), "a listed uid");
+        assert!(a.admits(1000, cred(7, 1)), "another listed uid");
+        assert!(a.admits(1000, cred(2000, 100)), "a listed gid");
+        assert!(!a.admits(1000, cred(2000, 2000)), "neither listed");
+        assert!(
+            !a.admits(1000, cred(100, 7)),
+            "uids and gids are not mixed up"
+        );
+        let empty = Access::Allow {
+            uids: vec![],
+            gids: vec![],
+        };
+        assert!(empty.admits(1000, cred(1000, 1)));
+        assert!(!empty.admits(1000, cred(1001, 1)));
+    }
+
+    #[test]
+    fn anyone_admits_everyone() {
+        for (uid, gid) in [(0, 0), (1000, 1000), (65534, 65534), (u32::MAX, u32::MAX)] {
+            assert!(Access::Anyone.admits(1000, cred(uid, gid)));
+        }
+    }
+
+    #[test]
+    fn default_is_same_user() {
+        assert_eq!(Access::default(), Access::SameUser);
+        assert_eq!(Namespace::default(), Namespace::Abstract);
     }
 }

@@ -1,7 +1,7 @@
 //! Behaviour that needs no second process: self-delivery, API guarantees.
 
 use busbar::{
-    join, label, EndpointReceiver, EndpointSender, Message, Options, RecvError, Selector,
+    join, label, EndpointReceiver, EndpointSender, Message, Options, RecvError, Selector, SendError,
 };
 use std::time::Duration;
 
@@ -65,4 +65,59 @@ fn unicast_to_oneself_carries_descriptors() {
     assert_eq!(region.ref_count(), 2);
     drop(got);
     assert_eq!(region.ref_count(), 1);
+}
+
+#[test]
+fn a_payload_over_the_limit_fails_at_send() {
+    let bus = bus("too-large");
+    let mut options = Options::new(&bus, label!("a"), "t");
+    options.limits.max_payload = 1000;
+    let (a, _a_rx) = join::<Vec<u8>, Vec<u8>>(options, WAIT).unwrap();
+    let err = a
+        .send(Message::new(Selector::unicast("a"), vec![7u8; 2000]))
+        .unwrap_err();
+    assert!(
+        matches!(err, SendError::TooLarge { max: 1000, .. }),
+        "{err}"
+    );
+    // Under the limit it goes.
+    a.send(Message::new(Selector::unicast("a"), vec![7u8; 900]))
+        .unwrap();
+}
+
+#[test]
+fn a_payload_over_the_receivers_limit_is_dropped_and_counted() {
+    let bus = bus("too-large-in");
+    let mut small = Options::new(&bus, label!("small"), "t");
+    small.limits.max_payload = 1000;
+    let (small_tx, mut small_rx) = join::<Vec<u8>, Vec<u8>>(small, WAIT).unwrap();
+    let (big, _big_rx) =
+        join::<Vec<u8>, Vec<u8>>(Options::new(&bus, label!("big"), "t"), WAIT).unwrap();
+    let to_small = || Selector::unicast("small").ttl(Duration::from_secs(30));
+    big.send(Message::new(to_small(), vec![1u8; 5000])).unwrap();
+    big.send(Message::new(to_small(), vec![2u8; 10])).unwrap();
+    // The large one is dropped before it is read; the next one arrives.
+    assert_eq!(small_rx.recv(WAIT).unwrap().payload, vec![2u8; 10]);
+    assert_eq!(small_tx.stats().malformed, 1);
+}
+
+#[test]
+fn waiting_messages_are_bounded_in_bytes_and_descriptors() {
+    let bus = bus("pending-limits");
+    let mut options = Options::new(&bus, label!("a"), "t");
+    options.limits.max_pending_bytes = 10_000;
+    options.limits.max_pending_descriptors = 2;
+    let (a, _a_rx) = join::<Vec<u8>, Vec<u8>>(options, WAIT).unwrap();
+    let later = || Selector::unicast("nobody-yet").ttl(Duration::from_secs(60));
+    a.send(Message::new(later(), vec![0u8; 6000])).unwrap();
+    let err = a.send(Message::new(later(), vec![0u8; 6000])).unwrap_err();
+    assert!(matches!(err, SendError::PendingFull(_)), "{err}");
+    let fds = || busbar::Object::from(std::fs::File::open("/dev/null").unwrap());
+    let m = Message::new(later(), vec![])
+        .with_object(fds())
+        .with_object(fds())
+        .with_object(fds());
+    let err = a.send(m).unwrap_err();
+    assert!(matches!(err, SendError::PendingFull(_)), "{err}");
+    assert_eq!(a.pending(), 1);
 }

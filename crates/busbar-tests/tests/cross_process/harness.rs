@@ -225,6 +225,43 @@ impl Peer {
         }
     }
 
+    /// Stops the process (`SIGSTOP`): it keeps its sockets but reads nothing.
+    pub fn stop(&mut self) {
+        self.signal(rustix::process::Signal::STOP);
+    }
+
+    /// Lets a stopped process go on (`SIGCONT`).
+    pub fn resume(&mut self) {
+        self.signal(rustix::process::Signal::CONT);
+    }
+
+    fn signal(&mut self, sig: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32);
+        if let Some(pid) = pid {
+            if let Err(e) = rustix::process::kill_process(pid, sig) {
+                self.fail(&format!("could not send {sig:?}: {e}"));
+            }
+        }
+    }
+
+    /// The lines a peer that is gone printed and the test has not read yet
+    /// (after [`kill9`](Peer::kill9): everything it said before it died).
+    pub fn remaining_lines(&mut self) -> Vec<String> {
+        let mut rest = Vec::new();
+        loop {
+            match self.lines.recv_timeout(GUARD) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    rest.push(line);
+                }
+                Err(RecvTimeoutError::Disconnected) => return rest,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.fail("its stdout is still open after it died (hang guard)")
+                }
+            }
+        }
+    }
+
     /// `kill -9`, and waits until it is gone.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
@@ -249,6 +286,36 @@ impl Peer {
             let _ = t.join();
         }
         true
+    }
+
+    /// How many times `needle` appears in what the peer wrote to stderr (its log) so far.
+    pub fn stderr_count(&self, needle: &str) -> usize {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .matches(needle)
+            .count()
+    }
+
+    /// Waits up to [`GUARD`] until the peer's stderr (its log) contains `needle`.
+    pub fn wait_stderr(&self, needle: &str) {
+        let deadline = Instant::now() + GUARD;
+        loop {
+            let found = self
+                .stderr
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(needle);
+            if found {
+                return;
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!(
+                    "{needle:?} did not appear on stderr within {GUARD:?} (hang guard)"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Fails the test with everything known about this peer.

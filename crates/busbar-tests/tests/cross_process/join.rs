@@ -46,9 +46,35 @@ fn another_user_is_refused_with_permission_denied() {
     let bus = bus_name("uid");
     let _holder = controller_holder(&bus);
     let nobody = 65534;
+    // The joiner trusts anyone to serve the bus, so it asks; the controller says no.
+    let mut peer = Peer::start_with(
+        "nobody",
+        "join-error",
+        &bus,
+        "x",
+        &["--access", "anyone"],
+        |cmd| {
+            cmd.uid(nobody).gid(nobody);
+        },
+    );
+    peer.expect_line(&format!("REFUSED PermissionDenied uid={nobody}"));
+    peer.wait_success();
+}
+
+#[test]
+fn a_joiner_does_not_hand_its_token_to_a_controller_of_another_user() {
+    if !rustix::process::getuid().is_root() {
+        eprintln!("not root: cannot start a peer as another user; the check is not exercised");
+        return;
+    }
+    let bus = bus_name("squat");
+    // The bus is served by root; a joiner of another user with the default
+    // policy (same user only) must refuse to send it the join request.
+    let _holder = controller_holder(&bus);
+    let nobody = 65534;
     let mut peer = Peer::start_with("nobody", "join-error", &bus, "x", &[], |cmd| {
         cmd.uid(nobody).gid(nobody);
     });
-    peer.expect_line(&format!("REFUSED PermissionDenied uid={nobody}"));
+    peer.expect_line("REFUSED UntrustedController uid=0");
     peer.wait_success();
 }

@@ -7,8 +7,12 @@
 
 mod harness;
 
+mod access;
 mod attachments;
+mod backpressure;
+mod crash;
 mod failover;
+mod hostile;
 mod join;
 mod liveness;
 mod payloads;

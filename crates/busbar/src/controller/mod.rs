@@ -1,23 +1,28 @@
 //! The bus controller: the directory of endpoints, pushed to all of them.
 //!
 //! It runs on a thread inside whichever endpoint won the bind of the bus
-//! address. It admits endpoints (protocol version, token, uid), tells each
-//! newcomer the whole directory and everyone else the change, and notices
-//! departures when a control connection closes, which the kernel does for
-//! a crashed process too. It never sees a message: data goes endpoint to
-//! endpoint.
+//! address. It admits endpoints (protocol version, the host's [`Access`]
+//! policy, token, [`Limits::max_endpoints`](crate::Limits::max_endpoints)),
+//! tells each newcomer the whole directory and everyone else the change,
+//! and notices departures when a control connection closes, which the
+//! kernel does for a crashed process too (in the filesystem namespace it
+//! then removes the departed endpoint's socket file: `stale.rs`). It never
+//! sees a message: data goes endpoint to endpoint.
 //!
 //! After a failover the new controller starts from its own copy of the
 //! directory, so senders keep their routes while the others re-register.
 //! Entries nobody re-registers within [`REJOIN_GRACE`] are removed.
 
 mod admit;
+mod load;
+mod stale;
 
 use crate::endpoint::control::Seed;
 use crate::frame::{self, Control, Kind, PeerRecord};
 use crate::sys::poll::{Doorbell, Poller};
-use crate::sys::socket::{self, PeerCred, Received};
-use std::collections::{BTreeMap, HashMap};
+use crate::sys::socket::{self, Listener, PeerCred, Received};
+use crate::{Access, Options};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
@@ -28,8 +33,9 @@ use std::time::{Duration, Instant};
 pub(crate) const REJOIN_GRACE: Duration = Duration::from_secs(3);
 /// How long a new connection may take to send its join request.
 const JOIN_DEADLINE: Duration = Duration::from_secs(10);
-/// How long a send to one endpoint may block before that endpoint is dropped.
-const MEMBER_SEND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Control messages an endpoint may leave unread before the controller drops
+/// it (it re-joins when it reads again). The controller itself never waits.
+const MAX_OUTBOX_BYTES: usize = 1 << 20;
 
 const STOP: u64 = 0;
 const LISTENER: u64 = 1;
@@ -42,11 +48,14 @@ pub(crate) struct Controller {
 }
 
 impl Controller {
-    /// Starts serving on `listener` (already bound to the bus address) inside endpoint `host`.
+    /// Starts serving on `listener` (already bound to the bus address, and
+    /// holding the election lock in the filesystem namespace) inside
+    /// endpoint `host`, with the token, access policy, limits and namespace
+    /// of `options`.
     pub(crate) fn start(
-        listener: OwnedFd,
+        listener: Listener,
         host: u64,
-        token: String,
+        options: &Options,
         seed: Seed,
     ) -> io::Result<Controller> {
         let stop = Arc::new(Doorbell::new()?);
@@ -55,10 +64,18 @@ impl Controller {
         socket::set_nonblocking(listener.as_fd(), true)?;
         poller.add(listener.as_fd(), LISTENER)?;
         let grace = (!seed.peers.is_empty()).then(|| Instant::now() + REJOIN_GRACE);
+        let mut stale = stale::Stale::new(options);
+        for id in seed.departed {
+            stale.departed(id, Instant::now());
+        }
         let mut state = State {
             host,
-            token: token.into_bytes(),
-            uid: rustix::process::getuid().as_raw(),
+            token: options.token.as_bytes().to_vec(),
+            // SO_PEERCRED reports effective ids: compare like with like.
+            uid: rustix::process::geteuid().as_raw(),
+            access: options.access.clone(),
+            max_endpoints: options.limits.max_endpoints,
+            stale,
             epoch: seed.epoch,
             poller,
             listener,
@@ -78,6 +95,7 @@ impl Controller {
                 .collect(),
             grace,
             next_token: 2,
+            load: load::LoadBoard::default(),
         };
         let bell = stop.clone();
         let thread = std::thread::Builder::new()
@@ -106,6 +124,9 @@ struct Conn {
     /// The endpoint id, once admitted.
     id: Option<u64>,
     since: Instant,
+    /// Frames the endpoint's socket had no room for yet, oldest first.
+    outbox: VecDeque<Vec<u8>>,
+    outbox_bytes: usize,
 }
 
 struct Entry {
@@ -119,13 +140,20 @@ struct State {
     host: u64,
     token: Vec<u8>,
     uid: u32,
+    /// Who may join (the host's policy).
+    access: Access,
+    /// The most endpoints the directory may hold.
+    max_endpoints: usize,
+    /// Socket files of departed endpoints, to remove (filesystem namespace).
+    stale: stale::Stale,
     epoch: u64,
     poller: Poller,
-    listener: OwnedFd,
+    listener: Listener,
     conns: HashMap<u64, Conn>,
     dir: BTreeMap<u64, Entry>,
     grace: Option<Instant>,
     next_token: u64,
+    load: load::LoadBoard,
 }
 
 impl State {
@@ -146,10 +174,19 @@ impl State {
                         return;
                     }
                     LISTENER => self.accept_all(),
-                    t => self.read_conn(t, &mut buf, &mut control),
+                    t => {
+                        if !self.flush_out(t) {
+                            self.close(t);
+                            continue;
+                        }
+                        self.read_conn(t, &mut buf, &mut control)
+                    }
                 }
             }
             self.expire(Instant::now());
+            if let Some(summary) = self.load.take(Instant::now()) {
+                self.broadcast(&Control::Load(summary), None);
+            }
         }
     }
 
@@ -159,7 +196,11 @@ impl State {
             .values()
             .filter(|c| c.id.is_none())
             .map(|c| c.since + JOIN_DEADLINE);
-        joins.chain(self.grace).min()
+        joins
+            .chain(self.grace)
+            .chain(self.load.due())
+            .chain(self.stale.next_deadline())
+            .min()
     }
 
     fn accept_all(&mut self) {
@@ -175,7 +216,6 @@ impl State {
             let setup = || -> io::Result<PeerCred> {
                 let cred = socket::peer_cred(fd.as_fd())?;
                 socket::set_nonblocking(fd.as_fd(), true)?;
-                socket::set_send_timeout(fd.as_fd(), Some(MEMBER_SEND_TIMEOUT))?;
                 Ok(cred)
             };
             match setup() {
@@ -190,6 +230,8 @@ impl State {
                                 cred,
                                 id: None,
                                 since: Instant::now(),
+                                outbox: VecDeque::new(),
+                                outbox_bytes: 0,
                             },
                         );
                     }
@@ -208,8 +250,11 @@ impl State {
             match got {
                 Ok(Received::WouldBlock) => return,
                 Ok(Received::Frame { len, fds }) => {
+                    // Control frames carry no descriptors: one that does is
+                    // malformed, and handled as such (refused, or disconnected).
+                    let bytes = if fds.is_empty() { &buf[..len] } else { &[][..] };
                     drop(fds);
-                    if !self.on_frame(token, &buf[..len]) {
+                    if !self.on_frame(token, bytes) {
                         self.close(token);
                         return;
                     }
@@ -227,14 +272,19 @@ impl State {
         let Some(conn) = self.conns.get(&token) else {
             return false;
         };
-        if conn.id.is_some() {
+        if let Some(id) = conn.id {
+            let report = frame::check(bytes, 0).and_then(|_| frame::decode_small::<Control>(bytes));
+            if let Ok(Control::Report(loads)) = report {
+                self.load.report(id, loads);
+                return true;
+            }
             tracing::warn!(
                 "an admitted endpoint sent an unexpected control frame; disconnecting it"
             );
             return false;
         }
         let cred = conn.cred;
-        match admit::check(bytes, &self.token, self.uid, cred) {
+        match admit::check(bytes, &self.token, &self.access, self.uid, cred) {
             Err(refusal) => {
                 tracing::info!(
                     pid = cred.pid,
@@ -247,6 +297,18 @@ impl State {
             Ok((id, label)) => {
                 if self.dir.get(&id).is_some_and(|e| e.conn.is_some()) {
                     self.send(token, &Control::Refuse(frame::Refusal::DuplicateId));
+                    return false;
+                }
+                // A seeded entry coming back after a failover has its place already.
+                if !self.dir.contains_key(&id) && self.dir.len() >= self.max_endpoints {
+                    tracing::info!(
+                        pid = cred.pid,
+                        uid = cred.uid,
+                        "refused a join: the bus has its {} endpoints",
+                        self.max_endpoints
+                    );
+                    let max = u64::try_from(self.max_endpoints).unwrap_or(u64::MAX);
+                    self.send(token, &Control::Refuse(frame::Refusal::Full { max }));
                     return false;
                 }
                 let record = PeerRecord {
@@ -279,28 +341,58 @@ impl State {
         }
     }
 
-    /// Sends to one connection; `false` if it failed (the caller closes it).
-    fn send(&self, token: u64, msg: &Control) -> bool {
-        let Some(conn) = self.conns.get(&token) else {
+    /// Sends to one connection without waiting: what the socket has no room
+    /// for waits in the connection's outbox. `false` if the endpoint is gone
+    /// or has left too much unread (the caller closes it).
+    fn send(&mut self, token: u64, msg: &Control) -> bool {
+        let bytes = frame::encode_small(Kind::Control, msg, frame::PROTOCOL_VERSION);
+        let Some(conn) = self.conns.get_mut(&token) else {
             return false;
         };
-        let bytes = frame::encode_small(Kind::Control, msg, frame::PROTOCOL_VERSION);
-        // Admitted connections are non-blocking for reads; block (bounded) for this write.
-        let _ = socket::set_nonblocking(conn.fd.as_fd(), false);
-        let result = socket::send_frame(conn.fd.as_fd(), &[&bytes], &[]);
-        let _ = socket::set_nonblocking(conn.fd.as_fd(), true);
-        match result {
-            Ok(()) => true,
-            // Gone already: its hang-up is next in the queue; nothing to report.
-            Err(e) if socket::is_peer_gone(&e) => false,
-            Err(e) => {
-                tracing::warn!(
-                    pid = conn.cred.pid,
-                    "an endpoint did not take a control message ({e}); dropping it"
-                );
-                false
+        conn.outbox_bytes += bytes.len();
+        conn.outbox.push_back(bytes);
+        if conn.outbox_bytes > MAX_OUTBOX_BYTES {
+            tracing::warn!(
+                pid = conn.cred.pid,
+                "an endpoint left {} bytes of control messages unread; dropping it",
+                conn.outbox_bytes
+            );
+            return false;
+        }
+        self.flush_out(token)
+    }
+
+    /// Writes what waits in a connection's outbox, as far as its socket takes
+    /// it, and watches for room when something is left. `false` if the endpoint is gone.
+    fn flush_out(&mut self, token: u64) -> bool {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return false;
+        };
+        let had = !conn.outbox.is_empty();
+        while let Some(bytes) = conn.outbox.front() {
+            match socket::send_frame(conn.fd.as_fd(), &[bytes], &[]) {
+                Ok(()) => {
+                    conn.outbox_bytes -= bytes.len();
+                    conn.outbox.pop_front();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // Gone already: its hang-up is next in the queue; nothing to report.
+                Err(e) if socket::is_peer_gone(&e) => return false,
+                Err(e) => {
+                    tracing::warn!(
+                        pid = conn.cred.pid,
+                        "writing to an endpoint failed ({e}); dropping it"
+                    );
+                    return false;
+                }
             }
         }
+        if had {
+            let _ = self
+                .poller
+                .watch_writable(conn.fd.as_fd(), token, !conn.outbox.is_empty());
+        }
+        true
     }
 
     /// Sends to every admitted endpoint but `except`; drops those that fail.
@@ -328,6 +420,8 @@ impl State {
         if let Some(id) = conn.id {
             if self.dir.get(&id).is_some_and(|e| e.conn == Some(token)) {
                 self.dir.remove(&id);
+                self.load.forget(id);
+                self.stale.departed(id, Instant::now());
                 self.broadcast(&Control::Removed(id), None);
             }
         }
@@ -356,8 +450,10 @@ impl State {
                     "endpoint {id:016x} did not re-register after failover; removing it"
                 );
                 self.dir.remove(&id);
+                self.stale.departed(id, now);
                 self.broadcast(&Control::Removed(id), None);
             }
         }
+        self.stale.run(now);
     }
 }

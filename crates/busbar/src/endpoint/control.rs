@@ -1,10 +1,12 @@
 //! The endpoint's side of the control plane: find (or become) the
 //! controller, and join it.
 
+use super::namespace;
 use crate::controller::Controller;
 use crate::error::JoinError;
 use crate::frame::{self, Control, Kind, PeerRecord, Refusal};
-use crate::sys::socket::{self, Address, Bind, Received};
+use crate::sys::dir;
+use crate::sys::socket::{self, Address, Bind, Listener, Received};
 use crate::Options;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -13,14 +15,14 @@ use std::time::{Duration, Instant};
 /// How long a joiner waits for the controller's answer to its join request.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The address of a bus's controller.
-pub(crate) fn bus_address(identifier: &str) -> io::Result<Address> {
-    Address::abstract_name(&format!("busbar/{identifier}"))
+/// The address of a bus's controller (see `namespace.rs`).
+pub(crate) fn bus_address(options: &Options) -> io::Result<Address> {
+    namespace::bus_address(options)
 }
 
-/// The address where endpoint `id` accepts data links.
-pub(crate) fn link_address(identifier: &str, id: u64) -> io::Result<Address> {
-    Address::abstract_name(&format!("busbar/{identifier}/{id:016x}"))
+/// The address where endpoint `id` accepts data links (see `namespace.rs`).
+pub(crate) fn link_address(options: &Options, id: u64) -> io::Result<Address> {
+    namespace::link_address(options, id)
 }
 
 /// A joined control connection and what the controller said.
@@ -43,6 +45,9 @@ pub(crate) enum Attempt {
 pub(crate) struct Seed {
     pub epoch: u64,
     pub peers: Vec<PeerRecord>,
+    /// Endpoints known to be gone (the host of the previous controller):
+    /// their socket files are removed once nobody listens there.
+    pub departed: Vec<u64>,
 }
 
 /// Tries once to join the bus. When no controller answers and the options
@@ -52,7 +57,7 @@ pub(crate) fn attempt(
     id: u64,
     seed: impl FnOnce() -> Seed,
 ) -> Result<Attempt, JoinError> {
-    let addr = bus_address(&options.identifier)?;
+    let addr = bus_address(options)?;
     let mut started = None;
     let conn = match socket::connect(&addr)? {
         Some(conn) => conn,
@@ -60,16 +65,14 @@ pub(crate) fn attempt(
             if !options.controller_affinity {
                 return Ok(Attempt::Retry);
             }
-            match socket::bind_listener(&addr)? {
-                Bind::InUse => return Ok(Attempt::Retry),
-                Bind::Bound(listener) => {
-                    let s = seed();
-                    started = Some(Controller::start(listener, id, options.token.clone(), s)?);
-                    match socket::connect(&addr)? {
-                        Some(conn) => conn,
-                        None => return Ok(Attempt::Retry),
-                    }
-                }
+            let Some(listener) = claim(options, &addr)? else {
+                return Ok(Attempt::Retry);
+            };
+            let s = seed();
+            started = Some(Controller::start(listener, id, options, s)?);
+            match socket::connect(&addr)? {
+                Some(conn) => conn,
+                None => return Ok(Attempt::Retry),
             }
         }
     };
@@ -79,9 +82,49 @@ pub(crate) fn attempt(
     }
 }
 
+/// Tries to become the bus's controller: binds the bus address, after
+/// winning the lock on `bus.lock` and removing a stale `bus.sock` in the
+/// filesystem namespace (the listener then holds the lock for its life).
+/// `None` when someone else is (or is becoming) the controller.
+fn claim(options: &Options, addr: &Address) -> io::Result<Option<Listener>> {
+    let lock = match addr.file() {
+        None => None,
+        Some(socket_file) => {
+            let Some(lock) = dir::try_lock(&namespace::lock_path(options)?)? else {
+                return Ok(None);
+            };
+            // We hold the lock, so no live controller serves this file: it is stale.
+            if dir::unlink(socket_file)? {
+                tracing::info!(
+                    "removed the stale controller socket {}",
+                    socket_file.display()
+                );
+            }
+            Some(lock)
+        }
+    };
+    Ok(match (socket::bind_listener(addr)?, lock) {
+        (Bind::Bound(listener), Some(lock)) => Some(listener.keep_lock(lock)),
+        (Bind::Bound(listener), None) => Some(listener),
+        (Bind::InUse, _) => None,
+    })
+}
+
 /// Sends the join request and reads the answer. `Ok(None)` when the
 /// controller went away mid-way (a failover is under way: try again).
 fn handshake(conn: OwnedFd, options: &Options, id: u64) -> Result<Option<Joined>, JoinError> {
+    // Whoever holds the bus address gets our token: it must be someone our
+    // policy admits, not a process of another user that bound the name first.
+    let cred = socket::peer_cred(conn.as_fd())?;
+    if !options
+        .access
+        .admits(rustix::process::geteuid().as_raw(), cred)
+    {
+        return Err(JoinError::UntrustedController {
+            uid: cred.uid,
+            pid: cred.pid,
+        });
+    }
     let join = Control::Join {
         version: options.protocol_version,
         token: options.token.as_bytes().to_vec(),
@@ -150,6 +193,9 @@ fn handshake(conn: OwnedFd, options: &Options, id: u64) -> Result<Option<Joined>
             Control::Refuse(Refusal::Malformed) => Err(JoinError::Protocol(
                 "the controller could not read our join".into(),
             )),
+            Control::Refuse(Refusal::Full { max }) => Err(JoinError::BusFull {
+                max: usize::try_from(max).unwrap_or(usize::MAX),
+            }),
             other => Err(JoinError::Protocol(format!(
                 "unexpected answer to join: {other:?}"
             ))),

@@ -4,6 +4,7 @@ use crate::frame::PeerRecord;
 use crate::selector::{Selector, SelectorMode};
 use crate::{EndpointId, EndpointInfo, Label};
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 /// Who is on the bus.
 #[derive(Debug, Default)]
@@ -13,60 +14,130 @@ pub(crate) struct Directory {
     /// The endpoint hosting the controller, when there is one.
     pub controller: Option<u64>,
     peers: BTreeMap<u64, Peer>,
+    /// Peers kept from before a failover that the new controller has not
+    /// confirmed yet, and until when they are kept (see [`Directory::reset`]).
+    stale: BTreeMap<u64, Instant>,
 }
 
 #[derive(Debug, Clone)]
 struct Peer {
     record: PeerRecord,
     label: Label,
+    /// Bytes queued for it by all senders, and messages dropped for it (from the controller).
+    queued_bytes: u64,
+    dropped: u64,
 }
 
 impl Directory {
-    /// Replaces everything with a controller's welcome.
+    /// Takes a controller's welcome: its peers, plus, for
+    /// [`REJOIN_GRACE`](crate::controller::REJOIN_GRACE), the peers we knew
+    /// that it does not list (yet).
+    ///
+    /// After a failover the new controller may know fewer endpoints than we
+    /// do: it may have joined a moment ago (its directory was empty when it
+    /// won the election), or the others may not have re-registered with it
+    /// yet. Dropping them would cut routes to live receivers: a multicast
+    /// would silently skip them, a unicast fail with `NoRoute`. They stay
+    /// until they re-register (`Added`), the controller says they left
+    /// (`Removed`), or the grace runs out; a send to one that is really
+    /// gone finds its address closed and skips it.
     pub(crate) fn reset(&mut self, epoch: u64, controller: u64, peers: Vec<PeerRecord>) {
         self.epoch = epoch;
         self.controller = Some(controller);
-        self.peers.clear();
+        let now = Instant::now();
+        let until = now + crate::controller::REJOIN_GRACE;
+        self.stale.retain(|_, t| *t > now);
+        let before = std::mem::take(&mut self.peers);
         for p in peers {
             self.add(p);
         }
+        for (id, p) in before {
+            if self.peers.contains_key(&id) || self.stale.get(&id).is_some_and(|t| *t <= now) {
+                continue;
+            }
+            self.stale.entry(id).or_insert(until);
+            self.peers.insert(id, p);
+        }
+    }
+
+    /// Whether `id` is not a kept peer whose grace ran out.
+    fn live(&self, id: u64, now: Instant) -> bool {
+        self.stale.get(&id).is_none_or(|t| now < *t)
     }
 
     /// Records an endpoint.
     pub(crate) fn add(&mut self, record: PeerRecord) {
+        self.stale.remove(&record.id);
         let label = Label::new(record.label.iter().cloned());
-        self.peers.insert(record.id, Peer { record, label });
+        let (queued_bytes, dropped) = self
+            .peers
+            .get(&record.id)
+            .map_or((0, 0), |p| (p.queued_bytes, p.dropped));
+        self.peers.insert(
+            record.id,
+            Peer {
+                record,
+                label,
+                queued_bytes,
+                dropped,
+            },
+        );
+    }
+
+    /// Takes the controller's summary of inbound load.
+    pub(crate) fn set_load(&mut self, loads: &[crate::frame::EndpointLoad]) {
+        for p in self.peers.values_mut() {
+            p.queued_bytes = 0;
+            p.dropped = 0;
+        }
+        for l in loads {
+            if let Some(p) = self.peers.get_mut(&l.id) {
+                p.queued_bytes = l.queued_bytes;
+                p.dropped = l.dropped;
+            }
+        }
     }
 
     /// Forgets an endpoint; whether it was there.
     pub(crate) fn remove(&mut self, id: u64) -> bool {
+        self.stale.remove(&id);
         self.peers.remove(&id).is_some()
     }
 
     /// The endpoints whose labels satisfy the selector, in id order.
     pub(crate) fn matching(&self, selector: &Selector) -> Vec<u64> {
+        let now = Instant::now();
         self.peers
             .values()
-            .filter(|p| selector.label_op.matches(&p.label))
+            .filter(|p| self.live(p.record.id, now) && selector.label_op.matches(&p.label))
             .map(|p| p.record.id)
             .collect()
     }
 
     /// The records, for seeding a new controller after a failover.
     pub(crate) fn records(&self) -> Vec<PeerRecord> {
-        self.peers.values().map(|p| p.record.clone()).collect()
+        let now = Instant::now();
+        self.peers
+            .values()
+            .filter(|p| self.live(p.record.id, now))
+            .map(|p| p.record.clone())
+            .collect()
     }
 
     /// Everyone, as the public API shows them.
     pub(crate) fn infos(&self) -> Vec<EndpointInfo> {
+        let now = Instant::now();
         self.peers
             .values()
+            .filter(|p| self.live(p.record.id, now))
             .map(|p| EndpointInfo {
                 id: EndpointId(p.record.id),
                 label: p.label.clone(),
                 pid: p.record.pid,
                 uid: p.record.uid,
                 is_controller: self.controller == Some(p.record.id),
+                queued_bytes: p.queued_bytes,
+                dropped: p.dropped,
             })
             .collect()
     }

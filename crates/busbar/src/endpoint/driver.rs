@@ -5,9 +5,9 @@
 use super::control::{self, Attempt, Seed};
 use super::Shared;
 use crate::controller::Controller;
-use crate::frame::{self, Control};
+use crate::frame::{self, Control, Kind, LinkLoad};
 use crate::sys::poll::Poller;
-use crate::sys::socket::{self, Received};
+use crate::sys::socket::{self, Listener, Received};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -19,13 +19,16 @@ const BELL: u64 = 0;
 const LISTENER: u64 = 1;
 const CONTROL: u64 = 2;
 
+/// How often an endpoint tells the controller how far behind its receivers are (when that changed).
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+
 /// The longest pause between two attempts to reach a new controller.
 const MAX_RETRY: Duration = Duration::from_millis(20);
 
 /// Starts the background thread of a joined endpoint.
 pub(crate) fn spawn(
     shared: Arc<Shared>,
-    listener: OwnedFd,
+    listener: Listener,
     control: OwnedFd,
     controller: Option<Controller>,
 ) -> io::Result<JoinHandle<()>> {
@@ -42,6 +45,9 @@ pub(crate) fn spawn(
         controller,
         retry_at: None,
         backoff: Duration::from_millis(1),
+        departed: None,
+        report_at: Instant::now() + REPORT_EVERY,
+        reported: Vec::new(),
     };
     std::thread::Builder::new()
         .name("busbar-endpoint".into())
@@ -51,13 +57,22 @@ pub(crate) fn spawn(
 struct Driver {
     shared: Arc<Shared>,
     poller: Poller,
-    listener: OwnedFd,
+    /// Our data address. Declared before `control`, so that on shutdown it
+    /// closes (and removes its socket file) before the controller sees us go.
+    listener: Listener,
     /// The control connection; `None` between losing a controller and joining the next.
     control: Option<OwnedFd>,
     /// The controller, when this endpoint hosts it.
     controller: Option<Controller>,
     retry_at: Option<Instant>,
     backoff: Duration,
+    /// The endpoint that hosted the controller we lost, until we re-joined:
+    /// if we become the controller, we clean up after it.
+    departed: Option<u64>,
+    /// When to tell the controller how far behind our receivers are next.
+    report_at: Instant,
+    /// What we told it last.
+    reported: Vec<LinkLoad>,
 }
 
 impl Driver {
@@ -66,10 +81,14 @@ impl Driver {
         let mut buf = vec![0u8; frame::MAX_FRAME];
         let mut space = socket::recv_control_space();
         while !self.shared.closed.load(Ordering::SeqCst) {
-            let deadline = [self.shared.next_pending_deadline(), self.retry_at]
-                .into_iter()
-                .flatten()
-                .min();
+            let deadline = [
+                self.shared.next_pending_deadline(),
+                self.retry_at,
+                Some(self.report_at),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             if let Err(e) = self.poller.wait(&mut ready, deadline) {
                 tracing::error!("endpoint poll failed: {e}");
                 return;
@@ -86,6 +105,41 @@ impl Driver {
                 self.rejoin();
             }
             self.flush_pending();
+            if Instant::now() >= self.report_at {
+                self.report_load();
+            }
+        }
+    }
+
+    /// Tells the controller how much each of our receivers has not read yet
+    /// and how much we dropped for it, when that changed since last time.
+    fn report_load(&mut self) {
+        self.report_at = Instant::now() + REPORT_EVERY;
+        let Some(conn) = self.control.as_ref() else {
+            return;
+        };
+        let loads: Vec<LinkLoad> = self
+            .shared
+            .stats()
+            .links
+            .into_iter()
+            .map(|l| LinkLoad {
+                peer: l.peer.0,
+                queued_bytes: l.queued_bytes as u64,
+                dropped: l.dropped_full,
+            })
+            .collect();
+        if loads == self.reported {
+            return;
+        }
+        let report = frame::encode_small(
+            Kind::Control,
+            &Control::Report(loads.clone()),
+            frame::PROTOCOL_VERSION,
+        );
+        // Never wait for the controller: if its socket is full, the next report will do.
+        if socket::send_frame(conn.as_fd(), &[&report], &[]).is_ok() {
+            self.reported = loads;
         }
     }
 
@@ -113,12 +167,13 @@ impl Driver {
                 }
             };
             match socket::peer_cred(fd.as_fd()) {
-                Ok(c) if c.uid == self.shared.uid => {}
+                Ok(c) if self.shared.options.access.admits(self.shared.uid, c) => {}
                 Ok(c) => {
                     tracing::warn!(
                         pid = c.pid,
                         uid = c.uid,
-                        "refused a data link from another user"
+                        gid = c.gid,
+                        "refused a data link from a process our access policy does not admit"
                     );
                     continue;
                 }
@@ -139,16 +194,17 @@ impl Driver {
                 return;
             };
             let got = socket::recv_frame(conn.as_fd(), buf, space);
-            let len = match got {
+            let (len, fds) = match got {
                 Ok(Received::WouldBlock) => return,
-                Ok(Received::Frame { len, .. }) => len,
+                // Control frames carry no descriptors; `check` refuses one that does.
+                Ok(Received::Frame { len, fds }) => (len, fds.len()),
                 Ok(Received::Closed) | Ok(Received::Truncated) | Err(_) => {
                     self.lost_controller();
                     return;
                 }
             };
             let bytes = &buf[..len];
-            let msg = frame::check(bytes, 0).and_then(|_| frame::decode_small::<Control>(bytes));
+            let msg = frame::check(bytes, fds).and_then(|_| frame::decode_small::<Control>(bytes));
             let mut dir = self
                 .shared
                 .directory
@@ -161,6 +217,7 @@ impl Driver {
                     drop(dir);
                     self.shared.forget_link(id);
                 }
+                Ok(Control::Load(loads)) => dir.set_load(&loads),
                 Ok(Control::Welcome {
                     epoch,
                     controller,
@@ -195,6 +252,9 @@ impl Driver {
         if let Some(id) = old {
             self.shared.forget_link(id);
             tracing::info!("lost the bus controller (endpoint {id:016x}); electing a new one");
+            if id != self.shared.id {
+                self.departed = Some(id);
+            }
         }
         self.controller = None;
         self.backoff = Duration::from_millis(1);
@@ -208,6 +268,7 @@ impl Driver {
             Seed {
                 epoch: dir.epoch + 1,
                 peers: dir.records(),
+                departed: self.departed.into_iter().collect(),
             }
         };
         match control::attempt(&shared.options, shared.id, seed) {
@@ -226,6 +287,9 @@ impl Driver {
                 self.controller = started;
                 self.control = Some(joined.conn);
                 self.retry_at = None;
+                self.departed = None;
+                // The new controller knows nothing of our load yet.
+                self.reported.clear();
             }
             Ok(Attempt::Retry) => self.schedule_retry(),
             Err(e) => {

@@ -1,5 +1,6 @@
 //! Where an endpoint's incoming links and its messages to itself meet.
 
+use crate::frame::FrameError;
 use crate::link::{InLink, RawFrame};
 use crate::sys::poll::{Doorbell, Poller};
 use std::collections::{HashMap, VecDeque};
@@ -73,6 +74,24 @@ impl Inbox {
         drop(local);
         self.bell.ring();
         Ok(())
+    }
+
+    /// A frame from the link of poller token `token` turned out malformed
+    /// when it was decoded: counts it against that link and cuts the link
+    /// when it has sent too many. Whether it was cut.
+    pub(crate) fn malformed(&self, token: u64, e: FrameError) -> bool {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(link) = links.get_mut(&token) else {
+            // A message to ourselves, or the link is gone already.
+            tracing::warn!("dropped a malformed message: {e}");
+            return false;
+        };
+        if !link.malformed(e) {
+            return false;
+        }
+        self.poller.remove(link.as_fd());
+        links.remove(&token);
+        true
     }
 
     /// The receiver is gone: close every link so that senders notice.

@@ -14,8 +14,9 @@ pub(crate) mod control;
 mod directory;
 mod driver;
 mod inbox;
+pub(crate) mod namespace;
 mod outgoing;
-mod receiver;
+pub(crate) mod receiver;
 mod route;
 mod sender;
 mod stats;
@@ -64,6 +65,12 @@ pub struct EndpointInfo {
     pub uid: u32,
     /// Whether it hosts the bus controller.
     pub is_controller: bool,
+    /// Bytes other endpoints have written to it that it has not read yet,
+    /// as they last reported (about once a second): how far behind it is.
+    pub queued_bytes: u64,
+    /// Messages other endpoints dropped for it because it was full
+    /// ([`Backpressure::DropNewest`](crate::Backpressure::DropNewest)), as last reported.
+    pub dropped: u64,
 }
 
 /// What an endpoint's sender handles, receiver and background thread share.
@@ -121,18 +128,20 @@ impl Drop for Core {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn join<T: MessageBox, R: MessageBox>(
-    options: Options,
+    mut options: Options,
     timeout: Option<Duration>,
 ) -> Result<(EndpointSender<T>, EndpointReceiver<R>), JoinError> {
     let ident = &options.identifier;
     if ident.is_empty() || ident.len() > Options::MAX_IDENTIFIER || ident.contains('\0') {
         return Err(JoinError::InvalidIdentifier(ident.clone()));
     }
+    // The filesystem namespace: find, create or check the bus directory.
+    namespace::prepare(&mut options)?;
     let deadline = timeout.map(|t| Instant::now() + t);
     // Open our own data address first, so that peers can reach us as soon as they learn of us.
     let (id, listener) = loop {
         let id = uuid::Uuid::new_v4().as_u64_pair().0;
-        if let Bind::Bound(l) = socket::bind_listener(&control::link_address(ident, id)?)? {
+        if let Bind::Bound(l) = socket::bind_listener(&control::link_address(&options, id)?)? {
             break (id, l);
         }
     };
@@ -141,6 +150,7 @@ pub fn join<T: MessageBox, R: MessageBox>(
         match control::attempt(&options, id, || Seed {
             epoch: 1,
             peers: Vec::new(),
+            departed: Vec::new(),
         })? {
             Attempt::Joined(j, c) => break (j, c),
             Attempt::Retry => {
@@ -158,7 +168,8 @@ pub fn join<T: MessageBox, R: MessageBox>(
     directory.reset(joined.epoch, joined.controller, joined.peers);
     let shared = Arc::new(Shared {
         id,
-        uid: rustix::process::getuid().as_raw(),
+        // SO_PEERCRED reports effective ids: compare like with like.
+        uid: rustix::process::geteuid().as_raw(),
         options,
         directory: RwLock::new(directory),
         links: Mutex::new(HashMap::new()),

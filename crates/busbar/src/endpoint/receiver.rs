@@ -3,7 +3,7 @@
 use super::inbox::BELL;
 use super::{Core, EndpointId};
 use crate::error::RecvError;
-use crate::frame::{self, MAX_FRAME};
+use crate::frame::{self, FrameError, MAX_FRAME};
 use crate::link::{RawFrame, Read, MAX_BAD_FRAMES};
 use crate::payload::MessageBox;
 use crate::sys::{blob, socket};
@@ -21,7 +21,9 @@ const BATCH: usize = 64;
 /// Receives messages of type `R` sent to this endpoint.
 pub struct EndpointReceiver<R> {
     core: Arc<Core>,
-    ready: VecDeque<RawFrame>,
+    /// Frames read, with the poller token of the link each came from
+    /// ([`BELL`] for messages to ourselves).
+    ready: VecDeque<(u64, RawFrame)>,
     buf: Vec<u8>,
     control: Vec<MaybeUninit<u8>>,
     tokens: Vec<u64>,
@@ -108,11 +110,27 @@ impl<R: MessageBox> EndpointReceiver<R> {
 
     /// Decodes frames already read until one is a message for us.
     fn next_ready(&mut self) -> Result<Option<Message<R>>, RecvError> {
-        while let Some(raw) = self.ready.pop_front() {
-            if let Some(m) = decode(raw)? {
-                let counters = &self.core.shared.counters;
-                counters.received.fetch_add(1, Ordering::Relaxed);
-                return Ok(Some(m));
+        while let Some((token, raw)) = self.ready.pop_front() {
+            let counters = &self.core.shared.counters;
+            let max = self.core.shared.options.limits.max_payload;
+            let decoded = if raw.header.payload_len > max {
+                // Over this endpoint's own limit: dropped before a byte of it is read.
+                Decoded::Malformed(FrameError::TooLarge(raw.header.payload_len))
+            } else {
+                decode(raw)?
+            };
+            match decoded {
+                Decoded::Message(m) => {
+                    counters.received.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Some(m));
+                }
+                Decoded::Skipped => {}
+                Decoded::Malformed(e) => {
+                    counters.malformed.fetch_add(1, Ordering::Relaxed);
+                    if self.core.shared.inbox.malformed(token, e) {
+                        counters.links_cut.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
         }
         Ok(None)
@@ -130,7 +148,8 @@ impl<R: MessageBox> EndpointReceiver<R> {
                         .local
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .drain(..),
+                        .drain(..)
+                        .map(|f| (BELL, f)),
                 );
                 continue;
             }
@@ -143,7 +162,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
             let mut closed = false;
             for _ in 0..BATCH {
                 match link.read(&mut self.buf, &mut self.control) {
-                    Read::Frame(f) => self.ready.push_back(f),
+                    Read::Frame(f) => self.ready.push_back((token, f)),
                     Read::Nothing => {}
                     Read::Empty => break,
                     Read::Closed => {
@@ -168,16 +187,26 @@ impl<R: MessageBox> EndpointReceiver<R> {
     }
 }
 
-/// Turns a checked frame into a message, `None` when it is not for an `R`
-/// or is malformed beyond what [`frame::check`] can see (logged and dropped).
-fn decode<R: MessageBox>(mut raw: RawFrame) -> Result<Option<Message<R>>, RecvError> {
+/// What became of a frame the links delivered.
+pub(crate) enum Decoded<R> {
+    /// A message for the application.
+    Message(Message<R>),
+    /// Well formed, but nothing for this receiver: a type `R` does not know,
+    /// or a payload too large to buffer. Logged and dropped.
+    Skipped,
+    /// Malformed in a way [`frame::check`] cannot see (a bad selector, a
+    /// descriptor that is not what the header says). Dropped; the caller
+    /// counts it against the link it came from.
+    Malformed(FrameError),
+}
+
+/// Turns a checked frame into a message. `Err` only when the payload is of
+/// a type `R` knows but does not decode ([`RecvError::Decode`]).
+pub(crate) fn decode<R: MessageBox>(mut raw: RawFrame) -> Result<Decoded<R>, RecvError> {
     let h = raw.header.clone();
     let selector = match frame::decode_selector(raw.selector()) {
         Ok(s) => s,
-        Err(e) => {
-            tracing::warn!("dropped a message with a bad selector: {e}");
-            return Ok(None);
-        }
+        Err(e) => return Ok(Decoded::Malformed(e)),
     };
     let mut fds = std::mem::take(&mut raw.fds).into_iter();
     let objects: Vec<Object> = fds
@@ -186,37 +215,43 @@ fn decode<R: MessageBox>(mut raw: RawFrame) -> Result<Option<Message<R>>, RecvEr
         .map(Object::from)
         .collect();
     let mut memory_regions = Vec::with_capacity(h.n_regions as usize);
-    let mut bad_region = None;
     for fd in fds.by_ref().take(h.n_regions as usize) {
         match MemoryRegion::from_received_fd(fd) {
             Ok(r) => memory_regions.push(r),
-            Err(e) => bad_region = Some(e),
+            Err(e) => return Ok(Decoded::Malformed(FrameError::Body(e.to_string()))),
         }
-    }
-    if let Some(e) = bad_region {
-        tracing::warn!("dropped a message with a bad memory region: {e}");
-        return Ok(None);
     }
     let spilled;
     let payload: &[u8] = if h.payload_in_fd() {
         let Some(fd) = fds.next() else {
-            return Ok(None);
+            return Ok(Decoded::Malformed(FrameError::Body(
+                "the payload descriptor is missing".into(),
+            )));
         };
-        match blob::read_sealed(std::os::fd::AsFd::as_fd(&fd), h.payload_len as usize) {
+        let len = match usize::try_from(h.payload_len) {
+            Ok(len) => len,
+            Err(_) => return Ok(Decoded::Malformed(FrameError::TooLarge(h.payload_len))),
+        };
+        match blob::read_sealed(std::os::fd::AsFd::as_fd(&fd), len) {
             Ok(bytes) => {
                 spilled = bytes;
                 &spilled
             }
+            Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
+                tracing::warn!("dropped a message of {len} bytes: {e}");
+                return Ok(Decoded::Skipped);
+            }
             Err(e) => {
-                tracing::warn!("dropped a message whose payload could not be read: {e}");
-                return Ok(None);
+                return Ok(Decoded::Malformed(FrameError::Body(format!(
+                    "payload descriptor: {e}"
+                ))))
             }
         }
     } else {
         raw.inline_payload()
     };
     match R::decode(h.type_uuid, payload)? {
-        Some(payload) => Ok(Some(Message {
+        Some(payload) => Ok(Decoded::Message(Message {
             selector,
             payload,
             objects,
@@ -224,7 +259,7 @@ fn decode<R: MessageBox>(mut raw: RawFrame) -> Result<Option<Message<R>>, RecvEr
         })),
         None => {
             tracing::debug!(type_id = %uuid::Uuid::from_bytes(h.type_uuid), "skipped a message of a type this receiver does not know");
-            Ok(None)
+            Ok(Decoded::Skipped)
         }
     }
 }

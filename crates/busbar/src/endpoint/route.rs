@@ -356,8 +356,8 @@ impl Shared {
         if let Some(l) = links.get(&target) {
             return Ok(Some(l.clone()));
         }
-        let addr = super::control::link_address(&self.options.identifier, target)?;
-        match OutLink::connect(&addr, self.id, self.uid) {
+        let addr = super::control::link_address(&self.options, target)?;
+        match OutLink::connect(&addr, self.id, self.uid, &self.options.access) {
             Ok(Some(l)) => {
                 l.set_buffer(self.options.limits.link_buffer)?;
                 let l = Arc::new(l);

@@ -37,6 +37,25 @@ impl Poller {
         Ok(())
     }
 
+    /// Watches `fd` (already added under `token`) for room to write as well
+    /// as for input, or for input only again ([epoll_ctl(2)] `EPOLL_CTL_MOD`).
+    ///
+    /// [epoll_ctl(2)]: https://man7.org/linux/man-pages/man2/epoll_ctl.2.html
+    pub(crate) fn watch_writable(
+        &self,
+        fd: BorrowedFd<'_>,
+        token: u64,
+        on: bool,
+    ) -> io::Result<()> {
+        let flags = if on {
+            epoll::EventFlags::IN | epoll::EventFlags::OUT
+        } else {
+            epoll::EventFlags::IN
+        };
+        epoll::modify(&self.fd, fd, epoll::EventData::new_u64(token), flags)?;
+        Ok(())
+    }
+
     /// Stops watching `fd` ([epoll_ctl(2)]). A descriptor already closed is fine.
     ///
     /// [epoll_ctl(2)]: https://man7.org/linux/man-pages/man2/epoll_ctl.2.html

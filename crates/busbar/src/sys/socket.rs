@@ -5,7 +5,9 @@
 //! they belong to (`SCM_RIGHTS`), which is exactly what a link needs.
 //! Addresses live in the abstract namespace (`\0busbar/...`), which the
 //! kernel frees when the last socket bound to them closes: a crashed
-//! controller leaves nothing behind.
+//! controller leaves nothing behind; or, in the filesystem namespace, they
+//! are socket files, which a [`Listener`] removes when it closes (a crashed
+//! process leaves its files behind: see `endpoint::namespace`).
 
 use rustix::io::Errno;
 use rustix::net::{
@@ -14,22 +16,28 @@ use rustix::net::{
 };
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The most descriptors one frame can carry: the kernel's `SCM_MAX_FD`.
 pub(crate) const MAX_FDS_PER_FRAME: usize = 253;
 
-/// An address in the abstract unix namespace.
+/// A unix socket address: a name in the abstract namespace, or a socket file.
 #[derive(Clone)]
 pub(crate) struct Address {
     name: Vec<u8>,
+    /// The socket file, for a filesystem address.
+    path: Option<PathBuf>,
     addr: SocketAddrUnix,
 }
 
 impl std::fmt::Debug for Address {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "@{}", String::from_utf8_lossy(&self.name))
+        match &self.path {
+            Some(p) => write!(f, "{}", p.display()),
+            None => write!(f, "@{}", String::from_utf8_lossy(&self.name)),
+        }
     }
 }
 
@@ -48,8 +56,39 @@ impl Address {
         let addr = SocketAddrUnix::new_abstract_name(name.as_bytes())?;
         Ok(Address {
             name: name.as_bytes().to_vec(),
+            path: None,
             addr,
         })
+    }
+
+    /// The longest socket file path the kernel accepts (`sun_path` less the terminating NUL).
+    pub(crate) const MAX_PATH: usize = 107;
+
+    /// A socket file at `path`. Fails when the path is longer than
+    /// [`MAX_PATH`](Self::MAX_PATH) bytes or contains NUL.
+    pub(crate) fn path(path: &Path) -> io::Result<Address> {
+        let len = path.as_os_str().len();
+        if len > Self::MAX_PATH {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "socket path {} is {len} bytes, longer than the {} a unix socket address holds",
+                    path.display(),
+                    Self::MAX_PATH
+                ),
+            ));
+        }
+        let addr = SocketAddrUnix::new(path)?;
+        Ok(Address {
+            name: Vec::new(),
+            path: Some(path.to_path_buf()),
+            addr,
+        })
+    }
+
+    /// The socket file, for a filesystem address.
+    pub(crate) fn file(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 }
 
@@ -73,9 +112,49 @@ fn seqpacket() -> io::Result<OwnedFd> {
 /// What [`bind_listener`] found.
 pub(crate) enum Bind {
     /// We own the address now.
-    Bound(OwnedFd),
-    /// Someone else holds it.
+    Bound(Listener),
+    /// Someone else holds it (for a socket file: the file exists, stale or not).
     InUse,
+}
+
+/// A listening socket. For a filesystem address it removes its socket file
+/// when dropped ([unlink(2)]); only its owner ever binds that path, so the
+/// file it removes is its own. A lock given to it with
+/// [`keep_lock`](Listener::keep_lock) is released only after that.
+///
+/// [unlink(2)]: https://man7.org/linux/man-pages/man2/unlink.2.html
+#[derive(Debug)]
+pub(crate) struct Listener {
+    fd: OwnedFd,
+    path: Option<PathBuf>,
+    /// Dropped after `Drop::drop` has removed the file.
+    lock: Option<super::dir::FileLock>,
+}
+
+impl Listener {
+    /// Holds `lock` for as long as this listener lives, and lets go of it
+    /// only after the socket file is gone: whoever takes the lock next finds
+    /// the address free.
+    pub(crate) fn keep_lock(mut self, lock: super::dir::FileLock) -> Listener {
+        self.lock = Some(lock);
+        self
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(path) = &self.path {
+            if let Err(e) = super::dir::unlink(path) {
+                tracing::warn!("could not remove socket file {}: {e}", path.display());
+            }
+        }
+    }
 }
 
 /// Binds and listens on `addr` ([bind(2)], [listen(2)]).
@@ -89,18 +168,60 @@ pub(crate) fn bind_listener(addr: &Address) -> io::Result<Bind> {
         Err(Errno::ADDRINUSE) => return Ok(Bind::InUse),
         Err(e) => return Err(e.into()),
     }
-    net::listen(&fd, 128)?;
-    Ok(Bind::Bound(fd))
+    // From here on the file (if any) is ours: the listener removes it, also on error.
+    let listener = Listener {
+        fd,
+        path: addr.path.clone(),
+        lock: None,
+    };
+    net::listen(&listener.fd, 128)?;
+    Ok(Bind::Bound(listener))
 }
 
-/// Connects to a listener at `addr` ([connect(2)]). `Ok(None)` when nobody listens there.
+/// What [`probe`] found at an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Probe {
+    /// A socket listens there (or its backlog is full, which means the same).
+    Listening,
+    /// The name exists but nobody listens: for a socket file, a stale one.
+    Refused,
+    /// No such socket file.
+    Missing,
+}
+
+/// Whether anybody listens at `addr`: a non-blocking [connect(2)] that is
+/// closed at once. A live listener sees a connection that closes before
+/// saying anything.
+///
+/// [connect(2)]: https://man7.org/linux/man-pages/man2/connect.2.html
+pub(crate) fn probe(addr: &Address) -> io::Result<Probe> {
+    let fd = net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    match net::connect(&fd, &addr.addr) {
+        // Another type of socket listening there is left alone too.
+        Ok(()) | Err(Errno::AGAIN) | Err(Errno::INPROGRESS) | Err(Errno::PROTOTYPE) => {
+            Ok(Probe::Listening)
+        }
+        Err(Errno::CONNREFUSED) => Ok(Probe::Refused),
+        Err(Errno::NOENT) => Ok(Probe::Missing),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Connects to a listener at `addr` ([connect(2)]). `Ok(None)` when nobody
+/// listens there, or only a socket of another type (not one of ours:
+/// `EPROTOTYPE`).
 ///
 /// [connect(2)]: https://man7.org/linux/man-pages/man2/connect.2.html
 pub(crate) fn connect(addr: &Address) -> io::Result<Option<OwnedFd>> {
     let fd = seqpacket()?;
     match net::connect(&fd, &addr.addr) {
         Ok(()) => Ok(Some(fd)),
-        Err(Errno::CONNREFUSED) | Err(Errno::NOENT) => Ok(None),
+        Err(Errno::CONNREFUSED) | Err(Errno::NOENT) | Err(Errno::PROTOTYPE) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
@@ -143,14 +264,6 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
 /// [`SO_RCVTIMEO`]: https://man7.org/linux/man-pages/man7/socket.7.html
 pub(crate) fn set_recv_timeout(fd: BorrowedFd<'_>, d: Option<Duration>) -> io::Result<()> {
     net::sockopt::set_socket_timeout(fd, net::sockopt::Timeout::Recv, d.map(nonzero_timeout))?;
-    Ok(())
-}
-
-/// Bounds how long a blocking send waits ([`SO_SNDTIMEO`]); `None` waits forever.
-///
-/// [`SO_SNDTIMEO`]: https://man7.org/linux/man-pages/man7/socket.7.html
-pub(crate) fn set_send_timeout(fd: BorrowedFd<'_>, d: Option<Duration>) -> io::Result<()> {
-    net::sockopt::set_socket_timeout(fd, net::sockopt::Timeout::Send, d.map(nonzero_timeout))?;
     Ok(())
 }
 
@@ -287,4 +400,18 @@ pub(crate) fn is_peer_gone(e: &io::Error) -> bool {
             | Some(Errno::CONNREFUSED)
             | Some(Errno::NOTCONN)
     )
+}
+
+/// A connected pair of seqpacket sockets ([socketpair(2)]), close-on-exec:
+/// a data link without an address, for the fuzzing hooks.
+///
+/// [socketpair(2)]: https://man7.org/linux/man-pages/man2/socketpair.2.html
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
 }

@@ -25,6 +25,7 @@ pub fn options(args: &Args) -> Result<Options> {
         .unwrap_or_default();
     let mut options = Options::new(args.req("bus")?, label, args.get("token").unwrap_or(TOKEN));
     options.controller_affinity = !args.flag("no-affinity");
+    crate::access::apply(args, &mut options)?;
     Ok(options)
 }
 
@@ -134,6 +135,9 @@ pub fn send_error_kind(e: &SendError) -> &'static str {
         SendError::Region(_) => "Region",
         SendError::Disconnected => "Disconnected",
         SendError::Io(_) => "Io",
+        SendError::Full { .. } => "Full",
+        SendError::TooLarge { .. } => "TooLarge",
+        SendError::PendingFull(_) => "PendingFull",
         _ => "Other",
     }
 }

@@ -27,14 +27,24 @@
 //! | `region-a --to L` / `region-b --reply-to L` | a shared region written, read, counted, freed and reused |
 //! | `join-error [--version V]` | expects `join` to be refused; prints `REFUSED <kind> ...` |
 //! | `expect-timeout --ms M` | `recv` with a timeout on an idle endpoint; `TIMEOUT elapsed_ms=<t>` |
+//! | `crash-watch`, `crash-sink`, `crash-send`, `crash-region-send`, `crash-victim` | the crash tests' processes (see `crash.rs`) |
+//! | `hostile-recv` | receives while raw clients attack it; `Seq`s in order, `FDS <n>` on `fds` (see `hostile.rs`) |
+//!
+//! Every role also takes `--namespace DIR|xdg`, `--access
+//! same-user|anyone|allow:uids=A+B,gids=C` and `--max-endpoints N` (see
+//! `access.rs`).
 //!
 //! The roles are in `messaging.rs` and `attachments.rs`, one function
 //! each; `common.rs` has what they share. The payload types are in the
 //! library part of this crate (`src/lib.rs`), which the tests use too.
 
+mod access;
 mod attachments;
 mod common;
+mod crash;
+mod hostile;
 mod messaging;
+mod pressure;
 
 use common::{number, Result};
 use std::collections::HashMap;
@@ -66,6 +76,12 @@ fn main() -> ExitCode {
         "region-b" => attachments::region_b(&args),
         "join-error" => messaging::join_error(&args),
         "expect-timeout" => messaging::expect_timeout(&args),
+        "crash-watch" => crash::watch(&args),
+        "crash-sink" => crash::sink(&args),
+        "crash-send" => crash::send(&args),
+        "crash-region-send" => crash::region_send(&args),
+        "crash-victim" => crash::victim(&args),
+        "hostile-recv" => hostile::hostile_recv(&args),
         other => Err(format!("unknown role {other:?}")),
     };
     match result {

@@ -48,6 +48,9 @@ pub fn send(args: &Args) -> Result {
         let (cmd, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));
         match cmd {
             "unicast" | "multicast" => println!("{}", send_command(&tx, cmd, rest)?),
+            "try" | "timeout" | "policy" | "fill" | "stats" | "wait-load" => {
+                println!("{}", crate::pressure::command(&tx, cmd, rest)?)
+            }
             "parse" => {
                 let op = parse_op(rest)?;
                 let printed = op.to_string();
@@ -177,7 +180,8 @@ pub fn stream_recv(args: &Args) -> Result {
 
 /// Joins with `--token` / `--version` and expects a refusal:
 /// `REFUSED TokenMismatch`, `REFUSED VersionMismatch ours=<v> controller=<v>`,
-/// `REFUSED PermissionDenied uid=<uid>`; `JOINED` (and exit 1) if admitted.
+/// `REFUSED PermissionDenied uid=<uid>`, `REFUSED BusFull max=<n>`; `JOINED`
+/// (and exit 1) if admitted.
 pub fn join_error(args: &Args) -> Result {
     let mut options = options(args)?;
     if let Some(v) = args.opt_num::<u16>("version")? {
@@ -197,6 +201,8 @@ pub fn join_error(args: &Args) -> Result {
             format!("VersionMismatch ours={ours} controller={controller}")
         }
         Err(JoinError::PermissionDenied { uid }) => format!("PermissionDenied uid={uid}"),
+        Err(JoinError::UntrustedController { uid, .. }) => format!("UntrustedController uid={uid}"),
+        Err(JoinError::BusFull { max }) => format!("BusFull max={max}"),
         Err(e) => format!("Other {e}"),
     };
     println!("REFUSED {refusal}");

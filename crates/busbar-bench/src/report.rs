@@ -1,0 +1,336 @@
+//! The tables (stdout and BENCHMARKS.md) and the text around them.
+
+use crate::machine::utc;
+use crate::measure::{FAN_IN, FAN_SIZE, LATENCY_SIZES, SIZES};
+use crate::peers::Peer;
+use crate::results::{Cell, PeerRun, Run};
+use crate::scenario::Rate;
+use std::fmt::Write;
+
+/// `16 B`, `1 KiB`, `16 MiB`.
+pub fn size(n: usize) -> String {
+    match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} B"),
+    }
+}
+
+/// Messages per second: `1.23 M/s`.
+pub fn per_sec(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2} M/s", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.1} k/s", x / 1e3)
+    } else {
+        format!("{x:.1} /s")
+    }
+}
+
+/// Bytes per second in powers of ten: `16.3 MB/s`.
+pub fn bytes_per_sec(x: f64) -> String {
+    if x >= 1e9 {
+        format!("{:.2} GB/s", x / 1e9)
+    } else if x >= 1e6 {
+        format!("{:.1} MB/s", x / 1e6)
+    } else {
+        format!("{:.1} kB/s", x / 1e3)
+    }
+}
+
+/// Nanoseconds as µs or ms.
+pub fn dur(ns: u64) -> String {
+    let us = ns as f64 / 1e3;
+    if us >= 10_000.0 {
+        format!("{:.1} ms", us / 1e3)
+    } else if us >= 1_000.0 {
+        format!("{:.2} ms", us / 1e3)
+    } else if us >= 100.0 {
+        format!("{us:.0} µs")
+    } else if us >= 10.0 {
+        format!("{us:.1} µs")
+    } else {
+        format!("{us:.2} µs")
+    }
+}
+
+/// A cell's text; a failure or anomaly gets a mark and a numbered note.
+fn show<T>(c: &Cell<T>, notes: &mut Vec<String>, what: &str, f: impl Fn(&T) -> String) -> String {
+    match c {
+        Cell::Ok(v) => f(v),
+        Cell::Na(_) => "n/a".to_string(),
+        Cell::Failed(e) => {
+            notes.push(format!("{what}: failed: {e}"));
+            format!("failed [{}]", notes.len())
+        }
+    }
+}
+
+fn rate_cell(c: &Cell<Rate>, notes: &mut Vec<String>, what: &str, full: bool) -> String {
+    let mut s = show(c, notes, what, |r| {
+        if full {
+            format!("{} · {}", per_sec(r.per_receiver), bytes_per_sec(r.bytes))
+        } else {
+            per_sec(r.per_receiver)
+        }
+    });
+    if let Cell::Ok(r) = c {
+        let mut odd = Vec::new();
+        if r.lost > 0 {
+            odd.push(format!(
+                "{} of {} messages lost",
+                r.lost,
+                r.lost + r.delivered
+            ));
+        }
+        if let Some(t) = &r.trouble {
+            odd.push(format!("receivers reported {t}"));
+        }
+        if !odd.is_empty() {
+            notes.push(format!("{what}: {}", odd.join("; ")));
+            let _ = write!(s, " [{}]", notes.len());
+        }
+    }
+    s
+}
+
+fn header(out: &mut String, first: &str, run: &Run) {
+    let names = run.peer_names();
+    let _ = writeln!(out, "| {first} | {} |", names.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---|".repeat(names.len()));
+}
+
+fn row(out: &mut String, first: &str, cells: Vec<String>) {
+    let _ = writeln!(out, "| {first} | {} |", cells.join(" | "));
+}
+
+fn each<F: FnMut(&PeerRun) -> String>(run: &Run, f: F) -> Vec<String> {
+    run.peers.iter().map(f).collect()
+}
+
+/// The tables, in Markdown (also what goes to stdout). Notes for failed or
+/// odd cells are numbered and listed after the tables.
+pub fn tables(run: &Run) -> String {
+    let mut out = String::new();
+    let mut notes = Vec::new();
+    let _ = writeln!(out, "### Throughput, one sender → one receiver\n");
+    header(&mut out, "size", run);
+    for (i, s) in SIZES.iter().enumerate() {
+        let cells = each(run, |p| {
+            let what = format!("{} throughput {}", p.peer.name(), size(*s));
+            rate_cell(&p.throughput[i], &mut notes, &what, true)
+        });
+        row(&mut out, &size(*s), cells);
+    }
+    if let Some(bb) = run.peers.iter().find(|p| p.peer == Peer::Busbar) {
+        let others: Vec<&PeerRun> = run
+            .peers
+            .iter()
+            .filter(|p| p.peer != Peer::Busbar)
+            .collect();
+        if !others.is_empty() {
+            let names: Vec<&str> = others.iter().map(|p| p.peer.name()).collect();
+            let _ = writeln!(
+                out,
+                "\nbusbar ÷ peer, messages/s (above 1: busbar is faster)\n"
+            );
+            let _ = writeln!(out, "| size | {} |", names.join(" | "));
+            let _ = writeln!(out, "|---|{}", "---|".repeat(names.len()));
+            for (i, s) in SIZES.iter().enumerate() {
+                let cells = others
+                    .iter()
+                    .map(|p| match (bb.throughput[i].ok(), p.throughput[i].ok()) {
+                        (Some(a), Some(b)) => format!("{:.2}", a.per_receiver / b.per_receiver),
+                        _ => "–".to_string(),
+                    })
+                    .collect();
+                row(&mut out, &size(*s), cells);
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n### One-way latency (ping-pong, half the round trip)\n"
+    );
+    header(&mut out, "size, percentile", run);
+    for (i, s) in LATENCY_SIZES.iter().enumerate() {
+        for (pname, pick) in [("p50", 0usize), ("p99", 1), ("p99.9", 2)] {
+            let cells = each(run, |p| {
+                let what = format!("{} latency {}", p.peer.name(), size(*s));
+                // Report a failure once, on the p50 row.
+                if pick > 0 && matches!(p.latency[i], Cell::Failed(_)) {
+                    return "failed".to_string();
+                }
+                show(&p.latency[i], &mut notes, &what, |l| {
+                    dur([l.p50, l.p99, l.p999][pick])
+                })
+            });
+            row(&mut out, &format!("{} {pname}", size(*s)), cells);
+        }
+        let cells = each(run, |p| match &p.latency[i] {
+            Cell::Ok(l) => l.n.to_string(),
+            _ => "–".to_string(),
+        });
+        row(&mut out, &format!("{} round trips", size(*s)), cells);
+    }
+    let _ = writeln!(
+        out,
+        "\n### Receiver CPU while idle (link up, nothing to read)\n"
+    );
+    header(&mut out, "", run);
+    let cells = each(run, |p| {
+        let what = format!("{} idle CPU", p.peer.name());
+        show(&p.idle_cpu, &mut notes, &what, |c| {
+            format!("{c:.1} % of a core")
+        })
+    });
+    row(&mut out, "CPU", cells);
+    let _ = writeln!(
+        out,
+        "\n### Fan-out by multicast and fan-in, {} messages\n",
+        size(FAN_SIZE)
+    );
+    header(&mut out, "layout", run);
+    for (i, n) in crate::measure::FAN_OUT.iter().enumerate() {
+        let cells = each(run, |p| {
+            let what = format!("{} multicast to {n}", p.peer.name());
+            let mut s = rate_cell(&p.fan_out[i], &mut notes, &what, false);
+            if let Cell::Ok(r) = &p.fan_out[i] {
+                if *n > 1 {
+                    let _ = write!(s, " each ({} in all)", per_sec(r.deliveries));
+                }
+            }
+            s
+        });
+        row(&mut out, &format!("1 → {n}, multicast"), cells);
+    }
+    let cells = each(run, |p| {
+        let what = format!("{} {FAN_IN} senders into 1", p.peer.name());
+        rate_cell(&p.fan_in, &mut notes, &what, false)
+    });
+    row(&mut out, &format!("{FAN_IN} → 1"), cells);
+    if run.join.is_some() || run.failover.is_some() {
+        let _ = writeln!(out, "\n### busbar: join and failover\n");
+        let _ = writeln!(out, "| what | p50 | p99 | max | n |\n|---|---|---|---|---|");
+        match &run.join {
+            Some(Cell::Ok(j)) => {
+                let _ = writeln!(
+                    out,
+                    "| join a bus that has a controller | {} | {} | {} | {} |",
+                    dur(j.p50),
+                    dur(j.p99),
+                    dur(j.max),
+                    j.n
+                );
+                let _ = writeln!(
+                    out,
+                    "| join a new bus (elect self, start the controller) | {} | {} | {} | {} |",
+                    dur(j.fresh_p50),
+                    dur(j.fresh_p99),
+                    dur(j.fresh_max),
+                    j.n
+                );
+            }
+            Some(c) => {
+                let s = show(c, &mut notes, "busbar join", |_| String::new());
+                let _ = writeln!(out, "| join | {s} | | | |");
+            }
+            None => {}
+        }
+        match &run.failover {
+            Some(Cell::Ok(f)) => {
+                for (what, p) in [
+                    ("failover: a survivor sees a new controller", &f.controller),
+                    ("failover: a message to a survivor answered", &f.echo),
+                ] {
+                    let _ = writeln!(
+                        out,
+                        "| {what} (since `kill -9`) | {} | {} | {} | {} |",
+                        dur(p.p50),
+                        dur(p.p99),
+                        dur(p.max),
+                        f.rounds
+                    );
+                }
+            }
+            Some(c) => {
+                let s = show(c, &mut notes, "busbar failover", |_| String::new());
+                let _ = writeln!(out, "| failover | {s} | | | |");
+            }
+            None => {}
+        }
+    }
+    let na: Vec<String> = run
+        .peers
+        .iter()
+        .flat_map(|p| {
+            let mut v = Vec::new();
+            for c in p.fan_out.iter().chain([&p.fan_in]) {
+                if let Cell::Na(why) = c {
+                    v.push(format!("{}: {why}", p.peer.name()));
+                }
+            }
+            v.dedup();
+            v
+        })
+        .collect();
+    if !notes.is_empty() || !na.is_empty() {
+        let _ = writeln!(out, "\nNotes:\n");
+        for (i, n) in notes.iter().enumerate() {
+            let _ = writeln!(out, "{}. {n}", i + 1);
+        }
+        for n in na {
+            let _ = writeln!(out, "- n/a, {n}");
+        }
+    }
+    out
+}
+
+/// The whole BENCHMARKS.md.
+pub fn markdown(run: &Run) -> String {
+    let mut s = String::new();
+    let m = &run.machine;
+    let _ = writeln!(s, "# busbar benchmarks\n");
+    let _ = writeln!(
+        s,
+        "Written by `busbar-bench` on {} from one run; do not edit the numbers by hand, \
+         run it again.{}\n",
+        utc(run.started),
+        if run.plan.quick {
+            " **This was a `--quick` run: small counts, a smoke check, not numbers to quote.**"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(s, "```sh\n{}\n```\n", run.command);
+    let _ = writeln!(s, "The run took {:.0} s.\n", run.seconds);
+    let _ = writeln!(s, "![throughput and latency](benchmarks.svg)\n");
+    let _ = writeln!(s, "## Machine\n");
+    let _ = writeln!(
+        s,
+        "- CPU: {} ({} logical CPUs in /proc/cpuinfo; `nproc`: {})",
+        m.cpu, m.logical_cpus, m.nproc
+    );
+    let _ = writeln!(
+        s,
+        "- memory: {}; kernel {}; {}",
+        m.memory, m.kernel, m.rustc
+    );
+    let _ = writeln!(
+        s,
+        "- load average (1, 5, 15 min) before the run: {}; after: {}",
+        run.load_before, run.load_after
+    );
+    let libs: Vec<&str> = {
+        let mut v: Vec<&str> = run.peers.iter().map(|p| p.peer.library()).collect();
+        v.dedup();
+        v
+    };
+    let _ = writeln!(s, "- libraries: {}\n", libs.join(", "));
+    let _ = writeln!(s, "## Results\n");
+    s.push_str(&tables(run));
+    s.push_str(METHOD);
+    s
+}
+
+const METHOD: &str = include_str!("method.md");
