@@ -98,6 +98,28 @@ impl Directory {
         }
     }
 
+    /// Drops the peers kept from before a failover whose grace ran out
+    /// without the new controller listing them; gives their ids, so that
+    /// their links can be closed.
+    pub(crate) fn prune(&mut self, now: Instant) -> Vec<u64> {
+        let gone: Vec<u64> = self
+            .stale
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &gone {
+            self.stale.remove(id);
+            self.peers.remove(id);
+        }
+        gone
+    }
+
+    /// When the next kept peer's grace runs out.
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
+        self.stale.values().min().copied()
+    }
+
     /// Forgets an endpoint; whether it was there.
     pub(crate) fn remove(&mut self, id: u64) -> bool {
         self.stale.remove(&id);
@@ -145,5 +167,40 @@ impl Directory {
     /// Whether the selector's mode wants every match.
     pub(crate) fn is_multicast(selector: &Selector) -> bool {
         selector.mode == SelectorMode::Multicast
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::selector::Selector;
+    use std::time::Duration;
+
+    fn record(id: u64, label: &str) -> PeerRecord {
+        PeerRecord {
+            id,
+            label: vec![label.into()],
+            pid: 1,
+            uid: 0,
+        }
+    }
+
+    #[test]
+    fn peers_a_new_controller_does_not_list_stay_for_the_grace_then_go() {
+        let mut dir = Directory::default();
+        dir.reset(1, 1, vec![record(1, "a"), record(2, "b"), record(3, "c")]);
+        // After a failover the new controller (3) lists only itself so far.
+        dir.reset(2, 3, vec![record(3, "c")]);
+        assert_eq!(dir.matching(&Selector::multicast(true)), vec![1, 2, 3]);
+        assert!(
+            dir.prune(Instant::now()).is_empty(),
+            "still within the grace"
+        );
+        // 2 re-registers; 1 never does.
+        dir.add(record(2, "b"));
+        let later = Instant::now() + crate::controller::REJOIN_GRACE + Duration::from_millis(1);
+        assert_eq!(dir.prune(later), vec![1]);
+        assert_eq!(dir.next_expiry(), None);
+        assert_eq!(dir.matching(&Selector::multicast(true)), vec![2, 3]);
     }
 }

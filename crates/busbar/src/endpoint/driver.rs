@@ -81,7 +81,14 @@ impl Driver {
         let mut buf = vec![0u8; frame::MAX_FRAME];
         let mut space = socket::recv_control_space();
         while !self.shared.closed.load(Ordering::SeqCst) {
+            let expiry = self
+                .shared
+                .directory
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .next_expiry();
             let deadline = [
+                expiry,
                 self.shared.next_pending_deadline(),
                 self.retry_at,
                 Some(self.report_at),
@@ -104,10 +111,33 @@ impl Driver {
             if self.control.is_none() && self.retry_at.is_some_and(|t| Instant::now() >= t) {
                 self.rejoin();
             }
+            self.prune_directory();
             self.flush_pending();
             if Instant::now() >= self.report_at {
                 self.report_load();
             }
+        }
+    }
+
+    /// Drops peers kept from before a failover that never came back, and
+    /// closes our links to them.
+    fn prune_directory(&self) {
+        let gone = {
+            let mut dir = self
+                .shared
+                .directory
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            if dir.next_expiry().is_none_or(|t| Instant::now() < t) {
+                return;
+            }
+            dir.prune(Instant::now())
+        };
+        for id in gone {
+            tracing::info!(
+                "endpoint {id:016x} did not come back after the failover; forgetting it"
+            );
+            self.shared.forget_link(id);
         }
     }
 
