@@ -233,8 +233,15 @@ impl Shared {
     }
 
     /// When the background thread should look at the waiting messages next.
+    ///
+    /// A sender may hold the queue while it waits for a full receiver; the
+    /// background thread must not wait with it, so it looks again shortly.
     pub(crate) fn next_pending_deadline(&self) -> Option<Instant> {
-        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let pending = match self.pending.try_lock() {
+            Ok(p) => p,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Some(Instant::now() + FULL_RETRY),
+        };
         let retry = pending
             .iter()
             .any(|p| p.stuck)
