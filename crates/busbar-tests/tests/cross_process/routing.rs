@@ -1,6 +1,6 @@
 //! Who gets a message: unicast, multicast, every `LabelOp` form, parsed expressions.
 
-use crate::harness::{bus_name, controller_holder, joined, payloads};
+use crate::harness::{bus_name, controller_holder, joined, payloads, Peer};
 use std::collections::BTreeSet;
 
 #[test]
@@ -42,15 +42,22 @@ fn three_processes_none_of_them_the_controller() {
     holder.wait_success();
 }
 
+/// A controller holder, three receivers labelled `worker`, one labelled
+/// `idle`, and a sender.
+fn workers_idle_and_sender(bus: &str) -> (Peer, Vec<Peer>, Peer, Peer) {
+    let holder = controller_holder(bus);
+    let workers = (0..3)
+        .map(|i| joined(&format!("worker{i}"), "recv", bus, "worker", &[]).0)
+        .collect();
+    let (idle, _) = joined("idle", "recv", bus, "idle", &[]);
+    let (tx, _) = joined("tx", "send", bus, "tx", &[]);
+    (holder, workers, idle, tx)
+}
+
 #[test]
 fn unicast_reaches_exactly_one_match_round_robin() {
     let bus = bus_name("unicast");
-    let _holder = controller_holder(&bus);
-    let mut workers: Vec<_> = (0..3)
-        .map(|i| joined(&format!("worker{i}"), "recv", &bus, "worker", &[]).0)
-        .collect();
-    let (mut idle, _) = joined("idle", "recv", &bus, "idle", &[]);
-    let (mut tx, _) = joined("tx", "send", &bus, "tx", &[]);
+    let (_holder, mut workers, mut idle, mut tx) = workers_idle_and_sender(&bus);
 
     for i in 0..30 {
         assert_eq!(tx.ask(&format!("unicast 0 text:u{i} worker")), "OK");
@@ -82,12 +89,7 @@ fn unicast_reaches_exactly_one_match_round_robin() {
 #[test]
 fn multicast_reaches_every_match_and_no_other() {
     let bus = bus_name("multicast");
-    let _holder = controller_holder(&bus);
-    let mut workers: Vec<_> = (0..3)
-        .map(|i| joined(&format!("worker{i}"), "recv", &bus, "worker", &[]).0)
-        .collect();
-    let (mut idle, _) = joined("idle", "recv", &bus, "idle", &[]);
-    let (mut tx, _) = joined("tx", "send", &bus, "tx", &[]);
+    let (_holder, mut workers, mut idle, mut tx) = workers_idle_and_sender(&bus);
 
     for i in 0..5 {
         assert_eq!(tx.ask(&format!("multicast 0 text:m{i} worker")), "OK");

@@ -176,10 +176,8 @@ impl Driver {
     fn flush_pending(&self) {
         // A sender holding the queue is flushing it itself (and may be
         // waiting for a full receiver): never wait for it here.
-        let mut pending = match self.shared.pending.try_lock() {
-            Ok(p) => p,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return,
+        let Some(mut pending) = self.shared.try_pending() else {
+            return;
         };
         if !pending.is_empty() {
             // Never wait for a full receiver here: this thread keeps the directory current.

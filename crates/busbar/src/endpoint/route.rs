@@ -209,6 +209,16 @@ impl Shared {
         }
     }
 
+    /// The ttl queue, unless a sender holds it (it may be waiting for a full
+    /// receiver while it does): for the background thread, which must not wait.
+    pub(crate) fn try_pending(&self) -> Option<std::sync::MutexGuard<'_, VecDeque<Pending>>> {
+        match self.pending.try_lock() {
+            Ok(p) => Some(p),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Messages waiting for their ttl.
     pub(crate) fn pending_count(&self) -> usize {
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
@@ -237,10 +247,8 @@ impl Shared {
     /// A sender may hold the queue while it waits for a full receiver; the
     /// background thread must not wait with it, so it looks again shortly.
     pub(crate) fn next_pending_deadline(&self) -> Option<Instant> {
-        let pending = match self.pending.try_lock() {
-            Ok(p) => p,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return Some(Instant::now() + FULL_RETRY),
+        let Some(pending) = self.try_pending() else {
+            return Some(Instant::now() + FULL_RETRY);
         };
         let retry = pending
             .iter()
