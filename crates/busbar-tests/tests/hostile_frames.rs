@@ -243,7 +243,13 @@ fn named_lies_are_dropped_and_honest_frames_after_them_arrive() {
         ("control kind", vec![Mutation::Field(Field::Kind, 16)]),
         ("hello kind", vec![Mutation::Field(Field::Kind, 1)]),
         ("unknown kind", vec![Mutation::Field(Field::Kind, 99)]),
-        ("other version", vec![Mutation::Field(Field::Version, 2)]),
+        (
+            "other version",
+            vec![Mutation::Field(
+                Field::Version,
+                u64::from(busbar::PROTOCOL_VERSION) + 1,
+            )],
+        ),
         ("bad magic", vec![Mutation::Field(Field::Magic, 0)]),
         ("oversize", vec![Mutation::Oversize { extra: 0 }]),
         (

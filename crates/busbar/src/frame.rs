@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | 0 | 4 | magic `BSBR` |
 //! | 4 | 2 | protocol version ([`PROTOCOL_VERSION`]) |
-//! | 6 | 1 | kind: 1 hello, 2 data, 16 control |
+//! | 6 | 1 | kind: 1 hello (its descriptors: the link's ring and the sender's eventfd), 2 data, 16 control |
 //! | 7 | 1 | flags: bit 0 = the payload travels in a sealed memfd (the last descriptor) |
 //! | 8 | 4 | selector length (data frames) |
 //! | 12 | 2 | number of objects (descriptors) |
@@ -28,7 +28,7 @@ use std::time::Duration;
 
 /// The version of the wire protocol this build speaks. Endpoints of another
 /// version are refused at join.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 pub(crate) const MAGIC: [u8; 4] = *b"BSBR";
 pub(crate) const HEADER_LEN: usize = 48;
@@ -52,6 +52,7 @@ pub(crate) enum Kind {
     Hello = 1,
     /// A message.
     Data = 2,
+
     /// Between an endpoint and the controller.
     Control = 16,
 }
@@ -192,10 +193,21 @@ impl Header {
 /// header: after this, `selector` and an in-line payload are in bounds.
 pub(crate) fn check(bytes: &[u8], fds: usize) -> Result<Header, FrameError> {
     let h = Header::decode(bytes)?;
-    if h.kind != Kind::Data && (h.selector_len != 0 || h.fd_count() != 0) {
-        return Err(FrameError::Body(
-            "only data frames carry selectors or descriptors".into(),
-        ));
+    if h.kind != Kind::Data && h.selector_len != 0 {
+        return Err(FrameError::Body("only data frames carry selectors".into()));
+    }
+    // A hello may carry the link's ring and the sender's eventfd; control
+    // frames carry no descriptors.
+    let max_fds = match h.kind {
+        Kind::Data => usize::MAX,
+        Kind::Hello => 2,
+        Kind::Control => 0,
+    };
+    if h.kind != Kind::Data && (h.fd_count() > max_fds || h.n_regions != 0 || h.flags != 0) {
+        return Err(FrameError::Body(format!(
+            "a {:?} frame carries at most {max_fds} descriptor(s), as an object",
+            h.kind
+        )));
     }
     if h.payload_len > MAX_PAYLOAD {
         return Err(FrameError::TooLarge(h.payload_len));

@@ -1,33 +1,69 @@
-//! Data links: one seqpacket connection per sender → receiver pair.
+//! Data links: one per sender → receiver pair, a seqpacket socket plus a
+//! shared-memory ring.
 //!
-//! The sending side ([`OutLink`]) numbers its frames; the receiving side
-//! ([`InLink`]) reads whole frames, checks them with [`frame::check`], and
-//! drops (and counts) anything malformed. A peer that keeps sending
-//! malformed frames is disconnected.
+//! The sending side ([`OutLink`]) creates the ring ([`ring`]) and sends it
+//! in its hello. From then on it numbers its frames and writes each one
+//! either into the ring (a frame without descriptors that fits: no system
+//! call unless the receiver sleeps) or, whole, into the socket (a frame
+//! with descriptors, or too large for the ring). The receiving side
+//! ([`InLink`]) merges the two streams back into sequence order, checks
+//! every frame with [`frame::check`], and drops (and counts) anything
+//! malformed. A peer that keeps sending malformed frames is disconnected.
+//!
+//! A receiver that sleeps has raised the ring's flag (see
+//! [`ring::Consumer::prepare_sleep`]); the sender then rings the link's
+//! eventfd, which it handed over in the hello with the ring and which the
+//! receiver's poller watches with the socket. A sender whose ring is full
+//! waits on the ring's other futex until the receiver has read some.
+//!
+//! Order: the sender holds the link's lock from taking a sequence number
+//! until the frame is visible (committed to the ring or queued on the
+//! socket), so frame `n` is always visible before frame `n + 1`. The
+//! receiver takes whichever of the ring's next frame and the socket's next
+//! frame carries the sequence number it expects.
 
 use crate::frame::{self, FrameError, Header, Kind};
 use crate::sys::poll;
+use crate::sys::ring::{self, Consumer, Producer, PushError, RingError};
 use crate::sys::socket::{self, Received};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Malformed frames a link may send before it is cut.
 pub(crate) const MAX_BAD_FRAMES: u32 = 8;
+
+/// How often a sender writing only to the ring looks at the socket for a
+/// receiver that died (a live one that leaves closes its end of the ring).
+const HANGUP_CHECK: Duration = Duration::from_millis(1);
+
+/// The longest a sender sleeps waiting for room before it looks at the
+/// socket again (to notice a receiver that died).
+const ROOM_SLICE: Duration = Duration::from_millis(10);
 
 /// The sending end of a data link.
 #[derive(Debug)]
 pub(crate) struct OutLink {
     fd: OwnedFd,
-    /// The next sequence number; held for the whole of a write, so that
-    /// frames leave in order.
-    seq: Mutex<u64>,
+    /// Held for the whole of a write, so that frames leave in order.
+    state: Mutex<OutState>,
     /// Frames written.
     pub sent: AtomicU64,
     /// Frames dropped because the receiver was full (drop-newest policy).
     pub dropped: AtomicU64,
+}
+
+#[derive(Debug)]
+struct OutState {
+    /// The next sequence number.
+    seq: u64,
+    ring: Producer,
+    /// Rung when the receiver sleeps; the receiver has the other end.
+    bell: poll::Doorbell,
+    /// When we last looked for a hang-up.
+    checked: Instant,
 }
 
 /// How long a write to a full link may wait for room.
@@ -50,16 +86,27 @@ pub(crate) enum SendFailure {
     Io(io::Error),
 }
 
+/// The error a write reports when the receiver is gone (or broke the ring):
+/// one [`socket::is_peer_gone`] recognizes, so the link is dropped.
+fn peer_gone(why: &str) -> SendFailure {
+    tracing::debug!("data link: {why}");
+    SendFailure::Io(io::Error::from_raw_os_error(
+        rustix::io::Errno::PIPE.raw_os_error(),
+    ))
+}
+
 impl OutLink {
-    /// Connects to the endpoint `peer` at `addr` and introduces us as `our_id`.
-    /// `Ok(None)` when nobody listens there (the endpoint is gone). Fails with
-    /// `PermissionDenied` when the process listening there is not one that
-    /// `access` admits (for us, running as `our_uid`).
+    /// Connects to the endpoint `peer` at `addr` and introduces us as
+    /// `our_id`, handing it a ring of `ring_capacity` bytes (rounded up to
+    /// a power of two). `Ok(None)` when nobody listens there (the endpoint
+    /// is gone). Fails with `PermissionDenied` when the process listening
+    /// there is not one that `access` admits (for us, running as `our_uid`).
     pub(crate) fn connect(
         addr: &socket::Address,
         our_id: u64,
         our_uid: u32,
         access: &crate::Access,
+        ring_capacity: usize,
     ) -> io::Result<Option<OutLink>> {
         let Some(fd) = socket::connect(addr)? else {
             return Ok(None);
@@ -76,18 +123,30 @@ impl OutLink {
                 ),
             ));
         }
-        let hello = frame::encode_small(
-            Kind::Hello,
-            &frame::Hello { id: our_id },
-            frame::PROTOCOL_VERSION,
-        );
-        match socket::send_frame(fd.as_fd(), &[&hello], &[]) {
+        let capacity = ring_capacity
+            .next_power_of_two()
+            .clamp(ring::MIN_LINK_CAPACITY, ring::MAX_CAPACITY);
+        let ring_fd = ring::create(capacity)?;
+        let mut producer = Producer::open(ring_fd.as_fd())?;
+        producer.set_external_wake();
+        let bell = poll::Doorbell::new()?;
+        let mut hello = Header::new(Kind::Hello);
+        hello.n_objects = 2;
+        let body = postcard::to_allocvec(&frame::Hello { id: our_id }).unwrap_or_default();
+        hello.payload_len = body.len() as u64;
+        let fds = [ring_fd.as_fd(), bell.as_fd()];
+        match socket::send_frame(fd.as_fd(), &[&hello.encode(), &body], &fds) {
             Ok(()) => {
                 // Writes never block inside the kernel: waiting for room is ours to bound.
                 socket::set_nonblocking(fd.as_fd(), true)?;
                 Ok(Some(OutLink {
                     fd,
-                    seq: Mutex::new(0),
+                    state: Mutex::new(OutState {
+                        seq: 0,
+                        ring: producer,
+                        bell,
+                        checked: Instant::now(),
+                    }),
                     sent: AtomicU64::new(0),
                     dropped: AtomicU64::new(0),
                 }))
@@ -98,7 +157,7 @@ impl OutLink {
     }
 
     /// Sends one data frame, stamping the link's next sequence number into
-    /// it. When the receiver's buffer is full, waits for room as `wait` says.
+    /// it. When the receiver has no room, waits for it as `wait` says.
     /// Frames leave in the order their `send` calls took the link.
     pub(crate) fn send(
         &self,
@@ -107,16 +166,98 @@ impl OutLink {
         fds: &[BorrowedFd<'_>],
         wait: Wait,
     ) -> Result<(), SendFailure> {
-        let mut seq = self.seq.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut h = header.clone();
-        h.seq = *seq;
+        h.seq = st.seq;
         let head = h.encode();
+        let len = frame::HEADER_LEN + body.iter().map(|b| b.len()).sum::<usize>();
+        if st.ring.consumer_gone() {
+            return Err(peer_gone("the receiver let go of the ring"));
+        }
+        if st.checked.elapsed() >= HANGUP_CHECK {
+            st.checked = Instant::now();
+            if poll::hung_up(self.fd.as_fd()) {
+                return Err(peer_gone("the receiver hung up"));
+            }
+        }
+        if fds.is_empty() && len <= st.ring.max_frame_len() {
+            self.push(&mut st, &head, body, len, wait)?;
+        } else {
+            self.send_socket(&head, body, fds, wait)?;
+        }
+        st.seq += 1;
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes a frame into the ring, waiting for room as `wait` says.
+    fn push(
+        &self,
+        st: &mut OutState,
+        head: &[u8],
+        body: &[&[u8]],
+        len: usize,
+        wait: Wait,
+    ) -> Result<(), SendFailure> {
+        loop {
+            match st.ring.reserve(len) {
+                Ok(mut grant) => {
+                    let buf = grant.bytes_mut();
+                    let mut at = 0;
+                    for part in std::iter::once(head).chain(body.iter().copied()) {
+                        buf[at..at + part.len()].copy_from_slice(part);
+                        at += part.len();
+                    }
+                    if grant.commit() {
+                        st.bell.ring();
+                    }
+                    return Ok(());
+                }
+                Err(PushError::Full) => {}
+                Err(PushError::TooLarge { .. }) => {
+                    // `send` checked the length against the ring's limit.
+                    return Err(SendFailure::Io(io::Error::other(
+                        "frame too large for the ring",
+                    )));
+                }
+                Err(PushError::Corrupt(why)) => return Err(peer_gone(why)),
+            }
+            let slice = match wait {
+                Wait::No => return Err(SendFailure::Full),
+                Wait::Until(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(SendFailure::Full);
+                    }
+                    left.min(ROOM_SLICE)
+                }
+                Wait::Forever => ROOM_SLICE,
+            };
+            match st.ring.wait_room(len, slice) {
+                Ok(_) => {}
+                Err(PushError::Corrupt(why)) => return Err(peer_gone(why)),
+                Err(_) => return Err(SendFailure::Full),
+            }
+            if st.ring.consumer_gone() || poll::hung_up(self.fd.as_fd()) {
+                return Err(peer_gone("the receiver went away while we waited for room"));
+            }
+        }
+    }
+
+    /// Writes a whole frame to the socket, waiting for room as `wait` says.
+    fn send_socket(
+        &self,
+        head: &[u8],
+        body: &[&[u8]],
+        fds: &[BorrowedFd<'_>],
+        wait: Wait,
+    ) -> Result<(), SendFailure> {
         let mut parts: Vec<&[u8]> = Vec::with_capacity(1 + body.len());
-        parts.push(&head);
+        parts.push(head);
         parts.extend(body.iter().copied().filter(|b| !b.is_empty()));
         loop {
             match socket::send_frame(self.fd.as_fd(), &parts, fds) {
-                Ok(()) => break,
+                Ok(()) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let deadline = match wait {
                         Wait::No => return Err(SendFailure::Full),
@@ -133,19 +274,23 @@ impl OutLink {
                 Err(e) => return Err(SendFailure::Io(e)),
             }
         }
-        *seq += 1;
-        self.sent.fetch_add(1, Ordering::Relaxed);
-        Ok(())
     }
 
-    /// Sets how many bytes the link holds before the receiver counts as full.
+    /// Sets how many bytes the socket holds before the receiver counts as
+    /// full (frames with descriptors travel there).
     pub(crate) fn set_buffer(&self, bytes: usize) -> io::Result<()> {
         socket::set_send_buffer(self.fd.as_fd(), bytes)
     }
 
-    /// Bytes written that the receiver has not read yet.
+    /// Bytes written that the receiver has not read yet (ring and socket).
     pub(crate) fn queued_bytes(&self) -> usize {
-        socket::unread_bytes(self.fd.as_fd()).unwrap_or(0)
+        let ring = self
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .ring
+            .queued();
+        ring + socket::unread_bytes(self.fd.as_fd()).unwrap_or(0)
     }
 }
 
@@ -178,6 +323,19 @@ pub(crate) struct InLink {
     pub fd: OwnedFd,
     /// The sender, once its hello arrived.
     pub peer: Option<u64>,
+    /// The ring the sender handed over in its hello (none: a socket-only link).
+    ring: Option<Consumer>,
+    /// The eventfd the sender rings when we sleep, from its hello, and
+    /// whether the poller watches it yet.
+    bell: Option<(poll::Doorbell, bool)>,
+    /// The socket's next data frame, read ahead while the ring's next frame
+    /// comes first.
+    stash: Option<RawFrame>,
+    /// Whether the socket may have something to read (the poller said so,
+    /// or we have not looked yet).
+    socket_ready: bool,
+    /// The sender closed the socket (its ring may still hold frames).
+    socket_closed: bool,
     next_seq: u64,
     bad_frames: u32,
     /// Whether a gap in the sequence was logged already (once per link: an
@@ -198,15 +356,77 @@ pub(crate) enum Read {
     Closed,
 }
 
+/// Where the next frame comes from.
+enum Source {
+    Stash,
+    Ring,
+}
+
 impl InLink {
     /// A new link on an accepted socket.
     pub(crate) fn new(fd: OwnedFd) -> InLink {
         InLink {
             fd,
             peer: None,
+            ring: None,
+            bell: None,
+            stash: None,
+            socket_ready: true,
+            socket_closed: false,
             next_seq: 0,
             bad_frames: 0,
             seq_warned: false,
+        }
+    }
+
+    /// The poller saw the socket readable (or hung up), or the bell rung.
+    pub(crate) fn socket_ready(&mut self) {
+        self.socket_ready = true;
+        if let Some((bell, _)) = &self.bell {
+            bell.clear();
+        }
+    }
+
+    /// The sender's eventfd, once, for the caller to add to its poller
+    /// under this link's token (and remove with [`InLink::watched`] before
+    /// dropping the link: the sender holds it open too).
+    pub(crate) fn bell_to_watch(&mut self) -> Option<BorrowedFd<'_>> {
+        match &mut self.bell {
+            Some((bell, watched)) if !*watched => {
+                *watched = true;
+                Some(bell.as_fd())
+            }
+            _ => None,
+        }
+    }
+
+    /// The descriptors a poller may watch for this link.
+    pub(crate) fn watched(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        std::iter::once(self.fd.as_fd()).chain(self.bell.as_ref().map(|(b, _)| b.as_fd()))
+    }
+
+    /// Whether a frame may be waiting in the ring (a cheap look at shared
+    /// memory, for spinning).
+    pub(crate) fn ring_has_frame(&mut self) -> bool {
+        match self.ring.as_mut() {
+            Some(r) => !matches!(r.peek_with(|_| ()), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Raises the ring's sleeping flag before the receiver sleeps.
+    /// `true` when something is there after all (the flag is down: do not sleep).
+    pub(crate) fn prepare_sleep(&mut self) -> bool {
+        match self.ring.as_mut() {
+            Some(r) => !matches!(r.prepare_sleep(), Ok(false)),
+            None => false,
+        }
+    }
+
+    /// Lowers the ring's sleeping flag after the receiver woke.
+    pub(crate) fn awake(&mut self) {
+        if let Some(r) = self.ring.as_mut() {
+            r.awake();
         }
     }
 
@@ -217,21 +437,116 @@ impl InLink {
         buf: &mut [u8],
         control: &mut [std::mem::MaybeUninit<u8>],
     ) -> Read {
+        // Hello, frames with descriptors, large frames: whatever the socket has.
+        let mut looked = false;
+        if self.stash.is_none() && self.socket_ready && !self.socket_closed {
+            looked = true;
+            match self.read_socket(buf, control) {
+                Read::Empty => self.socket_ready = false,
+                Read::Frame(f) => self.stash = Some(f),
+                // Closed: what the ring still holds comes first.
+                Read::Nothing if self.socket_closed => {}
+                other => return other,
+            }
+        }
+        let ring_seq = match self.ring.as_mut().map(|r| r.peek_with(peek_seq)) {
+            None | Some(Ok(None)) => None,
+            Some(Ok(Some(seq))) => Some(seq),
+            Some(Err(RingError::Closed)) => {
+                self.ring = None;
+                None
+            }
+            Some(Err(RingError::Corrupt(why))) => {
+                tracing::warn!(peer = ?self.peer, "cutting a link whose ring is corrupt: {why}");
+                self.bad_frames = MAX_BAD_FRAMES;
+                return Read::Closed;
+            }
+        };
+        let stash_seq = self.stash.as_ref().map(|f| f.header.seq);
+        let source = match (stash_seq, ring_seq) {
+            (None, None) if self.socket_closed => return Read::Closed,
+            (None, None) => return Read::Empty,
+            (Some(s), _) if s == self.next_seq => Source::Stash,
+            (_, Some(r)) if r == Some(self.next_seq) => Source::Ring,
+            (None, Some(_)) if looked || self.socket_closed => Source::Ring,
+            (None, Some(_)) => {
+                // The frame due may be on the socket: look there first.
+                self.socket_ready = true;
+                return Read::Nothing;
+            }
+            (Some(_), None) => Source::Stash,
+            // Neither is the one due (a sender that skips numbers): the lower first.
+            (Some(s), Some(r)) if r.is_none_or(|r| s <= r) => Source::Stash,
+            (Some(_), Some(_)) => Source::Ring,
+        };
+        let frame = match source {
+            Source::Stash => match self.stash.take() {
+                Some(f) => f,
+                None => return Read::Nothing,
+            },
+            Source::Ring => match self.pop_ring() {
+                Ok(f) => f,
+                Err(e) => return self.bad(e),
+            },
+        };
+        if frame.header.seq != self.next_seq && !self.seq_warned {
+            self.seq_warned = true;
+            tracing::warn!(peer = ?self.peer, "frame {} arrived where {} was due (logged once per link)", frame.header.seq, self.next_seq);
+        }
+        self.next_seq = frame.header.seq.wrapping_add(1);
+        Read::Frame(frame)
+    }
+
+    /// Takes the ring's next frame, checked, as a [`RawFrame`].
+    fn pop_ring(&mut self) -> Result<RawFrame, FrameError> {
+        let Some(ring) = self.ring.as_mut() else {
+            return Err(FrameError::Body("no ring".into()));
+        };
+        let popped = ring.try_pop_with(|bytes| {
+            let header = frame::check(bytes, 0)?;
+            if header.kind != Kind::Data {
+                return Err(FrameError::Body(format!(
+                    "unexpected {:?} frame in a ring",
+                    header.kind
+                )));
+            }
+            Ok(RawFrame {
+                header,
+                bytes: bytes.to_vec(),
+                fds: Vec::new(),
+            })
+        });
+        match popped {
+            Ok(Some(frame)) => frame,
+            Ok(None) | Err(RingError::Closed) => {
+                Err(FrameError::Body("the ring frame went away".into()))
+            }
+            Err(RingError::Corrupt(why)) => Err(FrameError::Body(format!("ring: {why}"))),
+        }
+    }
+
+    /// Reads one frame off the socket: a hello is handled here, a data
+    /// frame returned.
+    fn read_socket(&mut self, buf: &mut [u8], control: &mut [std::mem::MaybeUninit<u8>]) -> Read {
         let got = match socket::recv_frame(self.fd.as_fd(), buf, control) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(peer = ?self.peer, "data link read failed: {e}");
-                return Read::Closed;
+                self.socket_closed = true;
+                return Read::Nothing;
             }
         };
         match got {
             Received::WouldBlock => Read::Empty,
-            Received::Closed => Read::Closed,
+            Received::Closed => {
+                self.socket_closed = true;
+                Read::Nothing
+            }
             Received::Truncated => self.bad(FrameError::Length {
                 want: frame::MAX_FRAME as u64 + 1,
                 got: buf.len(),
             }),
-            Received::Frame { len, fds } => {
+            Received::Frame { len, mut fds } => {
                 let bytes = &buf[..len];
                 let header = match frame::check(bytes, fds.len()) {
                     Ok(h) => h,
@@ -239,26 +554,41 @@ impl InLink {
                 };
                 match header.kind {
                     Kind::Hello if self.peer.is_none() => {
-                        match frame::decode_small::<frame::Hello>(bytes) {
-                            Ok(h) => {
-                                self.peer = Some(h.id);
-                                Read::Nothing
+                        let hello = match frame::decode_small::<frame::Hello>(bytes) {
+                            Ok(h) => h,
+                            Err(e) => return self.bad(e),
+                        };
+                        let mut fds = fds.drain(..);
+                        if let Some(fd) = fds.next() {
+                            match Consumer::open(fd.as_fd()) {
+                                Ok(ring) => self.ring = Some(ring),
+                                Err(e) => {
+                                    tracing::warn!("cutting a link whose ring is unusable: {e}");
+                                    self.bad_frames = MAX_BAD_FRAMES;
+                                    return Read::Closed;
+                                }
                             }
-                            Err(e) => self.bad(e),
                         }
-                    }
-                    Kind::Data if self.peer.is_some() => {
-                        if header.seq != self.next_seq && !self.seq_warned {
-                            self.seq_warned = true;
-                            tracing::warn!(peer = ?self.peer, "frame {} arrived where {} was due (logged once per link)", header.seq, self.next_seq);
+                        if let Some(fd) = fds.next() {
+                            match poll::Doorbell::from_received(fd) {
+                                Ok(bell) => self.bell = Some((bell, false)),
+                                Err(e) => {
+                                    tracing::warn!(
+                                        "cutting a link whose wake-up descriptor is unusable: {e}"
+                                    );
+                                    self.bad_frames = MAX_BAD_FRAMES;
+                                    return Read::Closed;
+                                }
+                            }
                         }
-                        self.next_seq = header.seq.wrapping_add(1);
-                        Read::Frame(RawFrame {
-                            header,
-                            bytes: bytes.to_vec(),
-                            fds,
-                        })
+                        self.peer = Some(hello.id);
+                        Read::Nothing
                     }
+                    Kind::Data if self.peer.is_some() => Read::Frame(RawFrame {
+                        header,
+                        bytes: bytes.to_vec(),
+                        fds,
+                    }),
                     _ => self.bad(FrameError::Body(format!(
                         "unexpected {:?} frame on a data link",
                         header.kind
@@ -312,4 +642,10 @@ impl InLink {
     pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+}
+
+/// The sequence number of a frame in a ring, if it has a header at all
+/// (one without is taken anyway, and refused by [`frame::check`]).
+fn peek_seq(bytes: &[u8]) -> Option<u64> {
+    Header::decode(bytes).ok().map(|h| h.seq)
 }

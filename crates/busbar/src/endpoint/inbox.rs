@@ -89,15 +89,29 @@ impl Inbox {
         if !link.malformed(e) {
             return false;
         }
-        self.poller.remove(link.as_fd());
-        links.remove(&token);
+        if let Some(link) = links.remove(&token) {
+            self.unwatch(&link);
+        }
         true
+    }
+
+    /// Stops watching a link's descriptors, before it is dropped. (The
+    /// sender holds the link's eventfd open too, so closing ours would not
+    /// take it out of the poller.)
+    pub(crate) fn unwatch(&self, link: &InLink) {
+        for fd in link.watched() {
+            self.poller.remove(fd);
+        }
     }
 
     /// The receiver is gone: close every link so that senders notice.
     pub(crate) fn close(&self) {
         self.open.store(false, Ordering::Release);
-        self.links.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, link) in links.drain() {
+            self.unwatch(&link);
+        }
+        drop(links);
         self.local.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }

@@ -372,7 +372,14 @@ impl Shared {
             return Ok(Some(l.clone()));
         }
         let addr = super::control::link_address(&self.options, target)?;
-        match OutLink::connect(&addr, self.id, self.uid, &self.options.access) {
+        let limits = &self.options.limits;
+        match OutLink::connect(
+            &addr,
+            self.id,
+            self.uid,
+            &self.options.access,
+            limits.link_buffer,
+        ) {
             Ok(Some(l)) => {
                 l.set_buffer(self.options.limits.link_buffer)?;
                 let l = Arc::new(l);

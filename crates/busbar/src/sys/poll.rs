@@ -109,6 +109,22 @@ impl Doorbell {
         })
     }
 
+    /// Takes an eventfd another process sent us: checks that it is one
+    /// (reading anything else could block, or take another file's data),
+    /// and makes it non-blocking.
+    pub(crate) fn from_received(fd: OwnedFd) -> io::Result<Doorbell> {
+        use std::os::fd::AsRawFd;
+        let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+        if target.as_os_str() != "anon_inode:[eventfd]" {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is not an eventfd", target.display()),
+            ));
+        }
+        rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK)?;
+        Ok(Doorbell { fd })
+    }
+
     /// Rings it: whoever polls it wakes.
     pub(crate) fn ring(&self) {
         // Only fails when the counter would overflow, i.e. it is already ringing.
@@ -153,5 +169,24 @@ pub(crate) fn wait_writable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Whether the peer of socket `fd` hung up ([poll(2)] for `POLLRDHUP`,
+/// without waiting).
+///
+/// [poll(2)]: https://man7.org/linux/man-pages/man2/poll.2.html
+pub(crate) fn hung_up(fd: BorrowedFd<'_>) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut fds = [PollFd::new(&fd, PollFlags::RDHUP)];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    match poll(&mut fds, Some(&zero)) {
+        Ok(0) | Err(_) => false,
+        Ok(_) => fds[0]
+            .revents()
+            .intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR),
     }
 }

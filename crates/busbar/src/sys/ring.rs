@@ -22,6 +22,8 @@
 //! | 256 | 8 | consumer index (`head`): bytes ever released, written only by the consumer |
 //! | 384 | 4 | futex word: 1 while the consumer sleeps or is about to, else 0 |
 //! | 388 | 4 | 1 once the producer has closed the ring |
+//! | 392 | 4 | futex word: 1 while the producer waits for room, else 0 |
+//! | 396 | 4 | 1 once the consumer has let go of the ring |
 //! | 512 | capacity | data area |
 //!
 //! The indices grow forever (wrapping at 2⁶⁴); the offset of an index in the
@@ -92,8 +94,10 @@
 //! it like bytes arriving from a socket (parse it once, check what they
 //! parse), as with any bytes of a [`Mapping`].
 
-// Wired into the data links (`link.rs`) in the next step of issue 3.
-#![allow(dead_code)]
+// The single-ring wait (`Consumer::wait`, `pop_wait_with`) and the plain
+// push are what the tests and loom models drive; data links sleep on many
+// rings at once with `prepare_sleep` and fill frames in place.
+#![cfg_attr(not(test), allow(dead_code))]
 
 use super::memfd::{self, Mapping};
 use rustix::thread::futex;
@@ -105,7 +109,7 @@ use std::time::{Duration, Instant};
 /// `b"busbring"`: the first 8 bytes of every ring.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"busbring");
 /// The layout version this code reads and writes.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 /// Bytes before the data area.
 pub(crate) const HEADER_LEN: usize = 512;
 /// The smallest data area accepted.
@@ -114,6 +118,8 @@ pub(crate) const MIN_CAPACITY: usize = 64;
 pub(crate) const MAX_CAPACITY: usize = 1 << 30;
 /// The data area a link uses unless told otherwise: 1 MiB.
 pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;
+/// The smallest ring a data link uses.
+pub(crate) const MIN_LINK_CAPACITY: usize = 4096;
 /// How long [`Consumer::wait`] spins before it goes to sleep, by default:
 /// about the cost of a kernel wake-up on the development machine.
 pub(crate) const DEFAULT_SPIN: Duration = Duration::from_micros(50);
@@ -216,6 +222,10 @@ pub(crate) trait Memory {
     fn sleeping(&self) -> &Self::U32;
     /// Nonzero once the producer closed the ring.
     fn closed(&self) -> &Self::U32;
+    /// The producer's futex word: [`SLEEPING`] while it waits for room.
+    fn room(&self) -> &Self::U32;
+    /// Nonzero once the consumer let go of the ring.
+    fn gone(&self) -> &Self::U32;
     /// Bytes in the data area: a power of two, fixed when it was mapped.
     fn capacity(&self) -> usize;
     /// Loads the record header at `off` (8-aligned).
@@ -231,6 +241,11 @@ pub(crate) trait Memory {
     fn wait(&self, timeout: Duration);
     /// Wakes the consumer sleeping in [`Memory::wait`], if any.
     fn wake(&self);
+    /// Sleeps while the producer's word ([`Memory::room`]) is [`SLEEPING`],
+    /// at most `timeout`; may return early for any reason.
+    fn wait_room(&self, timeout: Duration);
+    /// Wakes the producer sleeping in [`Memory::wait_room`], if any.
+    fn wake_room(&self);
     /// A `SeqCst` fence (`std`'s, or loom's in the models).
     fn fence(&self);
 }
@@ -280,6 +295,8 @@ struct Meta {
 struct Wake {
     sleeping: AtomicU32,
     closed: AtomicU32,
+    room: AtomicU32,
+    gone: AtomicU32,
 }
 
 /// The header at the start of the mapping (see the module's table).
@@ -387,6 +404,12 @@ impl Memory for Shm {
     fn closed(&self) -> &AtomicU32 {
         &self.header().wake.0.closed
     }
+    fn room(&self) -> &AtomicU32 {
+        &self.header().wake.0.room
+    }
+    fn gone(&self) -> &AtomicU32 {
+        &self.header().wake.0.gone
+    }
     fn capacity(&self) -> usize {
         self.cap
     }
@@ -436,33 +459,53 @@ impl Memory for Shm {
     }
 
     fn wait(&self, timeout: Duration) {
-        let timeout = timeout.min(MAX_SLEEP);
-        let Ok(ts) = futex::Timespec::try_from(timeout) else {
-            return;
-        };
-        // Not FUTEX_PRIVATE: the word is shared with another process.
-        match futex::wait(self.sleeping(), futex::Flags::empty(), SLEEPING, Some(&ts)) {
-            Ok(()) => {}
-            // Woken before we slept, timed out, or interrupted: the caller looks again.
-            Err(
-                rustix::io::Errno::AGAIN | rustix::io::Errno::TIMEDOUT | rustix::io::Errno::INTR,
-            ) => {}
-            Err(e) => {
-                // Should not happen; do not turn the caller's wait into a busy loop.
-                tracing::debug!(error = %e, "futex wait on a ring failed");
-                std::thread::sleep(timeout.min(Duration::from_millis(1)));
-            }
-        }
+        futex_wait(self.sleeping(), timeout);
     }
 
     fn wake(&self) {
-        if let Err(e) = futex::wake(self.sleeping(), futex::Flags::empty(), 1) {
-            tracing::debug!(error = %e, "futex wake on a ring failed");
-        }
+        futex_wake(self.sleeping());
+    }
+
+    fn wait_room(&self, timeout: Duration) {
+        futex_wait(self.room(), timeout);
+    }
+
+    fn wake_room(&self) {
+        futex_wake(self.room());
     }
 
     fn fence(&self) {
         std::sync::atomic::fence(Ordering::SeqCst);
+    }
+}
+
+/// Sleeps while `word` is [`SLEEPING`], at most `timeout` ([futex(2)] `FUTEX_WAIT`).
+///
+/// [futex(2)]: https://man7.org/linux/man-pages/man2/futex.2.html
+fn futex_wait(word: &AtomicU32, timeout: Duration) {
+    let timeout = timeout.min(MAX_SLEEP);
+    let Ok(ts) = futex::Timespec::try_from(timeout) else {
+        return;
+    };
+    // Not FUTEX_PRIVATE: the word is shared with another process.
+    match futex::wait(word, futex::Flags::empty(), SLEEPING, Some(&ts)) {
+        Ok(()) => {}
+        // Woken before we slept, timed out, or interrupted: the caller looks again.
+        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::TIMEDOUT | rustix::io::Errno::INTR) => {}
+        Err(e) => {
+            // Should not happen; do not turn the caller's wait into a busy loop.
+            tracing::debug!(error = %e, "futex wait on a ring failed");
+            std::thread::sleep(timeout.min(Duration::from_millis(1)));
+        }
+    }
+}
+
+/// Wakes one process sleeping on `word` ([futex(2)] `FUTEX_WAKE`).
+///
+/// [futex(2)]: https://man7.org/linux/man-pages/man2/futex.2.html
+fn futex_wake(word: &AtomicU32) {
+    if let Err(e) = futex::wake(word, futex::Flags::empty(), 1) {
+        tracing::debug!(error = %e, "futex wake on a ring failed");
     }
 }
 
@@ -505,6 +548,9 @@ pub(crate) struct Producer<M: Memory = Shm> {
     tail: u64,
     /// The consumer index as last loaded and checked.
     head: u64,
+    /// Whether a sleeping consumer is woken with `FUTEX_WAKE` (else the
+    /// caller wakes it some other way when `commit` says so).
+    futex_wake: bool,
     /// Why the ring is unusable, once it is.
     broken: Option<&'static str>,
 }
@@ -536,6 +582,7 @@ impl<M: Memory> Producer<M> {
             cap,
             tail,
             head,
+            futex_wake: true,
             broken: None,
         })
     }
@@ -548,6 +595,75 @@ impl<M: Memory> Producer<M> {
     /// The longest frame this ring takes: the capacity less a record header.
     pub(crate) fn max_frame_len(&self) -> usize {
         self.cap as usize - RECORD
+    }
+
+    /// Leaves waking a sleeping consumer to the caller: [`Grant::commit`]
+    /// says when it must (the consumer then sleeps on something other than
+    /// this ring's futex, e.g. an eventfd next to many rings).
+    pub(crate) fn set_external_wake(&mut self) {
+        self.futex_wake = false;
+    }
+
+    /// Whether the consumer said it let go of the ring (it may also have
+    /// died without saying so).
+    pub(crate) fn consumer_gone(&self) -> bool {
+        self.mem.gone().load(Ordering::Relaxed) != 0
+    }
+
+    /// Bytes published that the consumer has not released yet.
+    pub(crate) fn queued(&mut self) -> usize {
+        let _ = self.refresh_head();
+        self.tail.wrapping_sub(self.head) as usize
+    }
+
+    /// Whether a frame of `len` bytes fits now (reloading the consumer index if needed).
+    fn has_room(&mut self, len: usize) -> Result<bool, PushError> {
+        if let Some(why) = self.broken {
+            return Err(PushError::Corrupt(why));
+        }
+        let max = self.max_frame_len();
+        if len > max {
+            return Err(PushError::TooLarge { len, max });
+        }
+        let need = (RECORD + padded(len)) as u64;
+        let room = self.cap - (self.tail & (self.cap - 1));
+        let pad = if room < need { room } else { 0 };
+        if self.free() < pad + need {
+            self.refresh_head()?;
+        }
+        Ok(self.free() >= pad + need)
+    }
+
+    /// Waits up to `timeout` until a frame of `len` bytes fits: sleeps on
+    /// the producer's futex word, which the consumer swaps back and wakes
+    /// after it released room. `Ok(true)` when it fits, `Ok(false)` on timeout.
+    ///
+    /// The handshake mirrors the consumer's (see the module documentation):
+    /// flag, fence, look again, sleep.
+    pub(crate) fn wait_room(&mut self, len: usize, timeout: Duration) -> Result<bool, PushError> {
+        if self.has_room(len)? {
+            return Ok(true);
+        }
+        let start = Instant::now();
+        loop {
+            self.mem.room().swap(SLEEPING, Ordering::Relaxed);
+            self.mem.fence();
+            let fits = self.has_room(len);
+            if !matches!(fits, Ok(false)) {
+                self.mem.room().swap(AWAKE, Ordering::Relaxed);
+                return fits;
+            }
+            let left = timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                self.mem.room().swap(AWAKE, Ordering::Relaxed);
+                return Ok(false);
+            }
+            self.mem.wait_room(left);
+            self.mem.room().swap(AWAKE, Ordering::AcqRel);
+            if self.has_room(len)? {
+                return Ok(true);
+            }
+        }
     }
 
     /// Copies `bytes` into the ring as one frame and publishes it (waking
@@ -636,23 +752,29 @@ impl<M: Memory> Producer<M> {
         Ok(())
     }
 
-    /// Publishes everything up to `tail`, then wakes the consumer if it sleeps.
-    fn publish(&mut self, tail: u64) {
+    /// Publishes everything up to `tail`, then wakes the consumer if it
+    /// sleeps. Whether it slept.
+    fn publish(&mut self, tail: u64) -> bool {
         self.tail = tail;
         self.mem.tail().store(tail, Ordering::Release);
-        self.wake_if_sleeping();
+        self.wake_if_sleeping()
     }
 
     /// The producer's half of the handshake (see the module documentation):
     /// after a store to `tail` or the closed flag, fence, then look at the
     /// flag. The swap releases what we published to a consumer that reads
-    /// the 0 it leaves.
-    fn wake_if_sleeping(&self) {
+    /// the 0 it leaves. Whether the consumer slept (and was woken, unless
+    /// waking is the caller's: [`Producer::set_external_wake`]).
+    fn wake_if_sleeping(&self) -> bool {
         self.mem.fence();
         let flag = self.mem.sleeping();
         if flag.load(Ordering::Relaxed) != AWAKE && flag.swap(AWAKE, Ordering::AcqRel) != AWAKE {
-            self.mem.wake();
+            if self.futex_wake {
+                self.mem.wake();
+            }
+            return true;
         }
+        false
     }
 }
 
@@ -694,15 +816,14 @@ impl<M: Memory> Grant<'_, M> {
         self.producer.mem.write(self.start + RECORD, self.len, f)
     }
 
-    /// Publishes the frame.
-    pub(crate) fn commit(self) {
+    /// Publishes the frame. Whether the consumer was asleep (see
+    /// [`Producer::set_external_wake`]).
+    pub(crate) fn commit(self) -> bool {
         let producer = self.producer;
-        if producer
+        producer
             .store_record(self.start, record(KIND_FRAME, self.len))
             .is_ok()
-        {
-            producer.publish(self.end);
-        }
+            && producer.publish(self.end)
     }
 }
 
@@ -734,6 +855,13 @@ pub(crate) struct Consumer<M: Memory = Shm> {
     spin: Duration,
     /// Why the ring is unusable, once it is.
     broken: Option<&'static str>,
+}
+
+impl<M: Memory> Drop for Consumer<M> {
+    fn drop(&mut self) {
+        // Tells the producer not to fill a ring nobody reads.
+        self.mem.gone().store(1, Ordering::Release);
+    }
 }
 
 /// Where the next frame is: payload offset, payload length, record length.
@@ -905,10 +1033,53 @@ impl<M: Memory> Consumer<M> {
         Ok(())
     }
 
-    /// Releases `need` bytes to the producer.
+    /// Releases `need` bytes to the producer, and wakes it if it waits for room.
     fn release(&mut self, need: u64) {
         self.head = self.head.wrapping_add(need);
         self.mem.head().store(self.head, Ordering::Release);
+        // The consumer's half of the producer's handshake (`wait_room`).
+        self.mem.fence();
+        let flag = self.mem.room();
+        if flag.load(Ordering::Relaxed) != AWAKE && flag.swap(AWAKE, Ordering::AcqRel) != AWAKE {
+            self.mem.wake_room();
+        }
+    }
+
+    /// The first half of sleeping somewhere else than on this ring's futex
+    /// (with many rings, on an eventfd their producers ring when
+    /// [`Grant::commit`] says so): raises the flag, fences, and looks again.
+    /// `Ok(true)` when there is something to read after all (the flag is
+    /// down again: do not sleep); `Ok(false)` when the caller may sleep, and
+    /// must call [`Consumer::awake`] when it wakes.
+    pub(crate) fn prepare_sleep(&mut self) -> Result<bool, RingError> {
+        self.mem.sleeping().swap(SLEEPING, Ordering::Relaxed);
+        self.mem.fence();
+        let ready = self.ready();
+        if !matches!(ready, Ok(false)) {
+            self.mem.sleeping().swap(AWAKE, Ordering::Relaxed);
+        }
+        ready
+    }
+
+    /// The consumer woke (after [`Consumer::prepare_sleep`]): lowers the flag.
+    pub(crate) fn awake(&mut self) {
+        // Reading the 0 a waking producer left synchronizes with it.
+        self.mem.sleeping().swap(AWAKE, Ordering::AcqRel);
+    }
+
+    /// Runs `f` over the next frame in place without releasing it: the
+    /// next `try_pop_with` sees the same frame. `Ok(None)` when there is none.
+    pub(crate) fn peek_with<R>(
+        &mut self,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, RingError> {
+        match self.next()? {
+            Some(next) => match self.mem.read(next.off, next.len, f) {
+                Some(out) => Ok(Some(out)),
+                None => Err(self.fail("frame outside the data area")),
+            },
+            None => Ok(None),
+        }
     }
 
     /// Finds and checks the next frame, skipping padding.
@@ -1066,7 +1237,7 @@ mod tests {
             assert!(Producer::open(fd.as_fd()).is_err());
         }
         // A ring whose header lies about its capacity or version.
-        for (at, value) in [(16usize, 128u64), (8, 2)] {
+        for (at, value) in [(16usize, 128u64), (8, 99)] {
             let fd = create(64).expect("ring");
             let m = scribbler(&fd);
             m.atomic_u64(at)
@@ -1531,6 +1702,8 @@ mod models {
         head: LoomU64,
         sleeping: LoomU32,
         closed: LoomU32,
+        room: LoomU32,
+        gone: LoomU32,
         words: Words,
         /// The futex: a waiter checks the word and sleeps under this lock, a
         /// waker notifies under it, as the kernel does with its hash bucket.
@@ -1569,6 +1742,12 @@ mod models {
         }
         fn closed(&self) -> &LoomU32 {
             &self.0.closed
+        }
+        fn room(&self) -> &LoomU32 {
+            &self.0.room
+        }
+        fn gone(&self) -> &LoomU32 {
+            &self.0.gone
         }
         fn capacity(&self) -> usize {
             self.0.words.0.len() * RECORD
@@ -1627,6 +1806,18 @@ mod models {
             self.0.cv.notify_all();
         }
 
+        fn wait_room(&self, _timeout: Duration) {
+            let guard = self.0.lock.lock().expect("lock");
+            if self.0.room.load(Ordering::Acquire) == SLEEPING {
+                drop(self.0.cv.wait(guard).expect("wait"));
+            }
+        }
+
+        fn wake_room(&self) {
+            let _guard = self.0.lock.lock().expect("lock");
+            self.0.cv.notify_all();
+        }
+
         fn fence(&self) {
             loom::sync::atomic::fence(Ordering::SeqCst);
         }
@@ -1638,6 +1829,8 @@ mod models {
             head: LoomU64::new(0),
             sleeping: LoomU32::new(AWAKE),
             closed: LoomU32::new(0),
+            room: LoomU32::new(AWAKE),
+            gone: LoomU32::new(0),
             words: Words((0..capacity / RECORD).map(|_| UnsafeCell::new(0)).collect()),
             lock: Mutex::new(()),
             cv: Condvar::new(),
@@ -1733,6 +1926,26 @@ mod models {
                     other => panic!("{other:?}"),
                 }
             }
+            producer.join().expect("producer");
+        });
+    }
+
+    /// A producer waiting for room is always woken by the consumer's reads:
+    /// a 32-byte ring holds two 8-byte frames (16 bytes each with their
+    /// record headers), so the third waits in `wait_room` until the
+    /// consumer has read one (no timeout in the model, so a lost wake-up is
+    /// a deadlock).
+    #[test]
+    fn loom_producer_waits_for_room() {
+        check(|| {
+            let (mut p, mut c) = model_pair(32);
+            let producer = loom::thread::spawn(move || {
+                for i in 0..3u8 {
+                    assert_eq!(p.wait_room(8, Duration::from_secs(3600)), Ok(true));
+                    p.try_push(&[i; 8]).expect("room");
+                }
+            });
+            assert_eq!(pop_n(&mut c, 3), vec![vec![0; 8], vec![1; 8], vec![2; 8]]);
             producer.join().expect("producer");
         });
     }

@@ -189,8 +189,8 @@ fn receiver(bus: &str, index: usize) -> Result {
 ///
 /// At the end: `RES ok|leak|host now=<counts> want=<counts>` (with a link
 /// open to every receiver, it must hold exactly the descriptors it held
-/// after joining plus those links, and no memfd; a host holds more for
-/// good reason), `DONE <count per stream>`; then it waits for stdin to
+/// after joining plus those links, and no memfd but the links' rings; a
+/// host holds more descriptors for good reason), `DONE <count per stream>`; then it waits for stdin to
 /// close and leaves.
 fn sender(bus: &str, seed: u64, receivers: usize, count: u64, affinity: bool) -> Result {
     let (tx, _rx) = join(bus, Label::new(["sender"]), affinity)?;
@@ -256,17 +256,19 @@ fn sender(bus: &str, seed: u64, receivers: usize, count: u64, affinity: bool) ->
         println!("SENDERR {e}");
         return Err(format!("send of the last multicast: {e}"));
     }
+    // Each link holds its socket and the eventfd that wakes its receiver,
+    // and maps its shared-memory ring (whose descriptor it closed).
     let want = Resources {
-        fds: base.fds + receivers,
+        fds: base.fds + 2 * receivers,
         memfds: 0,
-        maps: 0,
+        maps: receivers,
     };
     // A host holds the controller's descriptors too, as many as it has members.
     let host_now = || hosting || tx.is_controller();
     let now = Resources::settle_until(
         |r| {
             if host_now() {
-                r.memfds == 0 && r.maps == 0
+                r.memfds == 0 && r.maps == want.maps
             } else {
                 *r == want
             }
@@ -274,7 +276,7 @@ fn sender(bus: &str, seed: u64, receivers: usize, count: u64, affinity: bool) ->
         SETTLE,
     )?;
     let verdict = if host_now() {
-        if now.memfds == 0 && now.maps == 0 {
+        if now.memfds == 0 && now.maps == want.maps {
             "host"
         } else {
             "leak"
