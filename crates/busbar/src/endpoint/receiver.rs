@@ -335,7 +335,7 @@ pub(crate) fn decode<R: MessageBox>(mut raw: RawFrame) -> Result<Decoded<R>, Rec
             Err(e) => return Ok(Decoded::Malformed(FrameError::Body(e.to_string()))),
         }
     }
-    let spilled;
+    let mut mapped;
     let payload: &[u8] = if h.payload_in_fd() {
         let Some(fd) = fds.next() else {
             return Ok(Decoded::Malformed(FrameError::Body(
@@ -346,12 +346,16 @@ pub(crate) fn decode<R: MessageBox>(mut raw: RawFrame) -> Result<Decoded<R>, Rec
             Ok(len) => len,
             Err(_) => return Ok(Decoded::Malformed(FrameError::TooLarge(h.payload_len))),
         };
-        match blob::read_sealed(std::os::fd::AsFd::as_fd(&fd), len) {
-            Ok(bytes) => {
-                spilled = bytes;
-                &spilled
+        // Mapped read-only, decoded straight from the mapping; unmapped when
+        // this returns (the descriptor is closed right after mapping).
+        match blob::map_sealed(std::os::fd::AsFd::as_fd(&fd), len) {
+            Ok(mapping) => {
+                drop(fd);
+                mapped = mapping;
+                mapped.bytes()
             }
             Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
+                // No address space (or map count) left for it: `mmap` said `ENOMEM`.
                 tracing::warn!("dropped a message of {len} bytes: {e}");
                 return Ok(Decoded::Skipped);
             }

@@ -83,8 +83,45 @@ pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file has a negative size"))
 }
 
-/// A shared, read-write mapping of the start of a sealed file
-/// ([mmap(2)] with `MAP_SHARED`), unmapped on drop ([munmap(2)]).
+/// Checks that the file behind `fd` is sealed against shrinking and is at
+/// least `len` bytes long: then it stays so, and a mapping of its first
+/// `len` bytes cannot raise `SIGBUS` ([fcntl(2)] `F_GET_SEALS`, [fstat(2)]).
+///
+/// Fails with `InvalidData` when it is not, and as [`seals`] does when the
+/// file cannot carry seals.
+///
+/// [fcntl(2)]: https://man7.org/linux/man-pages/man2/fcntl.2.html
+/// [fstat(2)]: https://man7.org/linux/man-pages/man2/fstat.2.html
+fn check_covers(fd: BorrowedFd<'_>, len: usize) -> io::Result<()> {
+    // Seals first: once SHRINK is set the size can only stay or grow,
+    // so the size read next is a lower bound for as long as we map it.
+    if !seals(fd)?.contains(SealFlags::SHRINK) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "file is not sealed against shrinking",
+        ));
+    }
+    if file_size(fd)? < len as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "file is shorter than the mapping",
+        ));
+    }
+    Ok(())
+}
+
+/// How [`Mapping::map`] maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// `PROT_READ | PROT_WRITE`.
+    ReadWrite,
+    /// `PROT_READ`, with `MAP_POPULATE`.
+    ReadPopulated,
+}
+
+/// A shared mapping of the start of a sealed file ([mmap(2)] with
+/// `MAP_SHARED`), unmapped on drop ([munmap(2)]): read-write
+/// ([`Mapping::prefix`]) or read-only ([`Mapping::populated_prefix`]).
 ///
 /// The mapping stays valid after the descriptor it came from is closed.
 /// Other processes (and other mappings of the same file in this one) may
@@ -94,14 +131,17 @@ pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
 /// [munmap(2)]: https://man7.org/linux/man-pages/man2/munmap.2.html
 #[derive(Debug)]
 pub(crate) struct Mapping {
+    /// Dangling (and never unmapped) when `len` is 0.
     ptr: NonNull<u8>,
     len: usize,
+    /// Mapped `PROT_WRITE`: only then are `slice_mut` and the atomics offered.
+    writable: bool,
 }
 
 // SAFETY: a `Mapping` owns its range of address space outright (no other
 // Rust value points into it) and is not tied to the thread that created it;
 // through `&Mapping` only atomics can be reached, which are `Sync`, and
-// plain bytes only through `&mut Mapping`.
+// plain bytes (`slice_mut`, `bytes`) only through `&mut Mapping`.
 unsafe impl Send for Mapping {}
 // SAFETY: see `Send` above: shared access hands out atomics only.
 unsafe impl Sync for Mapping {}
@@ -131,42 +171,63 @@ impl Mapping {
                 "cannot map zero bytes",
             ));
         }
-        // Seals first: once SHRINK is set the size can only stay or grow,
-        // so the size read next is a lower bound for as long as we map it.
-        if !seals(fd)?.contains(SealFlags::SHRINK) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "file is not sealed against shrinking",
-            ));
-        }
-        if file_size(fd)? < len as u64 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "file is shorter than the mapping",
-            ));
-        }
-        // SAFETY: a null hint lets the kernel pick a fresh range, so no
-        // existing memory (and no Rust reference) is touched. `fd` is a live
-        // descriptor for the duration of the call. The result is checked by
-        // rustix; on success it is page-aligned and valid for `len` bytes
-        // until `munmap`, and since the file is sealed against shrinking and
-        // is at least `len` bytes long no access within it can fault.
-        let ptr = unsafe {
-            mm::mmap(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-                fd,
-                0,
-            )
-        }?;
-        let ptr = NonNull::new(ptr.cast::<u8>())
-            .ok_or_else(|| io::Error::other("mmap returned a null address"))?;
-        Ok(Mapping { ptr, len })
+        Self::map(fd, len, Access::ReadWrite)
     }
 
-    /// The first byte of the mapping.
+    /// Maps the first `len` bytes of the file behind `fd`, shared and
+    /// read-only, with its pages mapped in up front ([mmap(2)] with
+    /// `MAP_POPULATE`): reading a large mapping then takes no page fault per
+    /// page. Populating is best effort; a page it could not map in faults in
+    /// on first access as usual.
+    ///
+    /// A `len` of zero gives an empty mapping without calling `mmap`.
+    /// Refuses (`InvalidData`) a file that is not sealed against shrinking
+    /// or is shorter than `len`, as [`Mapping::prefix`] does. Fails as `mmap`
+    /// does when `fd` is not open for reading, and with `ENOMEM`
+    /// (`ErrorKind::OutOfMemory`) when there is no room for the mapping.
+    ///
+    /// [mmap(2)]: https://man7.org/linux/man-pages/man2/mmap.2.html
+    pub(crate) fn populated_prefix(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
+        Self::map(fd, len, Access::ReadPopulated)
+    }
+
+    /// Checks that the file covers `len` bytes for good ([`check_covers`]),
+    /// then maps them ([mmap(2)], `MAP_SHARED`); an empty mapping, without
+    /// `mmap`, when `len` is 0.
+    ///
+    /// [mmap(2)]: https://man7.org/linux/man-pages/man2/mmap.2.html
+    fn map(fd: BorrowedFd<'_>, len: usize, access: Access) -> io::Result<Mapping> {
+        check_covers(fd, len)?;
+        if len == 0 {
+            return Ok(Mapping {
+                ptr: NonNull::dangling(),
+                len: 0,
+                writable: false,
+            });
+        }
+        let (prot, flags) = match access {
+            Access::ReadWrite => (ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED),
+            Access::ReadPopulated => (ProtFlags::READ, MapFlags::SHARED | MapFlags::POPULATE),
+        };
+        // SAFETY: a null hint without `MAP_FIXED` lets the kernel pick a
+        // fresh range, so no existing memory (and no Rust reference) is
+        // touched. `fd` is a live descriptor for the duration of the call.
+        // The result is checked by rustix; on success it is page-aligned and
+        // valid for `len` bytes (reads, and writes when `prot` says so) until
+        // `munmap`, and since the file is sealed against shrinking and is at
+        // least `len` bytes long (`check_covers` above) no access within it
+        // can raise `SIGBUS`.
+        let ptr = unsafe { mm::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0) }?;
+        let ptr = NonNull::new(ptr.cast::<u8>())
+            .ok_or_else(|| io::Error::other("mmap returned a null address"))?;
+        Ok(Mapping {
+            ptr,
+            len,
+            writable: access == Access::ReadWrite,
+        })
+    }
+
+    /// The first byte of the mapping (not writable when the mapping is read-only).
     #[allow(dead_code)] // for the shared-memory ring of the link layer
     pub(crate) fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
@@ -178,14 +239,36 @@ impl Mapping {
         self.len
     }
 
+    /// All the bytes of the mapping, to read.
+    ///
+    /// The bytes are shared: other processes (or other mappings of the same
+    /// file) may change them while the slice is alive, unless the file is
+    /// sealed against writes. Callers treat them as untrusted input: parse,
+    /// never assume that two reads agree.
+    pub(crate) fn bytes(&mut self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: the mapping is valid for reads of `self.len` bytes until
+        // `self` is dropped (`munmap` waits for drop, and the slice borrows
+        // `self`); `u8` has no invalid bit patterns. Within this process
+        // nothing writes these bytes through this mapping meanwhile: writes
+        // go through `slice_mut` or the atomics, and the slice borrows `self`
+        // mutably, so neither can be alive at the same time. Another process
+        // (or another mapping) may write them: that is the shared-memory
+        // contract of `Mapping`, and the bytes are treated as untrusted input
+        // (see above).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast_const(), self.len) }
+    }
+
     /// The `len` bytes at `offset`, or `None` when they are not all inside
-    /// the mapping.
+    /// the mapping or the mapping is read-only.
     ///
     /// The bytes are shared: other processes may change them while the
     /// slice is alive. Callers coordinate, as with any shared memory.
     pub(crate) fn slice_mut(&mut self, offset: usize, len: usize) -> Option<&mut [u8]> {
         let end = offset.checked_add(len)?;
-        if end > self.len {
+        if end > self.len || !self.writable {
             return None;
         }
         // SAFETY: `offset..end` lies inside the mapping, which is valid for
@@ -195,8 +278,8 @@ impl Mapping {
         Some(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offset), len) })
     }
 
-    /// The `AtomicU32` at `offset`, or `None` when `offset` is not 4-aligned
-    /// or the 4 bytes are not inside the mapping.
+    /// The `AtomicU32` at `offset`, or `None` when `offset` is not 4-aligned,
+    /// the 4 bytes are not inside the mapping, or the mapping is read-only.
     pub(crate) fn atomic_u32(&self, offset: usize) -> Option<&AtomicU32> {
         let ptr = self.aligned_field::<AtomicU32>(offset)?;
         // SAFETY: `aligned_field` checked that the 4 bytes at `ptr` are in the
@@ -208,18 +291,19 @@ impl Mapping {
         Some(unsafe { &*ptr.cast::<AtomicU32>() })
     }
 
-    /// The `AtomicU64` at `offset`, or `None` when `offset` is not 8-aligned
-    /// or the 8 bytes are not inside the mapping.
+    /// The `AtomicU64` at `offset`, or `None` when `offset` is not 8-aligned,
+    /// the 8 bytes are not inside the mapping, or the mapping is read-only.
     pub(crate) fn atomic_u64(&self, offset: usize) -> Option<&AtomicU64> {
         let ptr = self.aligned_field::<AtomicU64>(offset)?;
         // SAFETY: as in `atomic_u32`, for 8 bytes and `AtomicU64`.
         Some(unsafe { &*ptr.cast::<AtomicU64>() })
     }
 
-    /// The address of a `T` at `offset` when it is aligned and inside the mapping.
+    /// The address of a `T` at `offset` when it is aligned and inside the
+    /// mapping, and the mapping is writable.
     fn aligned_field<T>(&self, offset: usize) -> Option<*const u8> {
         let end = offset.checked_add(std::mem::size_of::<T>())?;
-        if end > self.len {
+        if end > self.len || !self.writable {
             return None;
         }
         let addr = (self.ptr.as_ptr() as usize).checked_add(offset)?;
@@ -232,6 +316,9 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        if self.len == 0 {
+            return; // never mapped
+        }
         // SAFETY: `ptr`/`len` are exactly what `mmap` returned and were never
         // unmapped; every slice and atomic handed out borrowed `self`, so
         // none outlives this call.
@@ -294,6 +381,33 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         let e = Mapping::prefix(fd.as_fd(), 0).expect_err("empty");
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn populated_prefix_is_read_only_and_sees_shared_writes() {
+        let fd = create("busbar-test", 8192).expect("memfd");
+        let e = Mapping::populated_prefix(fd.as_fd(), 8192).expect_err("unsealed");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        seal_size(fd.as_fd()).expect("seal");
+        let e = Mapping::populated_prefix(fd.as_fd(), 8193).expect_err("too short");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+
+        let mut w = Mapping::prefix(fd.as_fd(), 8192).expect("map");
+        w.slice_mut(4096, 3)
+            .expect("in range")
+            .copy_from_slice(b"abc");
+        let mut r = Mapping::populated_prefix(fd.as_fd(), 8192).expect("map");
+        assert_eq!(r.len(), 8192);
+        assert_eq!(&r.bytes()[4096..4099], b"abc");
+        assert!(r.bytes()[..4096].iter().all(|&b| b == 0));
+        assert!(r.slice_mut(0, 1).is_none(), "read-only");
+        assert!(r.atomic_u32(0).is_none(), "read-only");
+        assert!(r.atomic_u64(0).is_none(), "read-only");
+        assert_eq!(w.bytes().len(), 8192);
+
+        let mut empty = Mapping::populated_prefix(fd.as_fd(), 0).expect("empty");
+        assert_eq!(empty.len(), 0);
+        assert!(empty.bytes().is_empty());
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! | role | does |
 //! |---|---|
 //! | `hold` | joins (first, so it hosts the controller) and waits for stdin to close |
-//! | `recv [--narrow]` | prints `GOT <payload> @ <selector>` per message, `END <n>` at the fence |
+//! | `recv [--narrow] [--no-fnv]` | prints `GOT <payload> @ <selector>` per message (bytes without their hash with `--no-fnv`), `END <n>` at the fence |
 //! | `send` | runs commands read from stdin, one answer line each (see [`messaging::send`]) |
 //! | `stream --to L --count N [--progress-at K] [--pause-at P] [--report-controller]` | sends `Seq` 0..N unicast to `L`, then the fence |
 //! | `stream-recv [--count N]` | checks `Seq`s arrive 0, 1, 2, ... up to the fence; `STREAM ok received=<n>` |

@@ -16,8 +16,10 @@ pub fn hold(args: &Args) -> Result {
     wait_for_stdin_to_close()
 }
 
-/// Prints every message it gets until the fence.
+/// Prints every message it gets until the fence; bytes without their hash
+/// with `--no-fnv` (see [`Describe::describe_with`]).
 pub fn recv<R: Describe>(args: &Args) -> Result {
+    let fnv = !args.flag("no-fnv");
     let (_tx, mut rx) = join::<Mixed, R>(args)?;
     let mut n = 0;
     loop {
@@ -26,7 +28,7 @@ pub fn recv<R: Describe>(args: &Args) -> Result {
             println!("END {n}");
             return Ok(());
         }
-        println!("GOT {} @ {}", m.payload.describe(), m.selector);
+        println!("GOT {} @ {}", m.payload.describe_with(fnv), m.selector);
         n += 1;
     }
 }
