@@ -7,7 +7,7 @@
 //! | 0 | 4 | magic `BSBR` |
 //! | 4 | 2 | protocol version ([`PROTOCOL_VERSION`]) |
 //! | 6 | 1 | kind: 1 hello (its descriptors: the link's ring and the sender's eventfd), 2 data, 16 control |
-//! | 7 | 1 | flags: bit 0 = the payload travels in a sealed memfd (the last descriptor) |
+//! | 7 | 1 | flags: bit 0 = the payload travels in a sealed memfd (the last descriptor); bit 1 = the payload is lent in a memory region (the last descriptor) at the offset the frame's 8 body bytes after the selector give |
 //! | 8 | 4 | selector length (data frames) |
 //! | 12 | 2 | number of objects (descriptors) |
 //! | 14 | 2 | number of memory regions (descriptors after the objects) |
@@ -44,6 +44,11 @@ pub(crate) const MAX_PAYLOAD: u64 = 4 << 30;
 
 /// Flag: the payload is in the last descriptor, a sealed memfd.
 pub(crate) const FLAG_PAYLOAD_IN_FD: u8 = 1;
+/// Flag: the payload is in the last descriptor, a memory region (a loan),
+/// at the offset in the 8 bytes (little-endian) after the selector.
+pub(crate) const FLAG_PAYLOAD_IN_REGION: u8 = 2;
+/// The body bytes that locate a payload lent in a region: its offset.
+pub(crate) const REGION_LOCATOR_LEN: usize = 8;
 
 /// What a frame is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +161,9 @@ impl Header {
         }
         let kind = Kind::from_u8(b[6]).ok_or(FrameError::Kind(b[6]))?;
         let flags = b[7];
-        if flags & !FLAG_PAYLOAD_IN_FD != 0 {
+        if flags & !(FLAG_PAYLOAD_IN_FD | FLAG_PAYLOAD_IN_REGION) != 0
+            || flags == FLAG_PAYLOAD_IN_FD | FLAG_PAYLOAD_IN_REGION
+        {
             return Err(FrameError::Flags(flags));
         }
         let le64 = |r: std::ops::Range<usize>| {
@@ -183,9 +190,28 @@ impl Header {
         self.flags & FLAG_PAYLOAD_IN_FD != 0
     }
 
+    /// Whether the payload is lent in a memory region.
+    pub(crate) fn payload_in_region(&self) -> bool {
+        self.flags & FLAG_PAYLOAD_IN_REGION != 0
+    }
+
     /// How many descriptors the frame must carry.
     pub(crate) fn fd_count(&self) -> usize {
-        self.n_objects as usize + self.n_regions as usize + usize::from(self.payload_in_fd())
+        self.n_objects as usize
+            + self.n_regions as usize
+            + usize::from(self.payload_in_fd() || self.payload_in_region())
+    }
+
+    /// The bytes after the selector: the payload, none when it is in a
+    /// memfd, its offset when it is lent in a region.
+    pub(crate) fn inline_len(&self) -> u64 {
+        if self.payload_in_fd() {
+            0
+        } else if self.payload_in_region() {
+            REGION_LOCATOR_LEN as u64
+        } else {
+            self.payload_len
+        }
     }
 }
 
@@ -212,7 +238,7 @@ pub(crate) fn check(bytes: &[u8], fds: usize) -> Result<Header, FrameError> {
     if h.payload_len > MAX_PAYLOAD {
         return Err(FrameError::TooLarge(h.payload_len));
     }
-    let body = h.selector_len as u64 + if h.payload_in_fd() { 0 } else { h.payload_len };
+    let body = h.selector_len as u64 + h.inline_len();
     let want = HEADER_LEN as u64 + body;
     if want != bytes.len() as u64 {
         return Err(FrameError::Length {

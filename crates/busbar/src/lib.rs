@@ -60,7 +60,8 @@ mod sys;
 
 pub use busbar_derive::{MessageBox, TypeUuid};
 pub use endpoint::{
-    join, EndpointId, EndpointInfo, EndpointReceiver, EndpointSender, EndpointStats, LinkStats,
+    join, Borrowed, EndpointId, EndpointInfo, EndpointReceiver, EndpointSender, EndpointStats,
+    LinkStats, Loan,
 };
 pub use error::{JoinError, RecvError, SendError};
 pub use frame::PROTOCOL_VERSION;

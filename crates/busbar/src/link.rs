@@ -356,6 +356,32 @@ pub(crate) enum Read {
     Closed,
 }
 
+/// What one [`InLink::read_with`] gave.
+#[derive(Debug)]
+pub(crate) enum ReadWith<T> {
+    /// A data frame read off the socket (or read ahead from it).
+    Frame(RawFrame),
+    /// What the caller made of a data frame read in place from the ring.
+    InPlace(T),
+    /// As [`Read::Nothing`].
+    Nothing,
+    /// As [`Read::Empty`].
+    Empty,
+    /// As [`Read::Closed`].
+    Closed,
+}
+
+impl<T> From<Read> for ReadWith<T> {
+    fn from(r: Read) -> ReadWith<T> {
+        match r {
+            Read::Frame(f) => ReadWith::Frame(f),
+            Read::Nothing => ReadWith::Nothing,
+            Read::Empty => ReadWith::Empty,
+            Read::Closed => ReadWith::Closed,
+        }
+    }
+}
+
 /// Where the next frame comes from.
 enum Source {
     Stash,
@@ -437,16 +463,39 @@ impl InLink {
         buf: &mut [u8],
         control: &mut [std::mem::MaybeUninit<u8>],
     ) -> Read {
+        match self.read_with(buf, control, |header, bytes| RawFrame {
+            header,
+            bytes: bytes.to_vec(),
+            fds: Vec::new(),
+        }) {
+            ReadWith::Frame(f) | ReadWith::InPlace(f) => Read::Frame(f),
+            ReadWith::Nothing => Read::Nothing,
+            ReadWith::Empty => Read::Empty,
+            ReadWith::Closed => Read::Closed,
+        }
+    }
+
+    /// Like [`read`](InLink::read), but a frame due from the ring is read in
+    /// place: `in_place` gets its checked header and bytes (in shared
+    /// memory), and the frame is released when it returns.
+    pub(crate) fn read_with<T>(
+        &mut self,
+        buf: &mut [u8],
+        control: &mut [std::mem::MaybeUninit<u8>],
+        in_place: impl FnOnce(Header, &[u8]) -> T,
+    ) -> ReadWith<T> {
         // Hello, frames with descriptors, large frames: whatever the socket has.
         let mut looked = false;
         if self.stash.is_none() && self.socket_ready && !self.socket_closed {
             looked = true;
-            match self.read_socket(buf, control) {
-                Read::Empty => self.socket_ready = false,
-                Read::Frame(f) => self.stash = Some(f),
+            match ReadWith::<T>::from(self.read_socket(buf, control)) {
+                ReadWith::Empty => self.socket_ready = false,
+                ReadWith::Frame(f) => self.stash = Some(f),
                 // Closed: what the ring still holds comes first.
-                Read::Nothing if self.socket_closed => {}
-                other => return other,
+                ReadWith::Nothing if self.socket_closed => {}
+                ReadWith::Nothing => return ReadWith::Nothing,
+                ReadWith::Closed => return ReadWith::Closed,
+                ReadWith::InPlace(_) => {}
             }
         }
         let ring_seq = match self.ring.as_mut().map(|r| r.peek_with(peek_seq)) {
@@ -459,20 +508,20 @@ impl InLink {
             Some(Err(RingError::Corrupt(why))) => {
                 tracing::warn!(peer = ?self.peer, "cutting a link whose ring is corrupt: {why}");
                 self.bad_frames = MAX_BAD_FRAMES;
-                return Read::Closed;
+                return ReadWith::Closed;
             }
         };
         let stash_seq = self.stash.as_ref().map(|f| f.header.seq);
         let source = match (stash_seq, ring_seq) {
-            (None, None) if self.socket_closed => return Read::Closed,
-            (None, None) => return Read::Empty,
+            (None, None) if self.socket_closed => return ReadWith::Closed,
+            (None, None) => return ReadWith::Empty,
             (Some(s), _) if s == self.next_seq => Source::Stash,
             (_, Some(r)) if r == Some(self.next_seq) => Source::Ring,
             (None, Some(_)) if looked || self.socket_closed => Source::Ring,
             (None, Some(_)) => {
                 // The frame due may be on the socket: look there first.
                 self.socket_ready = true;
-                return Read::Nothing;
+                return ReadWith::Nothing;
             }
             (Some(_), None) => Source::Stash,
             // Neither is the one due (a sender that skips numbers): the lower first.
@@ -482,23 +531,37 @@ impl InLink {
         let frame = match source {
             Source::Stash => match self.stash.take() {
                 Some(f) => f,
-                None => return Read::Nothing,
+                None => return ReadWith::Nothing,
             },
-            Source::Ring => match self.pop_ring() {
-                Ok(f) => f,
-                Err(e) => return self.bad(e),
-            },
+            Source::Ring => {
+                return match self.pop_ring_with(in_place) {
+                    Ok((seq, out)) => {
+                        self.advance(seq);
+                        ReadWith::InPlace(out)
+                    }
+                    Err(e) => self.bad(e).into(),
+                }
+            }
         };
-        if frame.header.seq != self.next_seq && !self.seq_warned {
-            self.seq_warned = true;
-            tracing::warn!(peer = ?self.peer, "frame {} arrived where {} was due (logged once per link)", frame.header.seq, self.next_seq);
-        }
-        self.next_seq = frame.header.seq.wrapping_add(1);
-        Read::Frame(frame)
+        self.advance(frame.header.seq);
+        ReadWith::Frame(frame)
     }
 
-    /// Takes the ring's next frame, checked, as a [`RawFrame`].
-    fn pop_ring(&mut self) -> Result<RawFrame, FrameError> {
+    /// The frame numbered `seq` was taken: the next one is due.
+    fn advance(&mut self, seq: u64) {
+        if seq != self.next_seq && !self.seq_warned {
+            self.seq_warned = true;
+            tracing::warn!(peer = ?self.peer, "frame {seq} arrived where {} was due (logged once per link)", self.next_seq);
+        }
+        self.next_seq = seq.wrapping_add(1);
+    }
+
+    /// Takes the ring's next frame, checked, through `f` (in place); its
+    /// sequence number and what `f` made of it.
+    fn pop_ring_with<T>(
+        &mut self,
+        f: impl FnOnce(Header, &[u8]) -> T,
+    ) -> Result<(u64, T), FrameError> {
         let Some(ring) = self.ring.as_mut() else {
             return Err(FrameError::Body("no ring".into()));
         };
@@ -510,14 +573,10 @@ impl InLink {
                     header.kind
                 )));
             }
-            Ok(RawFrame {
-                header,
-                bytes: bytes.to_vec(),
-                fds: Vec::new(),
-            })
+            Ok((header.seq, f(header, bytes)))
         });
         match popped {
-            Ok(Some(frame)) => frame,
+            Ok(Some(out)) => out,
             Ok(None) | Err(RingError::Closed) => {
                 Err(FrameError::Body("the ring frame went away".into()))
             }

@@ -87,8 +87,10 @@ impl Driver {
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
                 .next_expiry();
+            let trim = self.shared.loans.trim(Instant::now());
             let deadline = [
                 expiry,
+                trim,
                 self.shared.next_pending_deadline(),
                 self.retry_at,
                 Some(self.report_at),

@@ -10,10 +10,12 @@
 //! background thread (`driver.rs`) accepts links, keeps the directory
 //! current, holds messages waiting for their `ttl`, and runs the failover.
 
+mod borrowed;
 pub(crate) mod control;
 mod directory;
 mod driver;
 mod inbox;
+mod loan;
 pub(crate) mod namespace;
 mod outgoing;
 pub(crate) mod receiver;
@@ -21,6 +23,8 @@ mod route;
 mod sender;
 mod stats;
 
+pub use borrowed::Borrowed;
+pub use loan::Loan;
 pub use receiver::EndpointReceiver;
 pub use sender::EndpointSender;
 pub use stats::{EndpointStats, LinkStats};
@@ -91,6 +95,8 @@ pub(crate) struct Shared {
     /// Set when the endpoint shuts down.
     pub closed: AtomicBool,
     pub counters: Counters,
+    /// Regions lent for zero-copy sends, kept mapped for reuse.
+    pub loans: Arc<loan::LoanPool>,
 }
 
 /// Owned by the sender and receiver handles; the endpoint shuts down when the last one goes.
@@ -180,6 +186,7 @@ pub fn join<T: MessageBox, R: MessageBox>(
         driver_bell: Doorbell::new()?,
         closed: AtomicBool::new(false),
         counters: Counters::default(),
+        loans: Arc::default(),
     });
     let driver = driver::spawn(shared.clone(), listener, joined.conn, controller)?;
     let core = Arc::new(Core {

@@ -1,15 +1,17 @@
 //! Outgoing messages, encoded once into an [`OutFrame`] that can be written
 //! to any number of links (routing is in `route.rs`).
 
+use super::loan::{Loan, LoanPool};
 use crate::error::SendError;
-use crate::frame::{self, Header, Kind, FLAG_PAYLOAD_IN_FD};
+use crate::frame::{self, Header, Kind, FLAG_PAYLOAD_IN_REGION};
 use crate::link::{OutLink, RawFrame, SendFailure, Wait};
 use crate::payload::MessageBox;
-use crate::sys::{blob, socket};
+use crate::sys::socket;
 use crate::{MemoryRegion, Message, Selector};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// A message encoded for the wire, ready to be written to any number of links.
 #[derive(Debug)]
@@ -17,11 +19,13 @@ pub(crate) struct OutFrame {
     pub selector: Selector,
     header: Header,
     selector_bytes: Vec<u8>,
-    /// The in-line payload (empty when it spilled into `spill`).
+    /// The in-line payload (its offset in `lent` when it is there).
     payload: Vec<u8>,
     objects: Vec<OwnedFd>,
     regions: Vec<MemoryRegion>,
-    spill: Option<OwnedFd>,
+    /// The region a lent payload is in (its descriptor goes last). Our
+    /// handle keeps its count; each receiver gets one of its own.
+    lent: Option<(MemoryRegion, Arc<LoanPool>)>,
     /// Whether the regions' own counts (those of the handles in the
     /// message) are still here to give to the first receiver.
     own_counts: AtomicBool,
@@ -29,6 +33,9 @@ pub(crate) struct OutFrame {
 
 impl Drop for OutFrame {
     fn drop(&mut self) {
+        if let Some((region, pool)) = self.lent.take() {
+            pool.give_back(region);
+        }
         if !*self.own_counts.get_mut() {
             for r in &mut self.regions {
                 r.hand_over_count();
@@ -37,28 +44,37 @@ impl Drop for OutFrame {
     }
 }
 
+/// The selector's bytes on the wire, if it can travel.
+fn check_selector(selector: &Selector) -> Result<Vec<u8>, SendError> {
+    let depth = selector.label_op.depth();
+    if depth > crate::MAX_DEPTH {
+        return Err(SendError::InvalidSelector(format!(
+            "nested {depth} deep, at most {} can travel",
+            crate::MAX_DEPTH
+        )));
+    }
+    let selector_bytes = frame::encode_selector(selector);
+    if selector_bytes.len() > frame::MAX_SELECTOR {
+        return Err(SendError::InvalidSelector(format!(
+            "{} bytes of text, at most {} can travel",
+            selector_bytes.len(),
+            frame::MAX_SELECTOR
+        )));
+    }
+    Ok(selector_bytes)
+}
+
 impl OutFrame {
     /// Encodes a message.
     /// Fails with [`SendError::TooLarge`] for a payload over `max_payload` bytes.
+    /// A payload too large to travel in-line goes into a region from
+    /// `pool` (written once, however many receivers map it).
     pub(crate) fn encode<T: MessageBox>(
         msg: Message<T>,
         max_payload: u64,
+        pool: &Arc<LoanPool>,
     ) -> Result<OutFrame, SendError> {
-        let depth = msg.selector.label_op.depth();
-        if depth > crate::MAX_DEPTH {
-            return Err(SendError::InvalidSelector(format!(
-                "nested {depth} deep, at most {} can travel",
-                crate::MAX_DEPTH
-            )));
-        }
-        let selector_bytes = frame::encode_selector(&msg.selector);
-        if selector_bytes.len() > frame::MAX_SELECTOR {
-            return Err(SendError::InvalidSelector(format!(
-                "{} bytes of text, at most {} can travel",
-                selector_bytes.len(),
-                frame::MAX_SELECTOR
-            )));
-        }
+        let selector_bytes = check_selector(&msg.selector)?;
         let mut payload = Vec::new();
         msg.payload.encode_into(&mut payload)?;
         let max = max_payload.min(frame::MAX_PAYLOAD);
@@ -87,11 +103,11 @@ impl OutFrame {
         header.n_regions = msg.memory_regions.len() as u16;
         header.payload_len = payload.len() as u64;
         header.type_uuid = msg.payload.type_uuid();
-        let spill = if spills {
-            header.flags |= FLAG_PAYLOAD_IN_FD;
-            let fd = blob::write_sealed(&payload)?;
-            payload = Vec::new();
-            Some(fd)
+        let lent = if spills {
+            header.flags |= FLAG_PAYLOAD_IN_REGION;
+            let (region, offset) = pool.lend_bytes(&payload)?;
+            payload = (offset as u64).to_le_bytes().to_vec();
+            Some((region, pool.clone()))
         } else {
             None
         };
@@ -102,7 +118,44 @@ impl OutFrame {
             payload,
             objects: msg.objects.into_iter().map(|o| o.into_fd()).collect(),
             regions: msg.memory_regions,
-            spill,
+            lent,
+            own_counts: AtomicBool::new(true),
+        })
+    }
+
+    /// A frame for a payload lent in shared memory ([`Loan`]): it travels as
+    /// a `BytesMessage` whose encoding is in the region, which receivers map.
+    pub(crate) fn from_loan(
+        selector: Selector,
+        loan: Loan,
+        max_payload: u64,
+    ) -> Result<OutFrame, SendError> {
+        let selector_bytes = check_selector(&selector)?;
+        let Some((region, offset, len, pool)) = loan.into_parts() else {
+            return Err(SendError::Region(crate::RegionError(
+                "the loan was already taken apart".into(),
+            )));
+        };
+        let max = max_payload.min(frame::MAX_PAYLOAD);
+        if len as u64 > max {
+            return Err(SendError::TooLarge {
+                size: len as u64,
+                max,
+            });
+        }
+        let mut header = Header::new(Kind::Data);
+        header.flags = FLAG_PAYLOAD_IN_REGION;
+        header.selector_len = selector_bytes.len() as u32;
+        header.payload_len = len as u64;
+        header.type_uuid = <crate::BytesMessage as crate::TypeUuid>::TYPE_UUID;
+        Ok(OutFrame {
+            selector,
+            header,
+            selector_bytes,
+            payload: (offset as u64).to_le_bytes().to_vec(),
+            objects: Vec::new(),
+            regions: Vec::new(),
+            lent: Some((region, pool)),
             own_counts: AtomicBool::new(true),
         })
     }
@@ -112,7 +165,7 @@ impl OutFrame {
         let regions = self.regions.iter().map(|r| r.fd());
         objects
             .chain(regions)
-            .chain(self.spill.as_ref().map(|f| f.as_fd()))
+            .chain(self.lent.as_ref().map(|(r, _)| r.fd()))
             .collect()
     }
 
@@ -120,6 +173,9 @@ impl OutFrame {
     /// the counts of the message's own handles, each further one a new count.
     /// Whether the own counts were used (to take back if the send fails).
     pub(super) fn take_counts(&self) -> bool {
+        if let Some((r, _)) = &self.lent {
+            r.add_in_flight_ref();
+        }
         let own = self.own_counts.swap(false, Ordering::AcqRel);
         if !own {
             for r in &self.regions {
@@ -131,6 +187,9 @@ impl OutFrame {
 
     /// Takes back the counts of a copy that did not go out.
     pub(super) fn return_counts(&self, own: bool) {
+        if let Some((r, _)) = &self.lent {
+            r.drop_in_flight_ref();
+        }
         if own {
             self.own_counts.store(true, Ordering::Release);
         } else {
@@ -154,7 +213,7 @@ impl OutFrame {
     /// What the frame weighs while it waits for its ttl: bytes and descriptors.
     pub(super) fn weight(&self) -> (usize, usize) {
         let bytes = frame::HEADER_LEN + self.selector_bytes.len() + self.payload.len();
-        let spilled = if self.spill.is_some() {
+        let spilled = if self.lent.is_some() {
             self.header.payload_len as usize
         } else {
             0

@@ -1,13 +1,14 @@
 //! The receiving half of an endpoint.
 
+use super::borrowed::{Borrowed, Opened, Unopened};
 use super::inbox::BELL;
 use super::{Core, EndpointId};
 use crate::error::RecvError;
-use crate::frame::{self, FrameError, MAX_FRAME};
-use crate::link::{RawFrame, Read, MAX_BAD_FRAMES};
+use crate::frame::{FrameError, HEADER_LEN, MAX_FRAME};
+use crate::link::{RawFrame, Read, ReadWith, MAX_BAD_FRAMES};
 use crate::payload::MessageBox;
-use crate::sys::{blob, socket};
-use crate::{MemoryRegion, Message, Object};
+use crate::sys::socket;
+use crate::Message;
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
@@ -137,15 +138,176 @@ impl<R: MessageBox> EndpointReceiver<R> {
                     return Ok(Some(m));
                 }
                 Decoded::Skipped => {}
-                Decoded::Malformed(e) => {
-                    counters.malformed.fetch_add(1, Ordering::Relaxed);
-                    if self.core.shared.inbox.malformed(token, e) {
-                        counters.links_cut.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+                Decoded::Malformed(e) => self.malformed(token, e),
             }
         }
         Ok(None)
+    }
+
+    /// Counts a frame from the link of `token` that turned out malformed
+    /// (cutting the link when it has sent too many).
+    fn malformed(&self, token: u64, e: FrameError) {
+        let counters = &self.core.shared.counters;
+        counters.malformed.fetch_add(1, Ordering::Relaxed);
+        if self.core.shared.inbox.malformed(token, e) {
+            counters.links_cut.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits for the next message, up to `timeout` (`None`: as long as it
+    /// takes), and lends it to `f` without copying its payload: `f` reads
+    /// it where it lies — in the sender's link ring, a mapped memfd, or the
+    /// region of a [`Loan`](crate::Loan) — and what `f` returns is
+    /// returned. Messages with attachments or over 64 KiB arrive through
+    /// the socket and are lent from there.
+    ///
+    /// Every message is lent, whatever its type (see [`Borrowed`]). The
+    /// link is held while `f` runs: the sender may fill its ring meanwhile,
+    /// but keep `f` short.
+    ///
+    /// ```
+    /// use busbar::{label, BytesMessage, Message, Options, Selector};
+    /// # let bus = format!("doc.recv_with.{}", std::process::id());
+    /// let (tx, mut rx) = busbar::join::<BytesMessage, BytesMessage>(Options::new(bus, label!("a"), "t"), None)?;
+    /// tx.send(Message::new(Selector::unicast("a"), BytesMessage::new(0, vec![1, 2, 3])))?;
+    /// let sum: u32 = rx.recv_with(None, |m| m.bytes().map_or(0, |(_, b)| b.iter().map(|&x| u32::from(x)).sum()))?;
+    /// assert_eq!(sum, 6);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_with<T>(
+        &mut self,
+        timeout: Option<Duration>,
+        f: impl FnOnce(Borrowed<'_>) -> T,
+    ) -> Result<T, RecvError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut f = Some(f);
+        loop {
+            if let Some(out) = self.lend_next(&mut f) {
+                return Ok(out);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(RecvError::Timeout);
+            }
+            self.wait_input(deadline)?;
+        }
+    }
+
+    /// Lends the next message there is to `f`: one read already, else the
+    /// next a link has (from its ring, in place).
+    fn lend_next<T, F: FnOnce(Borrowed<'_>) -> T>(&mut self, f: &mut Option<F>) -> Option<T> {
+        let core = self.core.clone();
+        let inbox = &core.shared.inbox;
+        let max = core.shared.options.limits.max_payload;
+        loop {
+            if self.ready.is_empty() {
+                let mut local = inbox.local.lock().unwrap_or_else(|p| p.into_inner());
+                self.ready.extend(local.drain(..).map(|f| (BELL, f)));
+            }
+            while let Some((token, raw)) = self.ready.pop_front() {
+                if let Some(out) = self.lend_owned(token, raw, max, f) {
+                    return Some(out);
+                }
+            }
+            let mut links = inbox.links.lock().unwrap_or_else(|p| p.into_inner());
+            let mut gone = Vec::new();
+            let mut read_ahead = false;
+            'links: for (&token, link) in links.iter_mut() {
+                for _ in 0..BATCH {
+                    let got = link.read_with(&mut self.buf, &mut self.control, |header, bytes| {
+                        lend_in_place(header, bytes, max, f)
+                    });
+                    match got {
+                        ReadWith::InPlace(Ok(out)) => {
+                            core.shared
+                                .counters
+                                .received
+                                .fetch_add(1, Ordering::Relaxed);
+                            return Some(out);
+                        }
+                        ReadWith::InPlace(Err(e)) => {
+                            core.shared
+                                .counters
+                                .malformed
+                                .fetch_add(1, Ordering::Relaxed);
+                            if link.malformed(e) {
+                                core.shared
+                                    .counters
+                                    .links_cut
+                                    .fetch_add(1, Ordering::Relaxed);
+                                gone.push(token);
+                                continue 'links;
+                            }
+                        }
+                        ReadWith::Frame(raw) => {
+                            // From the socket: lent from our copy, in order.
+                            self.ready.push_back((token, raw));
+                            read_ahead = true;
+                            break 'links;
+                        }
+                        ReadWith::Nothing => {}
+                        ReadWith::Empty => break,
+                        ReadWith::Closed => {
+                            gone.push(token);
+                            break;
+                        }
+                    }
+                }
+            }
+            for token in gone {
+                if let Some(link) = links.remove(&token) {
+                    inbox.unwatch(&link);
+                }
+            }
+            self.watch_bells(&mut links);
+            if !read_ahead {
+                return None;
+            }
+        }
+    }
+
+    /// Lends a frame read off a socket (or sent to ourselves) to `f`.
+    fn lend_owned<T, F: FnOnce(Borrowed<'_>) -> T>(
+        &mut self,
+        token: u64,
+        raw: RawFrame,
+        max: u64,
+        f: &mut Option<F>,
+    ) -> Option<T> {
+        if raw.header.payload_len > max {
+            self.malformed(token, FrameError::TooLarge(raw.header.payload_len));
+            return None;
+        }
+        let mut opened = match Opened::open(raw) {
+            Ok(o) => o,
+            Err(Unopened::Skipped) => return None,
+            Err(Unopened::Malformed(e)) => {
+                self.malformed(token, e);
+                return None;
+            }
+        };
+        let Some(payload) = opened.payload.bytes() else {
+            self.malformed(
+                token,
+                FrameError::Body("the payload lies outside its region".into()),
+            );
+            return None;
+        };
+        let lent = Borrowed::new(
+            opened.selector,
+            opened.objects,
+            opened.memory_regions,
+            opened.type_uuid,
+            payload,
+        );
+        let out = f.take().map(|f| f(lent));
+        if out.is_some() {
+            self.core
+                .shared
+                .counters
+                .received
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        out
     }
 
     /// Sets how long `recv` watches the shared-memory rings before it goes
@@ -171,14 +333,21 @@ impl<R: MessageBox> EndpointReceiver<R> {
         if self.scan() {
             return Ok(true);
         }
+        self.wait_input(deadline)?;
+        Ok(self.scan())
+    }
+
+    /// Waits until `deadline` for a ring to have a frame or the poller to
+    /// report something (reading nothing).
+    fn wait_input(&mut self, deadline: Option<Instant>) -> Result<(), RecvError> {
         let now = Instant::now();
         let spin_end = deadline.map_or(now + self.spin, |d| d.min(now + self.spin));
         let mut turns: u32 = 0;
         while Instant::now() < spin_end {
             for _ in 0..SPIN_TURNS {
                 std::hint::spin_loop();
-                if self.rings_have_frames() && self.scan() {
-                    return Ok(true);
+                if self.rings_have_frames() {
+                    return Ok(());
                 }
             }
             turns = turns.wrapping_add(1);
@@ -191,9 +360,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
                     .wait(&mut self.tokens, Some(Instant::now()))?;
                 if !self.tokens.is_empty() {
                     self.mark_ready();
-                    if self.scan() {
-                        return Ok(true);
-                    }
+                    return Ok(());
                 }
             }
         }
@@ -218,7 +385,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
             link.awake();
         }
         self.mark_ready();
-        Ok(self.scan())
+        Ok(())
     }
 
     /// Whether any ring has a frame (shared memory only, no system call).
@@ -276,11 +443,6 @@ impl<R: MessageBox> EndpointReceiver<R> {
                     }
                 }
             }
-            if let Some(bell) = link.bell_to_watch() {
-                if let Err(e) = inbox.poller.add(bell, token) {
-                    tracing::warn!("could not watch a data link's wake-up descriptor: {e}");
-                }
-            }
             let bad = link.bad_frames().saturating_sub(bad_before);
             counters
                 .malformed
@@ -297,7 +459,19 @@ impl<R: MessageBox> EndpointReceiver<R> {
                 inbox.unwatch(&link);
             }
         }
+        self.watch_bells(&mut links);
         !self.ready.is_empty()
+    }
+
+    /// Puts the eventfds of links whose hello just arrived in the poller.
+    fn watch_bells(&self, links: &mut std::collections::HashMap<u64, crate::link::InLink>) {
+        for (&token, link) in links.iter_mut() {
+            if let Some(bell) = link.bell_to_watch() {
+                if let Err(e) = self.core.shared.inbox.poller.add(bell, token) {
+                    tracing::warn!("could not watch a data link's wake-up descriptor: {e}");
+                }
+            }
+        }
     }
 }
 
@@ -316,68 +490,49 @@ pub(crate) enum Decoded<R> {
 
 /// Turns a checked frame into a message. `Err` only when the payload is of
 /// a type `R` knows but does not decode ([`RecvError::Decode`]).
-pub(crate) fn decode<R: MessageBox>(mut raw: RawFrame) -> Result<Decoded<R>, RecvError> {
-    let h = raw.header.clone();
-    let selector = match frame::decode_selector(raw.selector()) {
-        Ok(s) => s,
-        Err(e) => return Ok(Decoded::Malformed(e)),
+pub(crate) fn decode<R: MessageBox>(raw: RawFrame) -> Result<Decoded<R>, RecvError> {
+    let mut opened = match Opened::open(raw) {
+        Ok(o) => o,
+        Err(Unopened::Skipped) => return Ok(Decoded::Skipped),
+        Err(Unopened::Malformed(e)) => return Ok(Decoded::Malformed(e)),
     };
-    let mut fds = std::mem::take(&mut raw.fds).into_iter();
-    let objects: Vec<Object> = fds
-        .by_ref()
-        .take(h.n_objects as usize)
-        .map(Object::from)
-        .collect();
-    let mut memory_regions = Vec::with_capacity(h.n_regions as usize);
-    for fd in fds.by_ref().take(h.n_regions as usize) {
-        match MemoryRegion::from_received_fd(fd) {
-            Ok(r) => memory_regions.push(r),
-            Err(e) => return Ok(Decoded::Malformed(FrameError::Body(e.to_string()))),
-        }
-    }
-    let mut mapped;
-    let payload: &[u8] = if h.payload_in_fd() {
-        let Some(fd) = fds.next() else {
-            return Ok(Decoded::Malformed(FrameError::Body(
-                "the payload descriptor is missing".into(),
-            )));
-        };
-        let len = match usize::try_from(h.payload_len) {
-            Ok(len) => len,
-            Err(_) => return Ok(Decoded::Malformed(FrameError::TooLarge(h.payload_len))),
-        };
-        // Mapped read-only, decoded straight from the mapping; unmapped when
-        // this returns (the descriptor is closed right after mapping).
-        match blob::map_sealed(std::os::fd::AsFd::as_fd(&fd), len) {
-            Ok(mapping) => {
-                drop(fd);
-                mapped = mapping;
-                mapped.bytes()
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
-                // No address space (or map count) left for it: `mmap` said `ENOMEM`.
-                tracing::warn!("dropped a message of {len} bytes: {e}");
-                return Ok(Decoded::Skipped);
-            }
-            Err(e) => {
-                return Ok(Decoded::Malformed(FrameError::Body(format!(
-                    "payload descriptor: {e}"
-                ))))
-            }
-        }
-    } else {
-        raw.inline_payload()
+    let type_uuid = opened.type_uuid;
+    let Some(payload) = opened.payload.bytes() else {
+        return Ok(Decoded::Malformed(FrameError::Body(
+            "the payload lies outside its region".into(),
+        )));
     };
-    match R::decode(h.type_uuid, payload)? {
+    match R::decode(type_uuid, payload)? {
         Some(payload) => Ok(Decoded::Message(Message {
-            selector,
+            selector: opened.selector,
             payload,
-            objects,
-            memory_regions,
+            objects: opened.objects,
+            memory_regions: opened.memory_regions,
         })),
         None => {
-            tracing::debug!(type_id = %uuid::Uuid::from_bytes(h.type_uuid), "skipped a message of a type this receiver does not know");
+            tracing::debug!(type_id = %uuid::Uuid::from_bytes(type_uuid), "skipped a message of a type this receiver does not know");
             Ok(Decoded::Skipped)
         }
     }
+}
+
+/// Lends a data frame read in place from a ring (checked: its lengths hold)
+/// to `f`: no descriptors, the payload in the frame.
+fn lend_in_place<T, F: FnOnce(Borrowed<'_>) -> T>(
+    header: crate::frame::Header,
+    bytes: &[u8],
+    max: u64,
+    f: &mut Option<F>,
+) -> Result<T, FrameError> {
+    if header.payload_len > max {
+        return Err(FrameError::TooLarge(header.payload_len));
+    }
+    let sel_end = HEADER_LEN + header.selector_len as usize;
+    let selector =
+        crate::frame::decode_selector(bytes.get(HEADER_LEN..sel_end).unwrap_or_default())?;
+    let payload = bytes.get(sel_end..).unwrap_or_default();
+    let lent = Borrowed::new(selector, Vec::new(), Vec::new(), header.type_uuid, payload);
+    f.take()
+        .map(|f| f(lent))
+        .ok_or_else(|| FrameError::Body("nobody to lend the message to".into()))
 }

@@ -5,7 +5,7 @@ use super::route::Call;
 use super::{Core, EndpointId, EndpointInfo, EndpointStats};
 use crate::error::SendError;
 use crate::payload::MessageBox;
-use crate::Message;
+use crate::{Loan, Message, Selector};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -103,10 +103,46 @@ impl<T: MessageBox> EndpointSender<T> {
         self.route(msg, Call::Try)
     }
 
+    /// Lends `len` bytes of shared memory to fill in place and send with
+    /// [`send_loan`](Self::send_loan): the zero-copy send. Receivers map
+    /// the same memory, so nothing is copied on the way, however large the
+    /// message; it arrives as a [`BytesMessage`](crate::BytesMessage) with
+    /// format tag `format`.
+    ///
+    /// Loans come from a pool of regions this endpoint keeps mapped (a
+    /// region is lent again once every receiver has dropped its message).
+    /// Worth it for large payloads; small ones travel faster by plain
+    /// `send`, copied through the link's ring.
+    ///
+    /// ```
+    /// use busbar::{label, BytesMessage, Options, Selector};
+    /// # let bus = format!("doc.send_loan.{}", std::process::id());
+    /// let (sender, mut receiver) = busbar::join::<BytesMessage, BytesMessage>(Options::new(bus, label!("a"), "t"), None)?;
+    /// let mut loan = sender.loan(1, 4 << 20)?;
+    /// loan.as_mut_slice()[..5].copy_from_slice(b"hello");
+    /// sender.send_loan(Selector::unicast("a"), loan)?;
+    /// receiver.recv_with(None, |m| assert_eq!(&m.bytes().unwrap().1[..5], b"hello"))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn loan(&self, format: u16, len: usize) -> Result<Loan, SendError> {
+        self.core.shared.loans.lend(format, len)
+    }
+
+    /// Sends a [`Loan`] to the endpoints `selector` picks, as
+    /// [`send`](Self::send) does (same routing, backpressure and `ttl`).
+    /// Every receiver maps the same memory: a multicast shares one copy.
+    pub fn send_loan(&self, selector: Selector, loan: Loan) -> Result<(), SendError> {
+        let shared = &self.core.shared;
+        shared.route(
+            OutFrame::from_loan(selector, loan, shared.options.limits.max_payload)?,
+            Call::Send,
+        )
+    }
+
     fn route(&self, msg: Message<T>, call: Call) -> Result<(), SendError> {
         let shared = &self.core.shared;
         shared.route(
-            OutFrame::encode(msg, shared.options.limits.max_payload)?,
+            OutFrame::encode(msg, shared.options.limits.max_payload, &shared.loans)?,
             call,
         )
     }

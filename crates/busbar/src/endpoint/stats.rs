@@ -37,6 +37,10 @@ pub struct EndpointStats {
     pub links_cut: u64,
     /// The links to receivers this endpoint has sent to, by receiver.
     pub links: Vec<LinkStats>,
+    /// Shared-memory regions kept mapped for [`loan`](crate::EndpointSender::loan)s
+    /// and large payloads: reused while the endpoint keeps sending them, let
+    /// go after a second without one.
+    pub pooled_regions: usize,
 }
 
 /// One link from this endpoint to a receiver.
@@ -45,8 +49,9 @@ pub struct EndpointStats {
 pub struct LinkStats {
     /// The receiver.
     pub peer: EndpointId,
-    /// Bytes written that the receiver has not read yet (with the kernel's
-    /// per-message overhead): how far behind it is.
+    /// Bytes written that the receiver has not read yet (in the link's ring,
+    /// and on its socket with the kernel's per-message overhead): how far
+    /// behind it is.
     pub queued_bytes: usize,
     /// Messages written.
     pub sent: u64,
@@ -80,6 +85,7 @@ impl Shared {
             malformed: c.malformed.load(Ordering::Relaxed),
             links_cut: c.links_cut.load(Ordering::Relaxed),
             links,
+            pooled_regions: self.loans.len(),
         }
     }
 }

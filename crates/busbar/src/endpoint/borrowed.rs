@@ -1,0 +1,250 @@
+//! A received frame opened up: its selector, attachments and a view of its
+//! payload wherever it lies (in the frame, a mapped memfd, or a lent
+//! region). Both `recv` (which decodes the view) and the borrowing
+//! [`recv_with`](super::EndpointReceiver::recv_with) (which hands it out
+//! as a [`Borrowed`]) start here.
+
+use crate::frame::{self, FrameError, REGION_LOCATOR_LEN};
+use crate::link::RawFrame;
+use crate::payload::TypeUuidBytes;
+use crate::sys::{blob, memfd::Mapping};
+use crate::{BytesMessage, MemoryRegion, Object, Selector, TypeUuid};
+use std::os::fd::AsFd;
+
+/// Where a received payload lies.
+pub(crate) enum Payload {
+    /// In the frame itself.
+    Inline(RawFrame),
+    /// In a sealed memfd, mapped read-only.
+    Blob(Mapping),
+    /// Lent in a memory region: offset and length.
+    Region(MemoryRegion, usize, usize),
+}
+
+impl Payload {
+    /// The payload's bytes (`None` for a lent one that lies outside its region).
+    pub(crate) fn bytes(&mut self) -> Option<&[u8]> {
+        match self {
+            Payload::Inline(raw) => Some(raw.inline_payload()),
+            Payload::Blob(m) => Some(m.bytes()),
+            Payload::Region(r, off, len) => r.map(*off..*off + *len).ok().map(|b| &*b),
+        }
+    }
+}
+
+/// A checked frame, its descriptors adopted.
+pub(crate) struct Opened {
+    pub selector: Selector,
+    pub type_uuid: TypeUuidBytes,
+    pub objects: Vec<Object>,
+    pub memory_regions: Vec<MemoryRegion>,
+    pub payload: Payload,
+}
+
+/// Why a frame did not open.
+pub(crate) enum Unopened {
+    /// Well formed, but it cannot be taken (no address space for its payload).
+    Skipped,
+    /// Malformed in a way [`frame::check`] cannot see.
+    Malformed(FrameError),
+}
+
+impl Opened {
+    /// Decodes the selector, adopts the descriptors and finds the payload.
+    pub(crate) fn open(mut raw: RawFrame) -> Result<Opened, Unopened> {
+        let h = raw.header.clone();
+        let selector = frame::decode_selector(raw.selector()).map_err(Unopened::Malformed)?;
+        let mut fds = std::mem::take(&mut raw.fds).into_iter();
+        let objects: Vec<Object> = fds
+            .by_ref()
+            .take(h.n_objects as usize)
+            .map(Object::from)
+            .collect();
+        let mut memory_regions = Vec::with_capacity(h.n_regions as usize);
+        for fd in fds.by_ref().take(h.n_regions as usize) {
+            let r = MemoryRegion::from_received_fd(fd)
+                .map_err(|e| Unopened::Malformed(FrameError::Body(e.to_string())))?;
+            memory_regions.push(r);
+        }
+        let len = usize::try_from(h.payload_len)
+            .map_err(|_| Unopened::Malformed(FrameError::TooLarge(h.payload_len)))?;
+        let missing =
+            || Unopened::Malformed(FrameError::Body("the payload descriptor is missing".into()));
+        let payload = if h.payload_in_fd() {
+            let fd = fds.next().ok_or_else(missing)?;
+            // Mapped read-only, decoded straight from the mapping; the
+            // descriptor is closed right after mapping.
+            match blob::map_sealed(fd.as_fd(), len) {
+                Ok(mapping) => Payload::Blob(mapping),
+                Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
+                    // No address space (or map count) left for it: `mmap` said `ENOMEM`.
+                    tracing::warn!("dropped a message of {len} bytes: {e}");
+                    return Err(Unopened::Skipped);
+                }
+                Err(e) => {
+                    return Err(Unopened::Malformed(FrameError::Body(format!(
+                        "payload descriptor: {e}"
+                    ))))
+                }
+            }
+        } else if h.payload_in_region() {
+            let fd = fds.next().ok_or_else(missing)?;
+            let region = MemoryRegion::from_received_fd(fd)
+                .map_err(|e| Unopened::Malformed(FrameError::Body(format!("lent payload: {e}"))))?;
+            let locator: [u8; REGION_LOCATOR_LEN] = raw
+                .inline_payload()
+                .try_into()
+                .map_err(|_| Unopened::Malformed(FrameError::Body("no payload offset".into())))?;
+            let offset = usize::try_from(u64::from_le_bytes(locator)).unwrap_or(usize::MAX);
+            if offset
+                .checked_add(len)
+                .is_none_or(|end| end > region.size())
+            {
+                return Err(Unopened::Malformed(FrameError::Body(format!(
+                    "a lent payload of {len} bytes at {offset} runs past its region of {}",
+                    region.size()
+                ))));
+            }
+            Payload::Region(region, offset, len)
+        } else {
+            Payload::Inline(raw)
+        };
+        Ok(Opened {
+            selector,
+            type_uuid: h.type_uuid,
+            objects,
+            memory_regions,
+            payload,
+        })
+    }
+}
+
+/// A message lent to [`recv_with`](super::EndpointReceiver::recv_with)'s
+/// closure: its payload is read where it lies, in the link's shared-memory
+/// ring, a mapped memfd, or the sender's lent region, and nothing is copied
+/// unless you copy it.
+///
+/// Every message is handed over, whatever its type: look at
+/// [`type_uuid`](Borrowed::type_uuid), or ask for the type you expect with
+/// [`bytes`](Borrowed::bytes), [`as_str`](Borrowed::as_str) or
+/// [`decode`](Borrowed::decode), which borrow from the payload where the
+/// type allows (`&str`, `&[u8]` fields with `#[serde(borrow)]`).
+///
+/// The payload is shared memory the sender could still write to (a
+/// misbehaving one): treat it like bytes from a socket. Read it once,
+/// check what you read.
+#[derive(Debug)]
+pub struct Borrowed<'a> {
+    /// The selector it was sent with.
+    pub selector: Selector,
+    /// File descriptors that came with it (yours to keep).
+    pub objects: Vec<Object>,
+    /// Memory regions that came with it (yours to keep).
+    pub memory_regions: Vec<MemoryRegion>,
+    type_uuid: TypeUuidBytes,
+    payload: &'a [u8],
+}
+
+impl<'a> Borrowed<'a> {
+    pub(crate) fn new(
+        selector: Selector,
+        objects: Vec<Object>,
+        memory_regions: Vec<MemoryRegion>,
+        type_uuid: TypeUuidBytes,
+        payload: &'a [u8],
+    ) -> Borrowed<'a> {
+        Borrowed {
+            selector,
+            objects,
+            memory_regions,
+            type_uuid,
+            payload,
+        }
+    }
+
+    /// The type id the sender gave the payload.
+    pub fn type_uuid(&self) -> uuid::Uuid {
+        uuid::Uuid::from_bytes(self.type_uuid)
+    }
+
+    /// The payload as encoded on the wire (postcard).
+    pub fn payload(&self) -> &'a [u8] {
+        self.payload
+    }
+
+    /// For a [`BytesMessage`]: its format tag and its bytes, in place.
+    /// `None` for a payload of another type (or one that does not parse).
+    ///
+    /// ```
+    /// use busbar::{label, BytesMessage, Message, Options, Selector};
+    /// # let bus = format!("doc.bytes.{}", std::process::id());
+    /// let (tx, mut rx) = busbar::join::<BytesMessage, BytesMessage>(Options::new(bus, label!("a"), "t"), None)?;
+    /// tx.send(Message::new(Selector::unicast("a"), BytesMessage::new(9, b"abc".to_vec())))?;
+    /// let (format, len) = rx.recv_with(None, |m| m.bytes().map(|(f, b)| (f, b.len())))?.unwrap();
+    /// assert_eq!((format, len), (9, 3));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn bytes(&self) -> Option<(u16, &'a [u8])> {
+        if self.type_uuid != BytesMessage::TYPE_UUID {
+            return None;
+        }
+        let (format, rest) = postcard::take_from_bytes::<u16>(self.payload).ok()?;
+        let (len, rest) = postcard::take_from_bytes::<u64>(rest).ok()?;
+        let len = usize::try_from(len).ok()?;
+        Some((format, rest.get(..len)?))
+    }
+
+    /// For a `String` payload: the text, in place. `None` for another type
+    /// (or text that is not UTF-8).
+    ///
+    /// ```
+    /// use busbar::{label, Message, Options, Selector};
+    /// # let bus = format!("doc.as_str.{}", std::process::id());
+    /// let (tx, mut rx) = busbar::join::<String, String>(Options::new(bus, label!("a"), "t"), None)?;
+    /// tx.send(Message::new(Selector::unicast("a"), "hello".to_string()))?;
+    /// assert_eq!(rx.recv_with(None, |m| m.as_str().map(str::len))?, Some(5));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn as_str(&self) -> Option<&'a str> {
+        if self.type_uuid != String::TYPE_UUID {
+            return None;
+        }
+        postcard::from_bytes::<&str>(self.payload).ok()
+    }
+
+    /// Decodes the payload as a `D`, borrowing from it where `D` borrows.
+    /// `Ok(None)` when the payload is of another type; `Err` when it is a
+    /// `D` that does not decode.
+    ///
+    /// ```
+    /// use busbar::{label, Message, Options, Selector, TypeUuid, TypeUuidBytes};
+    /// #[derive(serde::Serialize, serde::Deserialize, TypeUuid)]
+    /// #[uuid = "5b0c3f0e-8d0a-4a53-9d8c-9b4f9b8e0c11"]
+    /// struct Frame { id: u32, name: String }
+    /// /// The same wire format, borrowing its text from the payload.
+    /// #[derive(serde::Deserialize)]
+    /// struct FrameView<'a> { id: u32, name: &'a str }
+    /// impl TypeUuid for FrameView<'_> {
+    ///     const TYPE_UUID: TypeUuidBytes = Frame::TYPE_UUID;
+    /// }
+    /// # let bus = format!("doc.decode.{}", std::process::id());
+    /// let (tx, mut rx) = busbar::join::<Frame, Frame>(Options::new(bus, label!("a"), "t"), None)?;
+    /// tx.send(Message::new(Selector::unicast("a"), Frame { id: 7, name: "seven".into() }))?;
+    /// let (id, len) = rx.recv_with(None, |m| {
+    ///     let view = m.decode::<FrameView>()?.expect("a Frame");
+    ///     Ok::<_, busbar::CodecError>((view.id, view.name.len()))
+    /// })??;
+    /// assert_eq!((id, len), (7, 5));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn decode<D: TypeUuid + serde::Deserialize<'a>>(
+        &self,
+    ) -> Result<Option<D>, crate::CodecError> {
+        if self.type_uuid != D::TYPE_UUID {
+            return Ok(None);
+        }
+        postcard::from_bytes(self.payload)
+            .map(Some)
+            .map_err(|e| crate::CodecError::new(e.to_string()))
+    }
+}
