@@ -18,3 +18,4 @@ mod liveness;
 mod payloads;
 mod routing;
 mod ttl;
+mod zero_copy;

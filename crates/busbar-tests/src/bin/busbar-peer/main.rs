@@ -25,6 +25,8 @@
 //! | `fds-recv` | writes its index into every descriptor it gets |
 //! | `fd-churn-send --to L --count N` / `fd-churn-recv --ack-to L --count N` | N messages with a pipe and a region each; `FDCOUNT before=<a> after=<b>` |
 //! | `region-a --to L` / `region-b --reply-to L` | a shared region written, read, counted, freed and reused |
+//! | `loan-send --to L --sizes A,B [--multicast] [--acks N]` | one `loan` per size, filled with the pattern, `send_loan`; `POOL <n>` after each `N` acks (see `zero_copy.rs`) |
+//! | `borrow-recv [--ack-to L]` | `recv_with` until the fence: `BORROWED format=<f> len=<n> pattern=<bool>`, `SEQ <n>`, `END <n>` |
 //! | `join-error [--version V]` | expects `join` to be refused; prints `REFUSED <kind> ...` |
 //! | `expect-timeout --ms M` | `recv` with a timeout on an idle endpoint; `TIMEOUT elapsed_ms=<t>` |
 //! | `crash-watch`, `crash-sink`, `crash-send`, `crash-region-send`, `crash-victim` | the crash tests' processes (see `crash.rs`) |
@@ -45,6 +47,7 @@ mod crash;
 mod hostile;
 mod messaging;
 mod pressure;
+mod zero_copy;
 
 use common::{number, Result};
 use std::collections::HashMap;
@@ -73,6 +76,8 @@ fn main() -> ExitCode {
         "fd-churn-send" => attachments::fd_churn_send(&args),
         "fd-churn-recv" => attachments::fd_churn_recv(&args),
         "region-a" => attachments::region_a(&args),
+        "loan-send" => zero_copy::loan_send(&args),
+        "borrow-recv" => zero_copy::borrow_recv(&args),
         "region-b" => attachments::region_b(&args),
         "join-error" => messaging::join_error(&args),
         "expect-timeout" => messaging::expect_timeout(&args),
