@@ -15,15 +15,35 @@
 //!
 //! The descriptors attached to frames ([`FdSpec`]) are made here with
 //! rustix; this is test scaffolding, not an I/O path of the library.
+//!
+//! # Rings
+//!
+//! A data link also carries frames through a shared-memory ring that the
+//! sender creates and hands over in its hello. A hostile sender owns that
+//! memory and can write anything into it at any time. [`HostileRing`] is
+//! such a sender: it creates a ring, sends the hello, pushes frames as an
+//! honest sender does (`sys::ring::Producer`, filled in place and
+//! committed, the receiver's doorbell rung when it sleeps), and maps the
+//! ring a second time to scribble on it ([`Scribbler`]: indices, record
+//! headers, frame bytes, flag words; offsets in [`ring_layout`]).
+//! [`RingLink`] puts one on a socket pair in front of the real receiving
+//! end (`InLink::read`, then the receiver's `decode`) and reports what
+//! became of each read ([`RingRead`]), along with the indices each side
+//! last published, so that a test can tell which bytes of the ring hold
+//! frames the receiver has not read yet.
 
 use crate::endpoint::receiver::{decode, Decoded};
 use crate::frame::{self, Control, Header, Kind};
 use crate::link::{InLink, Read};
 use crate::payload::MessageBox;
+use crate::sys::memfd::Mapping;
+use crate::sys::poll::Doorbell;
+use crate::sys::ring::{self, Producer, PushError};
 use crate::sys::{blob, socket};
 use crate::{BytesMessage, MemoryRegion, Selector};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::Ordering;
 
 /// Malformed frames a data link may send before the receiver cuts it.
 pub const MAX_BAD_FRAMES: u32 = crate::link::MAX_BAD_FRAMES;
@@ -237,6 +257,13 @@ pub fn check_frame(bytes: &[u8], fds: usize) -> Result<(), String> {
     frame::check(bytes, fds)
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// The sequence number a receiver sees in a frame when it merges a link's
+/// ring with its socket: `None` when the frame's header does not even read
+/// (bad magic, version, kind or flags, or too short).
+pub fn header_seq(bytes: &[u8]) -> Option<u64> {
+    Header::decode(bytes).ok().map(|h| h.seq)
 }
 
 /// Reads selector bytes as a receiver does.
@@ -505,6 +532,659 @@ fn memfd(len: u64, contents: &[u8], seals: u8) -> io::Result<OwnedFd> {
         fs::fcntl_add_seals(&fd, flags)?;
     }
     Ok(fd)
+}
+
+// ---------------------------------------------------------------------------
+// Rings.
+
+/// Byte offsets in a ring's file (the table in busbar's `sys/ring.rs`).
+pub mod ring_layout {
+    /// Producer index (`tail`): bytes ever published, 8 bytes.
+    pub const TAIL: usize = 128;
+    /// Consumer index (`head`): bytes ever released, 8 bytes.
+    pub const HEAD: usize = 256;
+    /// Futex word: 1 while the consumer sleeps or is about to, 4 bytes.
+    pub const SLEEPING: usize = 384;
+    /// 1 once the producer closed the ring, 4 bytes.
+    pub const CLOSED: usize = 388;
+    /// Futex word: 1 while the producer waits for room, 4 bytes.
+    pub const ROOM: usize = 392;
+    /// 1 once the consumer let go of the ring, 4 bytes.
+    pub const GONE: usize = 396;
+    /// Where the data area starts (the ring's header length).
+    pub const DATA: usize = crate::sys::ring::HEADER_LEN;
+    /// Bytes of a record header, and the alignment of every record and index.
+    pub const RECORD: usize = 8;
+    /// Record kind of a frame.
+    pub const KIND_FRAME: u32 = crate::sys::ring::KIND_FRAME;
+    /// Record kind of the padding up to the end of the data area.
+    pub const KIND_PAD: u32 = crate::sys::ring::KIND_PAD;
+    /// The smallest data area a ring may have.
+    pub const MIN_CAPACITY: usize = crate::sys::ring::MIN_CAPACITY;
+    /// The smallest data area an honest sender gives a data link.
+    pub const MIN_LINK_CAPACITY: usize = crate::sys::ring::MIN_LINK_CAPACITY;
+
+    /// The record header word for a record of `kind` and `len` bytes.
+    pub fn record(kind: u32, len: u32) -> u64 {
+        (u64::from(kind) << 32) | u64::from(len)
+    }
+
+    /// `len` rounded up to the record alignment.
+    pub fn padded(len: usize) -> usize {
+        len.div_ceil(RECORD) * RECORD
+    }
+}
+
+/// A value neither side ever stores in an index (both keep them 8-aligned):
+/// [`RingLink`] puts it in an index word around a call to learn whether the
+/// call stored that index.
+const NOT_AN_INDEX: u64 = 1;
+
+/// Reads and writes any byte or word of a ring's file through a mapping of
+/// its own, at any time: the hands of a hostile sender (which owns the
+/// memory of its link). Offsets are into the whole file ([`ring_layout`]);
+/// anything outside it is refused, never a panic.
+#[derive(Debug)]
+pub struct Scribbler {
+    map: Mapping,
+}
+
+impl Scribbler {
+    /// Maps the ring in `fd` (a memfd sealed against shrinking) for scribbling.
+    pub fn new(fd: BorrowedFd<'_>) -> io::Result<Scribbler> {
+        Ok(Scribbler {
+            map: Mapping::whole(fd)?,
+        })
+    }
+
+    /// Bytes in the file: the ring's header and its data area.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the file is empty (never, for a ring).
+    pub fn is_empty(&self) -> bool {
+        self.map.len() == 0
+    }
+
+    /// The 8-byte word at `at` (8-aligned), if inside the file.
+    pub fn load_u64(&self, at: usize) -> Option<u64> {
+        Some(self.map.atomic_u64(at)?.load(Ordering::SeqCst))
+    }
+
+    /// Stores the 8-byte word at `at` (8-aligned); whether it was inside the file.
+    pub fn store_u64(&self, at: usize, value: u64) -> bool {
+        self.map
+            .atomic_u64(at)
+            .map(|w| w.store(value, Ordering::SeqCst))
+            .is_some()
+    }
+
+    /// The 4-byte word at `at` (4-aligned), if inside the file.
+    pub fn load_u32(&self, at: usize) -> Option<u32> {
+        Some(self.map.atomic_u32(at)?.load(Ordering::SeqCst))
+    }
+
+    /// Stores the 4-byte word at `at` (4-aligned); whether it was inside the file.
+    pub fn store_u32(&self, at: usize, value: u32) -> bool {
+        self.map
+            .atomic_u32(at)
+            .map(|w| w.store(value, Ordering::SeqCst))
+            .is_some()
+    }
+
+    /// Writes `bytes` at `at`, cut at the end of the file; how many were written.
+    pub fn write(&mut self, at: usize, bytes: &[u8]) -> usize {
+        let n = bytes.len().min(self.map.len().saturating_sub(at));
+        match self.map.slice_mut(at, n) {
+            Some(dst) => {
+                dst.copy_from_slice(&bytes[..n]);
+                n
+            }
+            None => 0,
+        }
+    }
+
+    /// Copies out up to `len` bytes at `at` (fewer at the end of the file).
+    pub fn read(&mut self, at: usize, len: usize) -> Vec<u8> {
+        let n = len.min(self.map.len().saturating_sub(at));
+        self.map
+            .slice_mut(at, n)
+            .map(|b| b.to_vec())
+            .unwrap_or_default()
+    }
+}
+
+/// What became of a frame an honest sender pushed into its ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Published. `woke`: the receiver had gone to sleep, and its doorbell was rung.
+    Sent {
+        /// Whether the receiver was asleep.
+        woke: bool,
+    },
+    /// No room now (perhaps only the padding up to the end of the data area went in).
+    Full,
+    /// The frame can never fit this ring: an honest sender sends it through the socket.
+    TooLarge,
+    /// The producer found the ring broken (the consumer index moved backwards,
+    /// past the producer's, or off alignment): an honest sender gives the link up.
+    Corrupt(&'static str),
+    /// The receiver let go of the ring: an honest sender gives the link up.
+    Gone,
+    /// The producer is closed (or dead).
+    Closed,
+}
+
+/// A sender that owns a ring: it pushes frames as an honest sender does and
+/// scribbles on the ring as a hostile one may.
+///
+/// Dropping it closes the ring as a sender that leaves does ([`HostileRing::close`]);
+/// a process that dies in the middle leaves the closed flag down ([`HostileRing::die`]).
+#[derive(Debug)]
+pub struct HostileRing {
+    fd: OwnedFd,
+    producer: Option<Producer>,
+    scribbler: Scribbler,
+    bell: Doorbell,
+    capacity: usize,
+}
+
+impl HostileRing {
+    /// Creates a ring with a data area of `capacity` bytes (a power of two,
+    /// at least [`ring_layout::MIN_CAPACITY`]) whose indices both start at
+    /// `start` rounded down to a multiple of 8 (an honest sender starts at 0;
+    /// a large start makes the indices wrap past 2⁶⁴ soon), and opens its
+    /// writing end with the external wake-up a data link uses.
+    pub fn new(capacity: usize, start: u64) -> io::Result<HostileRing> {
+        let fd = ring::create(capacity)?;
+        let scribbler = Scribbler::new(fd.as_fd())?;
+        let start = start & !(ring_layout::RECORD as u64 - 1);
+        scribbler.store_u64(ring_layout::TAIL, start);
+        scribbler.store_u64(ring_layout::HEAD, start);
+        let mut producer = Producer::open(fd.as_fd())?;
+        producer.set_external_wake();
+        Ok(HostileRing {
+            fd,
+            producer: Some(producer),
+            scribbler,
+            bell: Doorbell::new()?,
+            capacity,
+        })
+    }
+
+    /// Sends the hello that opens a data link from endpoint `id` on
+    /// `socket`, handing over the ring and, with `bell`, the eventfd rung
+    /// when the receiver sleeps (as `OutLink::connect` does).
+    pub fn hello(&self, socket: BorrowedFd<'_>, id: u64, bell: bool) -> Result<(), Unsent> {
+        let mut fds = vec![self.fd.as_fd()];
+        if bell {
+            fds.push(self.bell.as_fd());
+        }
+        let bytes = ring_hello(id, fds.len() as u16);
+        socket::send_frame(socket, &[&bytes], &fds).map_err(Unsent::Refused)
+    }
+
+    /// Bytes in the data area.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The longest frame the ring takes.
+    pub fn max_frame_len(&self) -> usize {
+        self.capacity - ring_layout::RECORD
+    }
+
+    /// The ring's descriptor (to map it again, or to send it).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Another mapping of the ring, for scribbling from elsewhere (another thread).
+    pub fn scribbler(&self) -> io::Result<Scribbler> {
+        Scribbler::new(self.fd.as_fd())
+    }
+
+    /// This sender's own mapping, for scribbling.
+    pub fn scribble(&mut self) -> &mut Scribbler {
+        &mut self.scribbler
+    }
+
+    /// Whether the receiver said it let go of the ring.
+    pub fn consumer_gone(&self) -> bool {
+        self.scribbler.load_u32(ring_layout::GONE).unwrap_or(0) != 0
+    }
+
+    /// Pushes one frame as `OutLink::send` does when it may not wait: room
+    /// reserved, filled in place, committed, and the receiver's doorbell
+    /// rung when it slept. Refuses (`Gone`) when the receiver let go of the ring.
+    pub fn push(&mut self, frame: &[u8]) -> Pushed {
+        push_with(&mut self.producer, &self.bell, &self.scribbler, frame)
+    }
+
+    /// Reserves room for `frame`, writes its first `written` bytes, and
+    /// never commits it (a sender that stops, or dies, half way through a
+    /// frame). Whether room was reserved.
+    pub fn abandon(&mut self, frame: &[u8], written: usize) -> bool {
+        abandon_with(&mut self.producer, frame, written)
+    }
+
+    /// Closes the ring as a sender that leaves does (the closed flag goes up).
+    pub fn close(&mut self) {
+        self.producer = None;
+    }
+
+    /// Lets go of the ring as a process that dies does: the closed flag
+    /// stays down (a dying process runs no destructor; the kernel only
+    /// closes its descriptors).
+    pub fn die(&mut self) {
+        if self.producer.take().is_some() {
+            self.scribbler.store_u32(ring_layout::CLOSED, 0);
+        }
+    }
+
+    /// Whether the producer is still open.
+    pub fn is_open(&self) -> bool {
+        self.producer.is_some()
+    }
+}
+
+/// The hello of a sender with a ring: `n_fds` descriptors (the ring, then the eventfd).
+fn ring_hello(id: u64, n_fds: u16) -> Vec<u8> {
+    // Encoding our own plain struct into a Vec cannot fail.
+    let body = postcard::to_allocvec(&frame::Hello { id }).unwrap_or_default();
+    let mut h = Header::new(Kind::Hello);
+    h.n_objects = n_fds;
+    h.payload_len = body.len() as u64;
+    let mut out = h.encode().to_vec();
+    out.extend_from_slice(&body);
+    out
+}
+
+/// The in-line data frame an honest sender writes for `payload` to
+/// `selector` with sequence number `seq` (no descriptors: a frame that may
+/// travel through the ring); `None` when it cannot travel in line.
+pub fn data_frame<T: MessageBox>(selector: &Selector, payload: &T, seq: u64) -> Option<Vec<u8>> {
+    if selector.label_op.depth() > crate::MAX_DEPTH {
+        return None;
+    }
+    let sel = frame::encode_selector(selector);
+    if sel.len() > frame::MAX_SELECTOR {
+        return None;
+    }
+    let mut body = Vec::new();
+    payload.encode_into(&mut body).ok()?;
+    if sel.len() + body.len() > frame::INLINE_MAX {
+        return None;
+    }
+    let mut h = Header::new(Kind::Data);
+    h.selector_len = sel.len() as u32;
+    h.payload_len = body.len() as u64;
+    h.seq = seq;
+    h.type_uuid = payload.type_uuid();
+    let mut out = h.encode().to_vec();
+    out.extend_from_slice(&sel);
+    out.extend_from_slice(&body);
+    Some(out)
+}
+
+/// What one read of a [`RingLink`] gave.
+#[derive(Debug)]
+pub enum RingRead {
+    /// A message for the application, with the sequence number its frame carried.
+    Delivered {
+        /// The frame's sequence number.
+        seq: u64,
+        /// The message.
+        message: Delivered,
+    },
+    /// A frame refused as malformed (by the link's checks or by decoding) and
+    /// counted against the link, which lives on.
+    Dropped,
+    /// Well formed, of a type a `BytesMessage` receiver does not know: skipped.
+    Skipped,
+    /// A `BytesMessage` whose payload did not decode.
+    DecodeError,
+    /// Something the link handled itself (padding, a look at the socket).
+    Nothing,
+    /// Nothing to read now.
+    Empty,
+    /// The link ended, and the receiver dropped it.
+    Closed {
+        /// Cut for misbehaving (a corrupt ring, or `MAX_BAD_FRAMES` malformed
+        /// frames), rather than closed by the sender.
+        cut: bool,
+        /// Malformed frames this read counted (the last one that made the
+        /// link cut, if so; a corrupt ring counts up to the limit at once).
+        newly_bad: u32,
+    },
+}
+
+/// A data link with a ring: a [`HostileRing`] on one end of a socket pair,
+/// the real receiving end (`InLink`) on the other, both in this process.
+///
+/// Since both ends are here, it learns the indices each side publishes
+/// ([`RingLink::producer_tail`], [`RingLink::consumer_head`]): around each
+/// call that may store one, it puts a value in the shared word that neither
+/// side ever stores, then puts back what was there if the call did not
+/// store it. Neither side reads back the index it writes, so this changes
+/// nothing they see; it would, with another process reading the ring at
+/// the same time, which is why only this in-process harness does it.
+#[derive(Debug)]
+pub struct RingLink {
+    ring: HostileRing,
+    tx: Option<OwnedFd>,
+    link: Option<InLink>,
+    buf: Vec<u8>,
+    control: Vec<std::mem::MaybeUninit<u8>>,
+    producer_tail: u64,
+    consumer_head: u64,
+    cut: bool,
+    bad_frames: u32,
+}
+
+impl RingLink {
+    /// A new link with a ring of `capacity` bytes whose indices start at
+    /// `start` (see [`HostileRing::new`]); `bell`: the hello hands over an
+    /// eventfd too. The hello has gone through the receiving end already.
+    pub fn open(capacity: usize, start: u64, bell: bool) -> io::Result<RingLink> {
+        let (tx, rx) = socket::socketpair()?;
+        socket::set_nonblocking(tx.as_fd(), true)?;
+        socket::set_nonblocking(rx.as_fd(), true)?;
+        let ring = HostileRing::new(capacity, start)?;
+        ring.hello(tx.as_fd(), 0x6861_7273_6820_7269, bell)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let start = ring.scribbler.load_u64(ring_layout::TAIL).unwrap_or(0);
+        let mut link = RingLink {
+            ring,
+            tx: Some(tx),
+            link: Some(InLink::new(rx)),
+            buf: vec![0u8; frame::MAX_FRAME],
+            control: socket::recv_control_space(),
+            producer_tail: start,
+            consumer_head: start,
+            cut: false,
+            bad_frames: 0,
+        };
+        // Not watched: the receiving end opens the ring here, and reads the
+        // consumer index from it.
+        let took = match link.link.as_mut() {
+            Some(l) => match l.read(&mut link.buf, &mut link.control) {
+                Read::Nothing if l.peer.is_some() => Ok(()),
+                other => Err(format!("{other:?} (malformed frames: {})", l.bad_frames())),
+            },
+            None => Err("no link".into()),
+        };
+        match took {
+            Ok(()) => Ok(link),
+            Err(e) => Err(io::Error::other(format!(
+                "the receiving end did not take the hello: {e}"
+            ))),
+        }
+    }
+
+    /// The sending end, to push frames and scribble with.
+    pub fn ring(&mut self) -> &mut HostileRing {
+        &mut self.ring
+    }
+
+    /// What the producer last published (its `tail`).
+    pub fn producer_tail(&self) -> u64 {
+        self.producer_tail
+    }
+
+    /// What the consumer last released (its `head`).
+    pub fn consumer_head(&self) -> u64 {
+        self.consumer_head
+    }
+
+    /// [`HostileRing::push`], learning the producer index it publishes.
+    pub fn push(&mut self, frame: &[u8]) -> Pushed {
+        let HostileRing {
+            producer,
+            bell,
+            scribbler,
+            ..
+        } = &mut self.ring;
+        let (out, tail) = watching(scribbler, ring_layout::TAIL, || {
+            push_with(producer, bell, scribbler, frame)
+        });
+        if let Some(t) = tail {
+            self.producer_tail = t;
+        }
+        out
+    }
+
+    /// [`HostileRing::abandon`], learning the producer index if padding was published.
+    pub fn abandon(&mut self, frame: &[u8], written: usize) -> bool {
+        let HostileRing {
+            producer,
+            scribbler,
+            ..
+        } = &mut self.ring;
+        let (out, tail) = watching(scribbler, ring_layout::TAIL, || {
+            abandon_with(producer, frame, written)
+        });
+        if let Some(t) = tail {
+            self.producer_tail = t;
+        }
+        out
+    }
+
+    /// Writes a whole frame, with descriptors, to the socket (as an honest
+    /// sender does with a frame that carries descriptors or does not fit the ring).
+    pub fn send_socket(&mut self, input: &RawInput) -> Result<(), Unsent> {
+        match &self.tx {
+            Some(tx) => send_raw(tx.as_fd(), input),
+            None => Err(Unsent::Refused(io::Error::from_raw_os_error(
+                rustix::io::Errno::PIPE.raw_os_error(),
+            ))),
+        }
+    }
+
+    /// Whether the receiving end hung up the socket (it dropped the link).
+    pub fn receiver_hung_up(&self) -> bool {
+        self.tx
+            .as_ref()
+            .is_none_or(|tx| crate::sys::poll::hung_up(tx.as_fd()))
+    }
+
+    /// Closes the sender's end of the socket (the ring stays as it is: close
+    /// or kill it first with [`HostileRing::close`] / [`HostileRing::die`]).
+    pub fn hang_up(&mut self) {
+        self.tx = None;
+    }
+
+    /// One read of the receiving end: `InLink::read`, then `decode` of a
+    /// [`BytesMessage`] for a data frame, counting decode-time malformations
+    /// against the link as the receiver does. A link that ends is dropped.
+    pub fn read(&mut self) -> RingRead {
+        let Some(link) = self.link.as_mut() else {
+            return RingRead::Closed {
+                cut: self.cut,
+                newly_bad: 0,
+            };
+        };
+        let bad_before = link.bad_frames();
+        let (buf, control) = (&mut self.buf, &mut self.control);
+        let (got, head) = watching(&self.ring.scribbler, ring_layout::HEAD, || {
+            link.read(buf, control)
+        });
+        if let Some(h) = head {
+            self.consumer_head = h;
+        }
+        let out = match got {
+            Read::Frame(raw) => {
+                let seq = raw.header.seq;
+                match decode::<BytesMessage>(raw) {
+                    Ok(Decoded::Message(m)) => RingRead::Delivered {
+                        seq,
+                        message: Delivered {
+                            objects: m.objects.len(),
+                            regions: m.memory_regions.iter().map(MemoryRegion::size).collect(),
+                            selector: m.selector,
+                            payload: m.payload,
+                        },
+                    },
+                    Ok(Decoded::Skipped) => RingRead::Skipped,
+                    Ok(Decoded::Malformed(e)) => {
+                        if link.malformed(e) {
+                            self.end(bad_before)
+                        } else {
+                            RingRead::Dropped
+                        }
+                    }
+                    Err(_) => RingRead::DecodeError,
+                }
+            }
+            Read::Nothing if link.bad_frames() > bad_before => RingRead::Dropped,
+            Read::Nothing => RingRead::Nothing,
+            Read::Empty => RingRead::Empty,
+            Read::Closed => self.end(bad_before),
+        };
+        if let Some(l) = &self.link {
+            self.bad_frames = l.bad_frames();
+        }
+        out
+    }
+
+    /// The link ended: drop it as the receiver does.
+    fn end(&mut self, bad_before: u32) -> RingRead {
+        let bad = self.link.as_ref().map_or(0, InLink::bad_frames);
+        self.bad_frames = bad;
+        self.cut = bad >= crate::link::MAX_BAD_FRAMES;
+        self.link = None;
+        RingRead::Closed {
+            cut: self.cut,
+            newly_bad: bad.saturating_sub(bad_before),
+        }
+    }
+
+    /// What the receiver does before it sleeps: raises the ring's flag and
+    /// looks again. Whether something is there after all (do not sleep).
+    pub fn prepare_sleep(&mut self) -> bool {
+        self.link.as_mut().is_some_and(InLink::prepare_sleep)
+    }
+
+    /// What the receiver does when it wakes: lowers the ring's flag, takes
+    /// note that the socket may have something, and silences the doorbell.
+    pub fn wake(&mut self) {
+        if let Some(l) = self.link.as_mut() {
+            l.awake();
+            l.socket_ready();
+        }
+    }
+
+    /// Whether the receiver's copy of the doorbell is ringing (it would
+    /// wake). `false` for a link whose hello handed over no eventfd.
+    pub fn bell_rung(&self) -> bool {
+        use rustix::event::{poll, PollFd, PollFlags};
+        let Some(bell) = self.link.as_ref().and_then(|l| l.watched().nth(1)) else {
+            return false;
+        };
+        let mut fds = [PollFd::new(&bell, PollFlags::IN)];
+        let zero = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+    }
+
+    /// What the receiver's spin loop looks at: whether the ring seems to
+    /// have something (it may release padding on the way).
+    pub fn ring_has_frame(&mut self) -> bool {
+        let Some(link) = self.link.as_mut() else {
+            return false;
+        };
+        let (out, head) = watching(&self.ring.scribbler, ring_layout::HEAD, || {
+            link.ring_has_frame()
+        });
+        if let Some(h) = head {
+            self.consumer_head = h;
+        }
+        out
+    }
+
+    /// Whether the receiver still holds the link.
+    pub fn is_open(&self) -> bool {
+        self.link.is_some()
+    }
+
+    /// Whether the receiver cut the link for misbehaving.
+    pub fn cut(&self) -> bool {
+        self.cut
+    }
+
+    /// Malformed frames the link was charged with.
+    pub fn bad_frames(&self) -> u32 {
+        self.bad_frames
+    }
+}
+
+/// [`HostileRing::push`] over the ring's parts (so that a caller can hold
+/// the scribbler's index word meanwhile).
+fn push_with(
+    producer: &mut Option<Producer>,
+    bell: &Doorbell,
+    scribbler: &Scribbler,
+    frame: &[u8],
+) -> Pushed {
+    if scribbler.load_u32(ring_layout::GONE).unwrap_or(0) != 0 {
+        return Pushed::Gone;
+    }
+    let Some(producer) = producer.as_mut() else {
+        return Pushed::Closed;
+    };
+    match producer.reserve(frame.len()) {
+        Ok(mut grant) => {
+            let buf = grant.bytes_mut();
+            if buf.len() != frame.len() {
+                return Pushed::Corrupt("the ring granted room of the wrong size");
+            }
+            buf.copy_from_slice(frame);
+            let woke = grant.commit();
+            if woke {
+                bell.ring();
+            }
+            Pushed::Sent { woke }
+        }
+        Err(PushError::Full) => Pushed::Full,
+        Err(PushError::TooLarge { .. }) => Pushed::TooLarge,
+        Err(PushError::Corrupt(why)) => Pushed::Corrupt(why),
+    }
+}
+
+/// [`HostileRing::abandon`] over the ring's producer.
+fn abandon_with(producer: &mut Option<Producer>, frame: &[u8], written: usize) -> bool {
+    let Some(producer) = producer.as_mut() else {
+        return false;
+    };
+    match producer.reserve(frame.len()) {
+        Ok(mut grant) => {
+            let n = written.min(frame.len());
+            if let Some(dst) = grant.bytes_mut().get_mut(..n) {
+                dst.copy_from_slice(&frame[..n]);
+            }
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Runs `f` with [`NOT_AN_INDEX`] in the index word at `at`; what `f`
+/// returned, and the index it stored, if it stored one (else the word gets
+/// back what it held).
+fn watching<R>(scribbler: &Scribbler, at: usize, f: impl FnOnce() -> R) -> (R, Option<u64>) {
+    let before = scribbler.load_u64(at).unwrap_or(0);
+    scribbler.store_u64(at, NOT_AN_INDEX);
+    let out = f();
+    match scribbler.load_u64(at) {
+        Some(NOT_AN_INDEX) | None => {
+            scribbler.store_u64(at, before);
+            (out, None)
+        }
+        Some(stored) => (out, Some(stored)),
+    }
 }
 
 #[cfg(test)]

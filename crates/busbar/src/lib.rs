@@ -25,14 +25,26 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Zero-copy
+//!
+//! Large messages need not be copied at all: [`EndpointSender::loan`]
+//! lends a buffer in shared memory to fill in place and
+//! [`send_loan`](EndpointSender::send_loan) hands the same memory to every
+//! receiver; [`EndpointReceiver::recv_with`] lends each message to a
+//! closure where it lies (a link's ring, or the sender's region) as a
+//! [`Borrowed`], from which `&[u8]`, `&str` or a borrowing serde type can
+//! be read without a copy.
+//!
 //! # How it works
 //!
 //! The controller (module `controller`) only keeps the directory of
 //! endpoints and pushes it to everyone; messages go straight from the sender
-//! to each receiver over a unix seqpacket socket (module `link`), with
-//! descriptors as `SCM_RIGHTS`. Payloads larger than 64 KiB travel in a
-//! sealed memfd. The wire format is in module `frame`; every raw syscall is
-//! in module `sys`. See `docs/ARCHITECTURE.md` in the repository.
+//! to each receiver over a data link (module `link`): a shared-memory ring
+//! for frames without descriptors, read in place by a receiver that spins
+//! briefly before it sleeps, and a unix seqpacket socket for descriptors
+//! (`SCM_RIGHTS`). Payloads larger than 64 KiB travel in a shared-memory
+//! region the receiver maps. The wire format is in module `frame`; every
+//! raw syscall is in module `sys`. See `docs/ARCHITECTURE.md` in the repository.
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]

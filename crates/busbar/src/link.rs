@@ -35,9 +35,16 @@ use std::time::{Duration, Instant};
 /// Malformed frames a link may send before it is cut.
 pub(crate) const MAX_BAD_FRAMES: u32 = 8;
 
-/// How often a sender writing only to the ring looks at the socket for a
-/// receiver that died (a live one that leaves closes its end of the ring).
-const HANGUP_CHECK: Duration = Duration::from_millis(1);
+/// How often (in ms) a sender writing only to the ring looks at the socket
+/// for a receiver that died (a live one that leaves closes its end of the ring).
+const HANGUP_CHECK_MS: u64 = 1;
+
+/// Milliseconds on the monotonic clock, cheaply (the coarse clock: a few
+/// ms of resolution, which is all the hang-up check needs).
+fn coarse_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    (t.tv_sec as u64).wrapping_mul(1000) + (t.tv_nsec as u64) / 1_000_000
+}
 
 /// The longest a sender sleeps waiting for room before it looks at the
 /// socket again (to notice a receiver that died).
@@ -62,8 +69,8 @@ struct OutState {
     ring: Producer,
     /// Rung when the receiver sleeps; the receiver has the other end.
     bell: poll::Doorbell,
-    /// When we last looked for a hang-up.
-    checked: Instant,
+    /// When we last looked for a hang-up ([`coarse_ms`]).
+    checked: u64,
 }
 
 /// How long a write to a full link may wait for room.
@@ -145,7 +152,7 @@ impl OutLink {
                         seq: 0,
                         ring: producer,
                         bell,
-                        checked: Instant::now(),
+                        checked: coarse_ms(),
                     }),
                     sent: AtomicU64::new(0),
                     dropped: AtomicU64::new(0),
@@ -174,8 +181,9 @@ impl OutLink {
         if st.ring.consumer_gone() {
             return Err(peer_gone("the receiver let go of the ring"));
         }
-        if st.checked.elapsed() >= HANGUP_CHECK {
-            st.checked = Instant::now();
+        let now = coarse_ms();
+        if now.wrapping_sub(st.checked) >= HANGUP_CHECK_MS {
+            st.checked = now;
             if poll::hung_up(self.fd.as_fd()) {
                 return Err(peer_gone("the receiver hung up"));
             }
@@ -484,10 +492,22 @@ impl InLink {
         control: &mut [std::mem::MaybeUninit<u8>],
         in_place: impl FnOnce(Header, &[u8]) -> T,
     ) -> ReadWith<T> {
-        // Hello, frames with descriptors, large frames: whatever the socket has.
-        let mut looked = false;
-        if self.stash.is_none() && self.socket_ready && !self.socket_closed {
-            looked = true;
+        // The sender makes frame `n` visible (in the ring or on the socket)
+        // before frame `n + 1`. So whatever we see in the ring, every frame
+        // before it is visible by the time we look at the socket *after*
+        // looking at the ring; and after reading a frame off the socket,
+        // every frame before it is visible in the ring. Look in that order.
+        let mut ring_seq = match self.peek_ring() {
+            Ok(seq) => seq,
+            Err(closed) => return closed,
+        };
+        if self.stash.is_none() && ring_seq == Some(Some(self.next_seq)) {
+            return self.take_ring(in_place);
+        }
+        // Hello, frames with descriptors, large frames, or the frame due
+        // when the ring's first is a later one: the socket.
+        if self.stash.is_none() && !self.socket_closed && (self.socket_ready || ring_seq.is_some())
+        {
             match ReadWith::<T>::from(self.read_socket(buf, control)) {
                 ReadWith::Empty => self.socket_ready = false,
                 ReadWith::Frame(f) => self.stash = Some(f),
@@ -497,34 +517,21 @@ impl InLink {
                 ReadWith::Closed => return ReadWith::Closed,
                 ReadWith::InPlace(_) => {}
             }
+            ring_seq = match self.peek_ring() {
+                Ok(seq) => seq,
+                Err(closed) => return closed,
+            };
         }
-        let ring_seq = match self.ring.as_mut().map(|r| r.peek_with(peek_seq)) {
-            None | Some(Ok(None)) => None,
-            Some(Ok(Some(seq))) => Some(seq),
-            Some(Err(RingError::Closed)) => {
-                self.ring = None;
-                None
-            }
-            Some(Err(RingError::Corrupt(why))) => {
-                tracing::warn!(peer = ?self.peer, "cutting a link whose ring is corrupt: {why}");
-                self.bad_frames = MAX_BAD_FRAMES;
-                return ReadWith::Closed;
-            }
-        };
         let stash_seq = self.stash.as_ref().map(|f| f.header.seq);
         let source = match (stash_seq, ring_seq) {
             (None, None) if self.socket_closed => return ReadWith::Closed,
             (None, None) => return ReadWith::Empty,
             (Some(s), _) if s == self.next_seq => Source::Stash,
             (_, Some(r)) if r == Some(self.next_seq) => Source::Ring,
-            (None, Some(_)) if looked || self.socket_closed => Source::Ring,
-            (None, Some(_)) => {
-                // The frame due may be on the socket: look there first.
-                self.socket_ready = true;
-                return ReadWith::Nothing;
-            }
+            // The one due is nowhere (a sender that skips numbers, or
+            // breaks the order): take what there is, the lower first.
+            (None, Some(_)) => Source::Ring,
             (Some(_), None) => Source::Stash,
-            // Neither is the one due (a sender that skips numbers): the lower first.
             (Some(s), Some(r)) if r.is_none_or(|r| s <= r) => Source::Stash,
             (Some(_), Some(_)) => Source::Ring,
         };
@@ -533,18 +540,40 @@ impl InLink {
                 Some(f) => f,
                 None => return ReadWith::Nothing,
             },
-            Source::Ring => {
-                return match self.pop_ring_with(in_place) {
-                    Ok((seq, out)) => {
-                        self.advance(seq);
-                        ReadWith::InPlace(out)
-                    }
-                    Err(e) => self.bad(e).into(),
-                }
-            }
+            Source::Ring => return self.take_ring(in_place),
         };
         self.advance(frame.header.seq);
         ReadWith::Frame(frame)
+    }
+
+    /// The sequence number of the ring's first frame: `None` when there is
+    /// none, `Some(None)` for a frame without a readable header. `Err` with
+    /// what to return when the ring is corrupt (the link is cut).
+    fn peek_ring<T>(&mut self) -> Result<Option<Option<u64>>, ReadWith<T>> {
+        match self.ring.as_mut().map(|r| r.peek_with(peek_seq)) {
+            None | Some(Ok(None)) => Ok(None),
+            Some(Ok(Some(seq))) => Ok(Some(seq)),
+            Some(Err(RingError::Closed)) => {
+                self.ring = None;
+                Ok(None)
+            }
+            Some(Err(RingError::Corrupt(why))) => {
+                tracing::warn!(peer = ?self.peer, "cutting a link whose ring is corrupt: {why}");
+                self.bad_frames = MAX_BAD_FRAMES;
+                Err(ReadWith::Closed)
+            }
+        }
+    }
+
+    /// Takes the ring's first frame through `in_place`.
+    fn take_ring<T>(&mut self, in_place: impl FnOnce(Header, &[u8]) -> T) -> ReadWith<T> {
+        match self.pop_ring_with(in_place) {
+            Ok((seq, out)) => {
+                self.advance(seq);
+                ReadWith::InPlace(out)
+            }
+            Err(e) => self.bad(e).into(),
+        }
     }
 
     /// The frame numbered `seq` was taken: the next one is due.
@@ -707,4 +736,84 @@ impl InLink {
 /// (one without is taken anyway, and refused by [`frame::check`]).
 fn peek_seq(bytes: &[u8]) -> Option<u64> {
     Header::decode(bytes).ok().map(|h| h.seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::ring::pair;
+
+    /// A data frame numbered `seq` whose payload is the number again.
+    fn data_frame(seq: u64) -> Vec<u8> {
+        let mut h = Header::new(Kind::Data);
+        h.seq = seq;
+        h.payload_len = 8;
+        let mut bytes = h.encode().to_vec();
+        bytes.extend_from_slice(&seq.to_le_bytes());
+        bytes
+    }
+
+    /// A receiving link over a socket pair and a ring, past its hello.
+    fn link() -> (InLink, OwnedFd, Producer) {
+        let (ours, theirs) = socket::socketpair().expect("socketpair");
+        socket::set_nonblocking(ours.as_fd(), true).expect("nonblocking");
+        let (producer, consumer, _fd) = pair(1 << 16).expect("ring");
+        let mut link = InLink::new(ours);
+        link.ring = Some(consumer);
+        link.peer = Some(1);
+        (link, theirs, producer)
+    }
+
+    /// A sender that puts some frames in the ring and some on the socket,
+    /// as `OutLink::send` does (each visible before the next is written),
+    /// races a receiver that reads all the time: every frame arrives once,
+    /// in order. (A receiver that looked at the socket before the ring
+    /// could take a ring frame while the one before it had just been
+    /// written to the socket.)
+    #[test]
+    fn ring_and_socket_frames_merge_in_order_under_a_racing_sender() {
+        const N: u64 = 100_000;
+        let (mut link, socket_end, mut producer) = link();
+        let sender = std::thread::spawn(move || {
+            let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+            for seq in 0..N {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let frame = data_frame(seq);
+                if x % 3 == 0 {
+                    while let Err(e) = socket::send_frame(socket_end.as_fd(), &[&frame], &[]) {
+                        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+                        std::thread::yield_now();
+                    }
+                } else {
+                    loop {
+                        match producer.try_push(&frame) {
+                            Ok(()) => break,
+                            Err(PushError::Full) => std::thread::yield_now(),
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            }
+            (socket_end, producer)
+        });
+        let mut buf = vec![0u8; frame::MAX_FRAME];
+        let mut control = socket::recv_control_space();
+        let mut next = 0;
+        while next < N {
+            // The socket is looked at when the poller says so; here, always.
+            link.socket_ready();
+            match link.read(&mut buf, &mut control) {
+                Read::Frame(f) => {
+                    assert_eq!(f.header.seq, next, "out of order");
+                    next += 1;
+                }
+                Read::Nothing | Read::Empty => std::thread::yield_now(),
+                Read::Closed => panic!("closed after {next}"),
+            }
+        }
+        let _ = sender.join().expect("sender");
+        assert_eq!(link.bad_frames(), 0);
+    }
 }

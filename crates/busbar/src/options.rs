@@ -158,7 +158,10 @@ pub struct Limits {
     /// beyond). Default 1024.
     pub max_pending_descriptors: usize,
     /// The bytes a link to one receiver may hold before that receiver counts
-    /// as full (the socket send buffer; the kernel may round it). Default 256 KiB.
+    /// as full: the size of the link's shared-memory ring (rounded up to a
+    /// power of two, at least 4 KiB), and of its socket's send buffer, which
+    /// carries the messages with attachments (the kernel may round it).
+    /// Each link's ring costs this much shared memory. Default 256 KiB.
     pub link_buffer: usize,
 }
 

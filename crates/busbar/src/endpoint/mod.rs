@@ -97,6 +97,8 @@ pub(crate) struct Shared {
     pub counters: Counters,
     /// Regions lent for zero-copy sends, kept mapped for reuse.
     pub loans: Arc<loan::LoanPool>,
+    /// The last selector sent, encoded.
+    pub selectors: outgoing::SelectorCache,
 }
 
 /// Owned by the sender and receiver handles; the endpoint shuts down when the last one goes.
@@ -187,6 +189,7 @@ pub fn join<T: MessageBox, R: MessageBox>(
         closed: AtomicBool::new(false),
         counters: Counters::default(),
         loans: Arc::default(),
+        selectors: outgoing::SelectorCache::default(),
     });
     let driver = driver::spawn(shared.clone(), listener, joined.conn, controller)?;
     let core = Arc::new(Core {

@@ -6,19 +6,20 @@ use crate::error::SendError;
 use crate::frame::{self, Header, Kind, FLAG_PAYLOAD_IN_REGION};
 use crate::link::{OutLink, RawFrame, SendFailure, Wait};
 use crate::payload::MessageBox;
+use crate::selector::{LabelOp, SelectorMode};
 use crate::sys::socket;
 use crate::{MemoryRegion, Message, Selector};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// A message encoded for the wire, ready to be written to any number of links.
 #[derive(Debug)]
 pub(crate) struct OutFrame {
     pub selector: Selector,
     header: Header,
-    selector_bytes: Vec<u8>,
+    selector_bytes: Arc<[u8]>,
     /// The in-line payload (its offset in `lent` when it is there).
     payload: Vec<u8>,
     objects: Vec<OwnedFd>,
@@ -41,6 +42,29 @@ impl Drop for OutFrame {
                 r.hand_over_count();
             }
         }
+    }
+}
+
+/// The last selector encoded, with its bytes: a sender usually sends many
+/// messages with one selector, and its text need not be made each time.
+#[derive(Debug, Default)]
+pub(crate) struct SelectorCache(Mutex<Option<Encoded>>);
+
+/// A selector's mode and expression, and its bytes on the wire.
+type Encoded = (SelectorMode, LabelOp, Arc<[u8]>);
+
+impl SelectorCache {
+    /// The selector's bytes on the wire, if it can travel.
+    pub(crate) fn bytes(&self, selector: &Selector) -> Result<Arc<[u8]>, SendError> {
+        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((mode, op, bytes)) = last.as_ref() {
+            if *mode == selector.mode && *op == selector.label_op {
+                return Ok(bytes.clone());
+            }
+        }
+        let bytes: Arc<[u8]> = check_selector(selector)?.into();
+        *last = Some((selector.mode, selector.label_op.clone(), bytes.clone()));
+        Ok(bytes)
     }
 }
 
@@ -73,9 +97,10 @@ impl OutFrame {
         msg: Message<T>,
         max_payload: u64,
         pool: &Arc<LoanPool>,
+        selectors: &SelectorCache,
     ) -> Result<OutFrame, SendError> {
-        let selector_bytes = check_selector(&msg.selector)?;
-        let mut payload = Vec::new();
+        let selector_bytes = selectors.bytes(&msg.selector)?;
+        let mut payload = Vec::with_capacity(64);
         msg.payload.encode_into(&mut payload)?;
         let max = max_payload.min(frame::MAX_PAYLOAD);
         if payload.len() as u64 > max {
@@ -130,7 +155,7 @@ impl OutFrame {
         loan: Loan,
         max_payload: u64,
     ) -> Result<OutFrame, SendError> {
-        let selector_bytes = check_selector(&selector)?;
+        let selector_bytes: Arc<[u8]> = check_selector(&selector)?.into();
         let Some((region, offset, len, pool)) = loan.into_parts() else {
             return Err(SendError::Region(crate::RegionError(
                 "the loan was already taken apart".into(),

@@ -142,7 +142,12 @@ impl<T: MessageBox> EndpointSender<T> {
     fn route(&self, msg: Message<T>, call: Call) -> Result<(), SendError> {
         let shared = &self.core.shared;
         shared.route(
-            OutFrame::encode(msg, shared.options.limits.max_payload, &shared.loans)?,
+            OutFrame::encode(
+                msg,
+                shared.options.limits.max_payload,
+                &shared.loans,
+                &shared.selectors,
+            )?,
             call,
         )
     }
