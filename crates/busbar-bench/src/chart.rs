@@ -3,7 +3,7 @@
 //! elements, so no font is needed to draw it.
 
 use crate::measure::{LATENCY_SIZES, SIZES};
-use crate::peers::Peer;
+use crate::peers::{is_busbar, Peer};
 use crate::report::size;
 use crate::results::Run;
 use crate::Res;
@@ -16,6 +16,7 @@ type Latency = (f64, f64, f64);
 fn color(p: Peer) -> RGBColor {
     match p {
         Peer::Busbar => RGBColor(0x1f, 0x4e, 0xb4),
+        Peer::BusbarZc => RGBColor(0x17, 0xa8, 0xc4),
         Peer::IpcChannel => RGBColor(0xe0, 0x7b, 0x10),
         Peer::Ipmb => RGBColor(0x2c, 0x9c, 0x3f),
         Peer::IoxSpin => RGBColor(0xc8, 0x2a, 0x2a),
@@ -94,7 +95,7 @@ pub fn draw(run: &Run, path: &Path) -> Res<()> {
         .draw()?;
     for (peer, pts) in &tput {
         let c = color(*peer);
-        let width = if *peer == Peer::Busbar { 3 } else { 2 };
+        let width = if is_busbar(*peer) { 3 } else { 2 };
         chart
             .draw_series(LineSeries::new(pts.clone(), c.stroke_width(width)))?
             .label(peer.name())
@@ -145,7 +146,7 @@ pub fn draw(run: &Run, path: &Path) -> Res<()> {
         .draw()?;
     for (peer, pts) in &lat {
         let c = color(*peer);
-        let width = if *peer == Peer::Busbar { 3 } else { 2 };
+        let width = if is_busbar(*peer) { 3 } else { 2 };
         let p50: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.1)).collect();
         chart
             .draw_series(LineSeries::new(p50.clone(), c.stroke_width(width)))?

@@ -35,8 +35,10 @@ struct Cli {
     /// Small counts and short runs: a smoke check, not numbers to quote.
     #[arg(long)]
     quick: bool,
-    /// Run one library only: busbar, ipc-channel, ipmb or iceoryx2.
-    #[arg(long, value_parser = ["busbar", "ipc-channel", "ipmb", "iceoryx2"])]
+    /// Run one library (or one way of using busbar) only: busbar (send/recv),
+    /// busbar-zc (loan/send_loan/recv_with), ipc-channel, ipmb or iceoryx2
+    /// (both ways of waiting).
+    #[arg(long, value_parser = peers::GROUPS)]
     only: Option<String>,
     /// Where BENCHMARKS.md and benchmarks.svg go (default: the repository root).
     #[arg(long)]
@@ -65,6 +67,9 @@ fn main() {
     let md = out.join("BENCHMARKS.md");
     let svg = out.join("benchmarks.svg");
     let mut failed = false;
+    if let Err(e) = std::fs::create_dir_all(&out) {
+        eprintln!("cannot create {}: {e}", out.display());
+    }
     if let Err(e) = std::fs::write(&md, report::markdown(&run)) {
         eprintln!("cannot write {}: {e}", md.display());
         failed = true;

@@ -1,8 +1,9 @@
 //! The tables (stdout and BENCHMARKS.md) and the text around them.
 
 use crate::machine::utc;
+use crate::measure::Percentiles;
 use crate::measure::{FAN_IN, FAN_SIZE, LATENCY_SIZES, SIZES};
-use crate::peers::Peer;
+use crate::peers::{is_busbar, Peer};
 use crate::results::{Cell, PeerRun, Run};
 use crate::scenario::Rate;
 use std::fmt::Write;
@@ -108,11 +109,154 @@ fn each<F: FnMut(&PeerRun) -> String>(run: &Run, f: F) -> Vec<String> {
     run.peers.iter().map(f).collect()
 }
 
+/// Each busbar variant ÷ each other peer, messages/s per size: one row per
+/// size and busbar variant.
+fn ratios(out: &mut String, run: &Run) {
+    let (busbars, others): (Vec<&PeerRun>, Vec<&PeerRun>) =
+        run.peers.iter().partition(|p| is_busbar(p.peer));
+    if busbars.is_empty() || others.is_empty() {
+        return;
+    }
+    let names: Vec<&str> = others.iter().map(|p| p.peer.name()).collect();
+    let _ = writeln!(
+        out,
+        "\nbusbar ÷ peer, messages/s (above 1: busbar is faster)\n"
+    );
+    let _ = writeln!(out, "| size | busbar | {} |", names.join(" | "));
+    let _ = writeln!(out, "|---|---|{}", "---|".repeat(names.len()));
+    for (i, s) in SIZES.iter().enumerate() {
+        for bb in &busbars {
+            let cells: Vec<String> = others
+                .iter()
+                .map(|p| match (bb.throughput[i].ok(), p.throughput[i].ok()) {
+                    (Some(a), Some(b)) => format!("{:.2}", a.per_receiver / b.per_receiver),
+                    _ => "–".to_string(),
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                size(*s),
+                bb.peer.name(),
+                cells.join(" | ")
+            );
+        }
+    }
+}
+
+/// The peer (of `peers`) whose throughput at `size` is highest, with it.
+fn fastest<'a>(run: &'a Run, peers: &[Peer], at: usize) -> Option<(Peer, &'a Rate)> {
+    let i = SIZES.iter().position(|s| *s == at)?;
+    run.peers
+        .iter()
+        .filter(|p| peers.contains(&p.peer))
+        .filter_map(|p| p.throughput[i].ok().map(|r| (p.peer, r)))
+        .max_by(|a, b| a.1.per_receiver.total_cmp(&b.1.per_receiver))
+}
+
+/// The peer (of `peers`) whose latency at `size` is lowest by `key`, with it.
+fn quickest<'a>(
+    run: &'a Run,
+    peers: &[Peer],
+    at: usize,
+    key: impl Fn(&Percentiles) -> u64,
+) -> Option<(Peer, &'a Percentiles)> {
+    let i = LATENCY_SIZES.iter().position(|s| *s == at)?;
+    run.peers
+        .iter()
+        .filter(|p| peers.contains(&p.peer))
+        .filter_map(|p| p.latency[i].ok().map(|l| (p.peer, l)))
+        .min_by_key(|(_, l)| key(l))
+}
+
+const BUSBARS: [Peer; 2] = [Peer::Busbar, Peer::BusbarZc];
+const IOX: [Peer; 2] = [Peer::IoxSpin, Peer::IoxEvent];
+
+/// The project's targets, with the best busbar variant for each (and which).
+/// Nothing when no busbar variant ran.
+fn targets(out: &mut String, run: &Run) {
+    if !run.peers.iter().any(|p| is_busbar(p.peer)) {
+        return;
+    }
+    let _ = writeln!(out, "### busbar against its targets\n");
+    let _ = writeln!(out, "| target | goal | measured | busbar | met |");
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    let mut line =
+        |what: String, goal: &str, got: Option<(f64, String, Peer)>, ok: &dyn Fn(f64) -> bool| {
+            let _ = match got {
+                Some((v, shown, bb)) => writeln!(
+                    out,
+                    "| {what} | {goal} | {shown} | {} | {} |",
+                    bb.name(),
+                    if ok(v) { "yes" } else { "no" }
+                ),
+                None => writeln!(out, "| {what} | {goal} | – | – | – |"),
+            };
+        };
+    for (at, goal) in [(16, 2.0), (1 << 10, 1.5), (16 << 10, 1.0), (1 << 20, 1.0)] {
+        let got =
+            fastest(run, &BUSBARS, at)
+                .zip(fastest(run, &IOX, at))
+                .map(|((bb, a), (iox, b))| {
+                    let r = a.per_receiver / b.per_receiver;
+                    (r, format!("{r:.2} (÷ {})", iox.name()), bb)
+                });
+        line(
+            format!("throughput {} ÷ iceoryx2", size(at)),
+            &format!("≥ {goal:.1}"),
+            got,
+            &|r| r >= goal,
+        );
+    }
+    let got = fastest(run, &BUSBARS, 16)
+        .zip(fastest(run, &[Peer::IpcChannel], 16))
+        .map(|((bb, a), (_, b))| {
+            let r = a.per_receiver / b.per_receiver;
+            (r, format!("{r:.2}"), bb)
+        });
+    line(
+        "throughput 16 B ÷ ipc-channel".into(),
+        "≥ 5",
+        got,
+        &|r| r >= 5.0,
+    );
+    let got = fastest(run, &BUSBARS, 1 << 20).map(|(bb, a)| (a.bytes, bytes_per_sec(a.bytes), bb));
+    line("throughput 1 MiB".into(), "≥ 10 GB/s", got, &|b| {
+        b >= 10e9
+    });
+    let got = quickest(run, &BUSBARS, 64, |l| l.p50)
+        .zip(quickest(run, &[Peer::IoxSpin], 64, |l| l.p50))
+        .map(|((bb, a), (_, b))| {
+            let r = a.p50 as f64 / b.p50.max(1) as f64;
+            (r, format!("{r:.2} ({} ÷ {})", dur(a.p50), dur(b.p50)), bb)
+        });
+    line(
+        "latency 64 B p50 ÷ iceoryx2 (spin) p50".into(),
+        "≤ 1.5",
+        got,
+        &|r| r <= 1.5,
+    );
+    let got = quickest(run, &BUSBARS, 64, |l| l.p99).map(|(bb, a)| (a.p99 as f64, dur(a.p99), bb));
+    line("latency 64 B p99".into(), "< 10 µs", got, &|ns| ns < 10e3);
+    let _ = writeln!(
+        out,
+        "\nEach row takes the better busbar variant (named); throughput ÷ iceoryx2 divides by \
+         the faster of iceoryx2 (spin) and (event) at that size (named), messages/s. A target \
+         whose peer did not run, or failed, shows –.{}\n",
+        if run.plan.quick {
+            " This was a `--quick` run: these say nothing yet."
+        } else {
+            ""
+        }
+    );
+}
+
 /// The tables, in Markdown (also what goes to stdout). Notes for failed or
 /// odd cells are numbered and listed after the tables.
 pub fn tables(run: &Run) -> String {
     let mut out = String::new();
     let mut notes = Vec::new();
+    targets(&mut out, run);
     let _ = writeln!(out, "### Throughput, one sender → one receiver\n");
     header(&mut out, "size", run);
     for (i, s) in SIZES.iter().enumerate() {
@@ -122,32 +266,7 @@ pub fn tables(run: &Run) -> String {
         });
         row(&mut out, &size(*s), cells);
     }
-    if let Some(bb) = run.peers.iter().find(|p| p.peer == Peer::Busbar) {
-        let others: Vec<&PeerRun> = run
-            .peers
-            .iter()
-            .filter(|p| p.peer != Peer::Busbar)
-            .collect();
-        if !others.is_empty() {
-            let names: Vec<&str> = others.iter().map(|p| p.peer.name()).collect();
-            let _ = writeln!(
-                out,
-                "\nbusbar ÷ peer, messages/s (above 1: busbar is faster)\n"
-            );
-            let _ = writeln!(out, "| size | {} |", names.join(" | "));
-            let _ = writeln!(out, "|---|{}", "---|".repeat(names.len()));
-            for (i, s) in SIZES.iter().enumerate() {
-                let cells = others
-                    .iter()
-                    .map(|p| match (bb.throughput[i].ok(), p.throughput[i].ok()) {
-                        (Some(a), Some(b)) => format!("{:.2}", a.per_receiver / b.per_receiver),
-                        _ => "–".to_string(),
-                    })
-                    .collect();
-                row(&mut out, &size(*s), cells);
-            }
-        }
-    }
+    ratios(&mut out, run);
     let _ = writeln!(
         out,
         "\n### One-way latency (ping-pong, half the round trip)\n"

@@ -33,7 +33,11 @@ pub trait End {
 /// A library, or one way of using it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peer {
+    /// busbar `send` / `recv`: the payload is copied in and out.
     Busbar,
+    /// busbar `loan` / `send_loan` / `recv_with`: the payload is written
+    /// into lent shared memory and read where it lies.
+    BusbarZc,
     IpcChannel,
     Ipmb,
     /// iceoryx2 publish-subscribe, the receiver polling in a loop.
@@ -42,13 +46,22 @@ pub enum Peer {
     IoxEvent,
 }
 
-pub const ALL: [Peer; 5] = [
+pub const ALL: [Peer; 6] = [
     Peer::Busbar,
+    Peer::BusbarZc,
     Peer::IpcChannel,
     Peer::Ipmb,
     Peer::IoxSpin,
     Peer::IoxEvent,
 ];
+
+/// What `--only` accepts: each peer's [`group`](Peer::group).
+pub const GROUPS: [&str; 5] = ["busbar", "busbar-zc", "ipc-channel", "ipmb", "iceoryx2"];
+
+/// Whether `peer` is one of the two ways of using busbar.
+pub fn is_busbar(peer: Peer) -> bool {
+    matches!(peer, Peer::Busbar | Peer::BusbarZc)
+}
 
 /// What a scenario needs of a peer's model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +76,7 @@ impl Peer {
     pub fn name(self) -> &'static str {
         match self {
             Peer::Busbar => "busbar",
+            Peer::BusbarZc => "busbar (zero-copy)",
             Peer::IpcChannel => "ipc-channel",
             Peer::Ipmb => "ipmb",
             Peer::IoxSpin => "iceoryx2 (spin)",
@@ -74,6 +88,7 @@ impl Peer {
     pub fn key(self) -> &'static str {
         match self {
             Peer::Busbar => "busbar",
+            Peer::BusbarZc => "busbar-zc",
             Peer::IpcChannel => "ipc-channel",
             Peer::Ipmb => "ipmb",
             Peer::IoxSpin => "iceoryx2-spin",
@@ -81,7 +96,7 @@ impl Peer {
         }
     }
 
-    /// The `--only` group it belongs to.
+    /// The `--only` group it belongs to (see [`GROUPS`]).
     pub fn group(self) -> &'static str {
         match self {
             Peer::IoxSpin | Peer::IoxEvent => "iceoryx2",
@@ -96,7 +111,7 @@ impl Peer {
     /// The library and version, for the report.
     pub fn library(self) -> &'static str {
         match self {
-            Peer::Busbar => "busbar 0.1.0 (this workspace)",
+            Peer::Busbar | Peer::BusbarZc => "busbar 0.1.0 (this workspace)",
             Peer::IpcChannel => "ipc-channel 0.23.1",
             Peer::Ipmb => "ipmb 0.8.5",
             Peer::IoxSpin | Peer::IoxEvent => "iceoryx2 0.10.0",
@@ -121,7 +136,8 @@ impl Peer {
     /// Opens this peer's end for `role` in a child process.
     pub fn open(self, role: &str, args: &Args, ctl: &Ctl) -> Res<Box<dyn End>> {
         match self {
-            Peer::Busbar => busbar::open(role, args, ctl),
+            Peer::Busbar => busbar::open(role, args, ctl, false),
+            Peer::BusbarZc => busbar::open(role, args, ctl, true),
             Peer::IpcChannel => ipc_channel::open(role, args, ctl),
             Peer::Ipmb => ipmb::open(role, args, ctl),
             Peer::IoxSpin => iceoryx2::open(role, args, ctl, false),
