@@ -221,7 +221,12 @@ impl OutLink {
                     }
                     return Ok(());
                 }
-                Err(PushError::Full) => {}
+                Err(PushError::Full) => {
+                    // Padding published on the way may have found it asleep.
+                    if st.ring.take_owed_wake() {
+                        st.bell.ring();
+                    }
+                }
                 Err(PushError::TooLarge { .. }) => {
                     // `send` checked the length against the ring's limit.
                     return Err(SendFailure::Io(io::Error::other(
@@ -466,6 +471,9 @@ impl InLink {
 
     /// Reads one frame (the socket is non-blocking). `buf` must hold [`frame::MAX_FRAME`]
     /// bytes and `control` come from [`socket::recv_control_space`].
+    /// (The receiver reads with [`read_with`](InLink::read_with); the
+    /// fuzzing hooks and tests with this.)
+    #[cfg_attr(not(any(test, feature = "test-hooks")), allow(dead_code))]
     pub(crate) fn read(
         &mut self,
         buf: &mut [u8],

@@ -5,7 +5,7 @@ use super::inbox::BELL;
 use super::{Core, EndpointId};
 use crate::error::RecvError;
 use crate::frame::{FrameError, HEADER_LEN, MAX_FRAME};
-use crate::link::{RawFrame, Read, ReadWith, MAX_BAD_FRAMES};
+use crate::link::{RawFrame, ReadWith, MAX_BAD_FRAMES};
 use crate::payload::MessageBox;
 use crate::sys::socket;
 use crate::Message;
@@ -33,7 +33,7 @@ pub struct EndpointReceiver<R> {
     core: Arc<Core>,
     /// Frames read, with the poller token of the link each came from
     /// ([`BELL`] for messages to ourselves).
-    ready: VecDeque<(u64, RawFrame)>,
+    ready: VecDeque<(u64, Ready<R>)>,
     buf: Vec<u8>,
     control: Vec<MaybeUninit<u8>>,
     tokens: Vec<u64>,
@@ -123,8 +123,15 @@ impl<R: MessageBox> EndpointReceiver<R> {
 
     /// Decodes frames already read until one is a message for us.
     fn next_ready(&mut self) -> Result<Option<Message<R>>, RecvError> {
-        while let Some((token, raw)) = self.ready.pop_front() {
+        while let Some((token, ready)) = self.ready.pop_front() {
             let counters = &self.core.shared.counters;
+            let raw = match ready {
+                Ready::Raw(raw) => raw,
+                Ready::Decoded(m) => {
+                    counters.received.fetch_add(1, Ordering::Relaxed);
+                    return m.map(Some);
+                }
+            };
             let max = self.core.shared.options.limits.max_payload;
             let decoded = if raw.header.payload_len > max {
                 // Over this endpoint's own limit: dropped before a byte of it is read.
@@ -201,10 +208,19 @@ impl<R: MessageBox> EndpointReceiver<R> {
         loop {
             if self.ready.is_empty() {
                 let mut local = inbox.local.lock().unwrap_or_else(|p| p.into_inner());
-                self.ready.extend(local.drain(..).map(|f| (BELL, f)));
+                self.ready
+                    .extend(local.drain(..).map(|f| (BELL, Ready::Raw(f))));
             }
-            while let Some((token, raw)) = self.ready.pop_front() {
-                if let Some(out) = self.lend_owned(token, raw, max, f) {
+            while let Some((token, ready)) = self.ready.pop_front() {
+                let out = match ready {
+                    Ready::Raw(raw) => self.lend_owned(token, raw, max, f),
+                    Ready::Decoded(m) => lend_decoded(m, f),
+                };
+                if let Some(out) = out {
+                    core.shared
+                        .counters
+                        .received
+                        .fetch_add(1, Ordering::Relaxed);
                     return Some(out);
                 }
             }
@@ -240,7 +256,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
                         }
                         ReadWith::Frame(raw) => {
                             // From the socket: lent from our copy, in order.
-                            self.ready.push_back((token, raw));
+                            self.ready.push_back((token, Ready::Raw(raw)));
                             read_ahead = true;
                             break 'links;
                         }
@@ -299,15 +315,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
             opened.type_uuid,
             payload,
         );
-        let out = f.take().map(|f| f(lent));
-        if out.is_some() {
-            self.core
-                .shared
-                .counters
-                .received
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        out
+        f.take().map(|f| f(lent))
     }
 
     /// Sets how long `recv` watches the shared-memory rings before it goes
@@ -424,20 +432,39 @@ impl<R: MessageBox> EndpointReceiver<R> {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .drain(..)
-                .map(|f| (BELL, f)),
+                .map(|f| (BELL, Ready::Raw(f))),
         );
         let counters = &self.core.shared.counters;
+        let max = self.core.shared.options.limits.max_payload;
         let mut links = inbox.links.lock().unwrap_or_else(|p| p.into_inner());
         let mut gone = Vec::new();
         for (&token, link) in links.iter_mut() {
             let bad_before = link.bad_frames();
             let mut closed = false;
             for _ in 0..BATCH {
-                match link.read(&mut self.buf, &mut self.control) {
-                    Read::Frame(f) => self.ready.push_back((token, f)),
-                    Read::Nothing => {}
-                    Read::Empty => break,
-                    Read::Closed => {
+                // Frames in the ring are decoded where they lie (no copy
+                // out of the ring); those off the socket are decoded later.
+                let got = link.read_with(&mut self.buf, &mut self.control, |header, bytes| {
+                    decode_in_place::<R>(header, bytes, max)
+                });
+                match got {
+                    ReadWith::Frame(f) => self.ready.push_back((token, Ready::Raw(f))),
+                    ReadWith::InPlace(Ok(Decoded::Message(m))) => {
+                        self.ready.push_back((token, Ready::Decoded(Ok(m))))
+                    }
+                    ReadWith::InPlace(Ok(Decoded::Skipped)) => {}
+                    ReadWith::InPlace(Ok(Decoded::Malformed(e))) => {
+                        if link.malformed(e) {
+                            closed = true;
+                            break;
+                        }
+                    }
+                    ReadWith::InPlace(Err(e)) => {
+                        self.ready.push_back((token, Ready::Decoded(Err(e))))
+                    }
+                    ReadWith::Nothing => {}
+                    ReadWith::Empty => break,
+                    ReadWith::Closed => {
                         closed = true;
                         break;
                     }
@@ -473,6 +500,70 @@ impl<R: MessageBox> EndpointReceiver<R> {
             }
         }
     }
+}
+
+/// A frame read from a link, waiting for `recv`.
+enum Ready<R> {
+    /// Read off a socket (or sent to ourselves): decoded when its turn comes.
+    Raw(RawFrame),
+    /// Decoded in place from a ring as it was read.
+    Decoded(Result<Message<R>, RecvError>),
+}
+
+/// Lends a message `recv` had decoded already (a caller mixing `recv` and
+/// `recv_with`) to `f`: its payload encoded again.
+fn lend_decoded<R: MessageBox, T, F: FnOnce(Borrowed<'_>) -> T>(
+    m: Result<Message<R>, RecvError>,
+    f: &mut Option<F>,
+) -> Option<T> {
+    let m = match m {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!("dropped a message that did not decode: {e}");
+            return None;
+        }
+    };
+    let mut payload = Vec::new();
+    if let Err(e) = m.payload.encode_into(&mut payload) {
+        tracing::warn!("dropped a message that did not encode again: {e}");
+        return None;
+    }
+    let lent = Borrowed::new(
+        m.selector,
+        m.objects,
+        m.memory_regions,
+        m.payload.type_uuid(),
+        &payload,
+    );
+    f.take().map(|f| f(lent))
+}
+
+/// Decodes a data frame where it lies in a ring (checked: its lengths
+/// hold; it has no descriptors).
+fn decode_in_place<R: MessageBox>(
+    header: crate::frame::Header,
+    bytes: &[u8],
+    max: u64,
+) -> Result<Decoded<R>, RecvError> {
+    if header.payload_len > max {
+        return Ok(Decoded::Malformed(FrameError::TooLarge(header.payload_len)));
+    }
+    let sel_end = HEADER_LEN + header.selector_len as usize;
+    let selector =
+        match crate::frame::decode_selector(bytes.get(HEADER_LEN..sel_end).unwrap_or_default()) {
+            Ok(s) => s,
+            Err(e) => return Ok(Decoded::Malformed(e)),
+        };
+    let payload = bytes.get(sel_end..).unwrap_or_default();
+    Ok(match R::decode(header.type_uuid, payload)? {
+        Some(payload) => Decoded::Message(Message {
+            selector,
+            payload,
+            objects: Vec::new(),
+            memory_regions: Vec::new(),
+        }),
+        None => Decoded::Skipped,
+    })
 }
 
 /// What became of a frame the links delivered.

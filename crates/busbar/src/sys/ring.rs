@@ -551,6 +551,9 @@ pub(crate) struct Producer<M: Memory = Shm> {
     /// Whether a sleeping consumer is woken with `FUTEX_WAKE` (else the
     /// caller wakes it some other way when `commit` says so).
     futex_wake: bool,
+    /// A wake-up the caller owes the consumer: publishing padding alone
+    /// (in `reserve`) found it asleep ([`Producer::take_owed_wake`]).
+    owed_wake: bool,
     /// Why the ring is unusable, once it is.
     broken: Option<&'static str>,
 }
@@ -583,6 +586,7 @@ impl<M: Memory> Producer<M> {
             tail,
             head,
             futex_wake: true,
+            owed_wake: false,
             broken: None,
         })
     }
@@ -602,6 +606,14 @@ impl<M: Memory> Producer<M> {
     /// this ring's futex, e.g. an eventfd next to many rings).
     pub(crate) fn set_external_wake(&mut self) {
         self.futex_wake = false;
+    }
+
+    /// Whether publishing padding alone (a `reserve` that answered `Full`)
+    /// found the consumer asleep since the last call: the caller must wake
+    /// it (with [`Producer::set_external_wake`]), or it sleeps on with its
+    /// flag down while the producer waits for room only it can make.
+    pub(crate) fn take_owed_wake(&mut self) -> bool {
+        std::mem::take(&mut self.owed_wake)
     }
 
     /// Whether the consumer said it let go of the ring (it may also have
@@ -700,7 +712,9 @@ impl<M: Memory> Producer<M> {
             if self.free() < pad + need {
                 if pad > 0 && self.free() >= pad {
                     self.write_padding(off as usize, pad as usize)?;
-                    self.publish(self.tail.wrapping_add(pad));
+                    if self.publish(self.tail.wrapping_add(pad)) {
+                        self.owed_wake = true;
+                    }
                 }
                 return Err(PushError::Full);
             }
@@ -820,10 +834,12 @@ impl<M: Memory> Grant<'_, M> {
     /// [`Producer::set_external_wake`]).
     pub(crate) fn commit(self) -> bool {
         let producer = self.producer;
-        producer
+        let woke = producer
             .store_record(self.start, record(KIND_FRAME, self.len))
             .is_ok()
-            && producer.publish(self.end)
+            && producer.publish(self.end);
+        // A wake owed for padding published earlier is paid with this one.
+        producer.take_owed_wake() || woke
     }
 }
 
@@ -1188,6 +1204,26 @@ mod tests {
     /// A mapping of the whole ring for a test to scribble on.
     fn scribbler(fd: &OwnedFd) -> Mapping {
         Mapping::whole(fd.as_fd()).expect("map")
+    }
+
+    /// Padding published alone (the frame after it does not fit yet) finds
+    /// a consumer asleep: the producer owes it a wake-up, paid by the caller.
+    #[test]
+    fn padding_alone_owes_a_sleeping_consumer_a_wake() {
+        let (mut p, mut c, _fd) = pair(64).expect("ring");
+        p.set_external_wake();
+        // 40 bytes used, then read: the write position is 40 in, the ring empty.
+        p.try_push(&[1; 32]).expect("push");
+        assert_eq!(pop(&mut c), Ok(Some(vec![1; 32])));
+        assert_eq!(c.prepare_sleep(), Ok(false), "nothing to read: may sleep");
+        // 48 bytes do not fit in the 24 before the end, nor with them in 64.
+        assert_eq!(p.reserve(40).err(), Some(PushError::Full));
+        assert!(p.take_owed_wake(), "the padding found the consumer asleep");
+        assert!(!p.take_owed_wake(), "owed once");
+        c.awake();
+        assert_eq!(pop(&mut c), Ok(None), "the padding is skipped");
+        let g = p.reserve(40).expect("room now");
+        assert!(!g.commit(), "the consumer is awake");
     }
 
     #[test]
