@@ -769,6 +769,12 @@ impl HostileRing {
         abandon_with(&mut self.producer, frame, written)
     }
 
+    /// Rings the eventfd handed over in the hello, as a sender does when its
+    /// receiver sleeps (a hostile one may ring it any time).
+    pub fn ring_bell(&self) {
+        self.bell.ring();
+    }
+
     /// Closes the ring as a sender that leaves does (the closed flag goes up).
     pub fn close(&mut self) {
         self.producer = None;
@@ -789,8 +795,9 @@ impl HostileRing {
     }
 }
 
-/// The hello of a sender with a ring: `n_fds` descriptors (the ring, then the eventfd).
-fn ring_hello(id: u64, n_fds: u16) -> Vec<u8> {
+/// The hello of a sender with a ring from endpoint `id`: its header counts
+/// `n_fds` descriptors (an honest sender's are the ring, then the eventfd).
+pub fn ring_hello(id: u64, n_fds: u16) -> Vec<u8> {
     // Encoding our own plain struct into a Vec cannot fail.
     let body = postcard::to_allocvec(&frame::Hello { id }).unwrap_or_default();
     let mut h = Header::new(Kind::Hello);
@@ -799,6 +806,65 @@ fn ring_hello(id: u64, n_fds: u16) -> Vec<u8> {
     let mut out = h.encode().to_vec();
     out.extend_from_slice(&body);
     out
+}
+
+/// What a hello handing over a ring hands over after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecondFd {
+    /// Nothing (a ring without an eventfd).
+    None,
+    /// The sender's eventfd, as an honest sender does.
+    Bell,
+    /// Something else.
+    Spec(FdSpec),
+}
+
+/// What the receiving end made of a hello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelloOutcome {
+    /// Taken: the link knows its peer (and holds the ring).
+    Taken,
+    /// Refused, and the link cut.
+    Cut,
+    /// Anything else (a bug, for a hello).
+    Other,
+}
+
+/// Offers `ring` in a hello (then `second`) on a fresh link and reads it
+/// with the real receiving end; then, if it was taken, reads once more
+/// (the first look at the ring). What became of the hello, and whether
+/// that read cut the link.
+pub fn offer_ring(ring: &HostileRing, second: SecondFd) -> io::Result<(HelloOutcome, bool)> {
+    let (tx, rx) = socket::socketpair()?;
+    socket::set_nonblocking(tx.as_fd(), true)?;
+    socket::set_nonblocking(rx.as_fd(), true)?;
+    let extra = match &second {
+        SecondFd::Spec(spec) => Some(Attachment::make(spec)?),
+        _ => None,
+    };
+    let mut fds = vec![ring.fd()];
+    match (&second, &extra) {
+        (SecondFd::Bell, _) => fds.push(ring.bell.as_fd()),
+        (_, Some(a)) => fds.push(a.fd()),
+        _ => {}
+    }
+    let hello = ring_hello(0x0ffe_4ed0, fds.len() as u16);
+    socket::send_frame(tx.as_fd(), &[&hello], &fds)?;
+    drop(extra);
+    let mut link = InLink::new(rx);
+    let mut buf = vec![0u8; frame::MAX_FRAME];
+    let mut control = socket::recv_control_space();
+    let outcome = match link.read(&mut buf, &mut control) {
+        Read::Nothing if link.peer.is_some() => HelloOutcome::Taken,
+        Read::Closed if link.bad_frames() >= crate::link::MAX_BAD_FRAMES => HelloOutcome::Cut,
+        _ => HelloOutcome::Other,
+    };
+    if outcome != HelloOutcome::Taken {
+        return Ok((outcome, false));
+    }
+    let cut = matches!(link.read(&mut buf, &mut control), Read::Closed)
+        && link.bad_frames() >= crate::link::MAX_BAD_FRAMES;
+    Ok((outcome, cut))
 }
 
 /// The in-line data frame an honest sender writes for `payload` to
@@ -1190,6 +1256,93 @@ fn watching<R>(scribbler: &Scribbler, at: usize, f: impl FnOnce() -> R) -> (R, O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ring_link_tracks_both_indices_and_delivers() {
+        let mut link = RingLink::open(256, 0, true).expect("ring link");
+        let frame =
+            data_frame(&Selector::unicast("a"), &BytesMessage::new(3, *b"abc"), 0).expect("frame");
+        assert_eq!(link.push(&frame), Pushed::Sent { woke: false });
+        let tail = (8 + ring_layout::padded(frame.len())) as u64;
+        assert_eq!(link.producer_tail(), tail);
+        // The layout table holds: the producer index is where we say.
+        assert_eq!(
+            link.ring().scribble().load_u64(ring_layout::TAIL),
+            Some(tail)
+        );
+        match link.read() {
+            RingRead::Delivered { seq: 0, message } => {
+                assert_eq!(message.payload, BytesMessage::new(3, *b"abc"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(link.consumer_head(), tail);
+        assert_eq!(
+            link.ring().scribble().load_u64(ring_layout::HEAD),
+            Some(tail)
+        );
+        assert!(matches!(link.read(), RingRead::Empty));
+        // A read that releases nothing leaves a scribbled index as it was.
+        link.ring()
+            .scribble()
+            .store_u64(ring_layout::HEAD, 0xdead_bee0);
+        assert!(matches!(link.read(), RingRead::Empty));
+        assert_eq!(
+            link.ring().scribble().load_u64(ring_layout::HEAD),
+            Some(0xdead_bee0)
+        );
+        assert_eq!(link.consumer_head(), tail);
+    }
+
+    #[test]
+    fn a_receiver_asleep_is_rung_by_a_commit() {
+        let mut link = RingLink::open(4096, u64::MAX - 15, true).expect("ring link");
+        assert!(!link.prepare_sleep());
+        assert!(!link.bell_rung());
+        let frame =
+            data_frame(&Selector::unicast("a"), &BytesMessage::new(0, *b"x"), 0).expect("frame");
+        assert_eq!(link.push(&frame), Pushed::Sent { woke: true });
+        assert!(link.bell_rung());
+        link.wake();
+        assert!(!link.bell_rung());
+        assert!(matches!(link.read(), RingRead::Delivered { seq: 0, .. }));
+    }
+
+    #[test]
+    fn bad_rings_in_a_hello_get_the_link_cut() {
+        let good = HostileRing::new(4096, 0).expect("ring");
+        assert_eq!(
+            offer_ring(&good, SecondFd::Bell).expect("offer"),
+            (HelloOutcome::Taken, false)
+        );
+        assert_eq!(
+            offer_ring(&good, SecondFd::None).expect("offer"),
+            (HelloOutcome::Taken, false)
+        );
+        assert_eq!(
+            offer_ring(&good, SecondFd::Spec(FdSpec::Pipe)).expect("offer"),
+            (HelloOutcome::Cut, false)
+        );
+        let mut magic = HostileRing::new(4096, 0).expect("ring");
+        magic.scribble().write(0, b"notaring");
+        assert_eq!(
+            offer_ring(&magic, SecondFd::Bell).expect("offer"),
+            (HelloOutcome::Cut, false)
+        );
+        let misaligned = HostileRing::new(4096, 0).expect("ring");
+        misaligned.scribbler.store_u64(ring_layout::HEAD, 12);
+        assert_eq!(
+            offer_ring(&misaligned, SecondFd::Bell).expect("offer"),
+            (HelloOutcome::Cut, false)
+        );
+        // Taken (the tail is not looked at yet), cut at the first look.
+        let far = HostileRing::new(4096, 0).expect("ring");
+        far.scribbler.store_u64(ring_layout::TAIL, 4096 + 8);
+        assert_eq!(
+            offer_ring(&far, SecondFd::Bell).expect("offer"),
+            (HelloOutcome::Taken, true)
+        );
+    }
 
     fn honest(data: &[u8], spill: bool, objects: usize, regions: Vec<usize>) -> RawInput {
         honest_frame(&Honest {

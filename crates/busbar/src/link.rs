@@ -39,6 +39,10 @@ pub(crate) const MAX_BAD_FRAMES: u32 = 8;
 /// for a receiver that died (a live one that leaves closes its end of the ring).
 const HANGUP_CHECK_MS: u64 = 1;
 
+/// How long (ms) a receiver waits for a frame due on the socket while the
+/// ring holds later ones: far beyond the kernel's lag, short for a stall.
+const SOCKET_LAG_MS: u64 = 100;
+
 /// Milliseconds on the monotonic clock, cheaply (the coarse clock: a few
 /// ms of resolution, which is all the hang-up check needs).
 fn coarse_ms() -> u64 {
@@ -354,6 +358,9 @@ pub(crate) struct InLink {
     /// Whether a gap in the sequence was logged already (once per link: an
     /// honest sender never makes one, a dishonest one must not flood the log).
     seq_warned: bool,
+    /// Since when ([`coarse_ms`]) the ring's first frame is a later one than
+    /// the frame due and the socket has nothing.
+    gap_since: Option<u64>,
 }
 
 /// What one read from a link gave.
@@ -415,6 +422,7 @@ impl InLink {
             next_seq: 0,
             bad_frames: 0,
             seq_warned: false,
+            gap_since: None,
         }
     }
 
@@ -536,6 +544,19 @@ impl InLink {
             (None, None) => return ReadWith::Empty,
             (Some(s), _) if s == self.next_seq => Source::Stash,
             (_, Some(r)) if r == Some(self.next_seq) => Source::Ring,
+            // The one due is not in the ring, so it is on the socket: a
+            // frame with descriptors can reach the socket's queue a moment
+            // after the sender's `sendmsg` returned (and the sender went on
+            // to the ring). Wait for it, for a while: a sender that skipped
+            // a number holds up only its own link, and not for long.
+            (None, Some(Some(r)))
+                if r.wrapping_sub(self.next_seq) < 1 << 63
+                    && !self.socket_closed
+                    && self.socket_may_lag() =>
+            {
+                self.socket_ready = true;
+                return ReadWith::Empty;
+            }
             // The one due is nowhere (a sender that skips numbers, or
             // breaks the order): take what there is, the lower first.
             (None, Some(_)) => Source::Ring,
@@ -584,8 +605,17 @@ impl InLink {
         }
     }
 
+    /// Whether the frame due may still show up on the socket: for
+    /// [`SOCKET_LAG_MS`] after it was first missed.
+    fn socket_may_lag(&mut self) -> bool {
+        let now = coarse_ms();
+        let since = *self.gap_since.get_or_insert(now);
+        now.wrapping_sub(since) < SOCKET_LAG_MS
+    }
+
     /// The frame numbered `seq` was taken: the next one is due.
     fn advance(&mut self, seq: u64) {
+        self.gap_since = None;
         if seq != self.next_seq && !self.seq_warned {
             self.seq_warned = true;
             tracing::warn!(peer = ?self.peer, "frame {seq} arrived where {} was due (logged once per link)", self.next_seq);
@@ -695,6 +725,9 @@ impl InLink {
     }
 
     fn bad(&mut self, e: FrameError) -> Read {
+        // Its number is unknown: the next frame may be one past the one due,
+        // and is not to be waited for.
+        self.gap_since = Some(coarse_ms().wrapping_sub(SOCKET_LAG_MS));
         if self.malformed(e) {
             Read::Closed
         } else {
@@ -790,7 +823,14 @@ mod tests {
                 x ^= x << 17;
                 let frame = data_frame(seq);
                 if x % 3 == 0 {
-                    while let Err(e) = socket::send_frame(socket_end.as_fd(), &[&frame], &[]) {
+                    // With a descriptor: such a frame can reach the
+                    // receiver's queue a moment after `sendmsg` returned.
+                    let mut frame = frame;
+                    frame[12] = 1; // one object
+                    let fd = std::fs::File::open("/dev/null").expect("open");
+                    while let Err(e) =
+                        socket::send_frame(socket_end.as_fd(), &[&frame], &[fd.as_fd()])
+                    {
                         assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
                         std::thread::yield_now();
                     }

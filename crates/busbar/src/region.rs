@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Bytes before the user's bytes in a region's memfd.
-const HEADER_SIZE: usize = 64;
+pub(crate) const HEADER_SIZE: usize = 64;
 /// First 8 bytes of every region.
 const MAGIC: u64 = u64::from_le_bytes(*b"busbarR1");
 const MAGIC_OFFSET: usize = 0;

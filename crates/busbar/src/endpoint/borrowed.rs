@@ -4,12 +4,14 @@
 //! [`recv_with`](super::EndpointReceiver::recv_with) (which hands it out
 //! as a [`Borrowed`]) start here.
 
+use super::lent::{LentMaps, LentView};
 use crate::frame::{self, FrameError, REGION_LOCATOR_LEN};
 use crate::link::RawFrame;
 use crate::payload::TypeUuidBytes;
 use crate::sys::{blob, memfd::Mapping};
 use crate::{BytesMessage, MemoryRegion, Object, Selector, TypeUuid};
 use std::os::fd::AsFd;
+use std::sync::Mutex;
 
 /// Where a received payload lies.
 pub(crate) enum Payload {
@@ -17,8 +19,8 @@ pub(crate) enum Payload {
     Inline(RawFrame),
     /// In a sealed memfd, mapped read-only.
     Blob(Mapping),
-    /// Lent in a memory region: offset and length.
-    Region(MemoryRegion, usize, usize),
+    /// In a memory region (a loan, or a large payload), mapped.
+    Lent(LentView),
 }
 
 impl Payload {
@@ -27,7 +29,7 @@ impl Payload {
         match self {
             Payload::Inline(raw) => Some(raw.inline_payload()),
             Payload::Blob(m) => Some(m.bytes()),
-            Payload::Region(r, off, len) => r.map(*off..*off + *len).ok().map(|b| &*b),
+            Payload::Lent(view) => Some(view.bytes()),
         }
     }
 }
@@ -50,8 +52,9 @@ pub(crate) enum Unopened {
 }
 
 impl Opened {
-    /// Decodes the selector, adopts the descriptors and finds the payload.
-    pub(crate) fn open(mut raw: RawFrame) -> Result<Opened, Unopened> {
+    /// Decodes the selector, adopts the descriptors and finds the payload
+    /// (a region holding it mapped, or found mapped, in `lent`).
+    pub(crate) fn open(mut raw: RawFrame, lent: &Mutex<LentMaps>) -> Result<Opened, Unopened> {
         let h = raw.header.clone();
         let selector = frame::decode_selector(raw.selector()).map_err(Unopened::Malformed)?;
         let mut fds = std::mem::take(&mut raw.fds).into_iter();
@@ -89,23 +92,17 @@ impl Opened {
             }
         } else if h.payload_in_region() {
             let fd = fds.next().ok_or_else(missing)?;
-            let region = MemoryRegion::from_received_fd(fd)
-                .map_err(|e| Unopened::Malformed(FrameError::Body(format!("lent payload: {e}"))))?;
             let locator: [u8; REGION_LOCATOR_LEN] = raw
                 .inline_payload()
                 .try_into()
                 .map_err(|_| Unopened::Malformed(FrameError::Body("no payload offset".into())))?;
             let offset = usize::try_from(u64::from_le_bytes(locator)).unwrap_or(usize::MAX);
-            if offset
-                .checked_add(len)
-                .is_none_or(|end| end > region.size())
-            {
-                return Err(Unopened::Malformed(FrameError::Body(format!(
-                    "a lent payload of {len} bytes at {offset} runs past its region of {}",
-                    region.size()
-                ))));
-            }
-            Payload::Region(region, offset, len)
+            let view = lent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .open(fd, offset, len)
+                .map_err(|e| Unopened::Malformed(FrameError::Body(format!("lent payload: {e}"))))?;
+            Payload::Lent(view)
         } else {
             Payload::Inline(raw)
         };

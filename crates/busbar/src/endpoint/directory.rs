@@ -126,6 +126,12 @@ impl Directory {
         self.peers.remove(&id).is_some()
     }
 
+    /// Whether `id` is listed (and not a stale peer whose grace ran out):
+    /// whether a link to it may be made.
+    pub(crate) fn lists(&self, id: u64) -> bool {
+        self.peers.contains_key(&id) && self.live(id, Instant::now())
+    }
+
     /// The endpoints whose labels satisfy the selector, in id order.
     pub(crate) fn matching(&self, selector: &Selector) -> Vec<u64> {
         let now = Instant::now();

@@ -88,9 +88,16 @@ impl Driver {
                 .unwrap_or_else(|p| p.into_inner())
                 .next_expiry();
             let trim = self.shared.loans.trim(Instant::now());
+            let unmap = self
+                .shared
+                .lent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .trim(Instant::now());
             let deadline = [
                 expiry,
                 trim,
+                unmap,
                 self.shared.next_pending_deadline(),
                 self.retry_at,
                 Some(self.report_at),

@@ -15,6 +15,7 @@ pub(crate) mod control;
 mod directory;
 mod driver;
 mod inbox;
+mod lent;
 mod loan;
 pub(crate) mod namespace;
 mod outgoing;
@@ -99,6 +100,8 @@ pub(crate) struct Shared {
     pub loans: Arc<loan::LoanPool>,
     /// The last selector sent, encoded.
     pub selectors: outgoing::SelectorCache,
+    /// Regions received as payloads, kept mapped for the next message in them.
+    pub lent: Mutex<lent::LentMaps>,
 }
 
 /// Owned by the sender and receiver handles; the endpoint shuts down when the last one goes.
@@ -190,6 +193,7 @@ pub fn join<T: MessageBox, R: MessageBox>(
         counters: Counters::default(),
         loans: Arc::default(),
         selectors: outgoing::SelectorCache::default(),
+        lent: Mutex::default(),
     });
     let driver = driver::spawn(shared.clone(), listener, joined.conn, controller)?;
     let core = Arc::new(Core {

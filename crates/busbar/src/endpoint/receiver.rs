@@ -2,6 +2,7 @@
 
 use super::borrowed::{Borrowed, Opened, Unopened};
 use super::inbox::BELL;
+use super::lent::LentMaps;
 use super::{Core, EndpointId};
 use crate::error::RecvError;
 use crate::frame::{FrameError, HEADER_LEN, MAX_FRAME};
@@ -14,6 +15,7 @@ use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Frames read from one link before looking at the others (fairness).
@@ -137,7 +139,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
                 // Over this endpoint's own limit: dropped before a byte of it is read.
                 Decoded::Malformed(FrameError::TooLarge(raw.header.payload_len))
             } else {
-                decode(raw)?
+                decode_with(raw, &self.core.shared.lent)?
             };
             match decoded {
                 Decoded::Message(m) => {
@@ -293,7 +295,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
             self.malformed(token, FrameError::TooLarge(raw.header.payload_len));
             return None;
         }
-        let mut opened = match Opened::open(raw) {
+        let mut opened = match Opened::open(raw, &self.core.shared.lent) {
             Ok(o) => o,
             Err(Unopened::Skipped) => return None,
             Err(Unopened::Malformed(e)) => {
@@ -581,8 +583,17 @@ pub(crate) enum Decoded<R> {
 
 /// Turns a checked frame into a message. `Err` only when the payload is of
 /// a type `R` knows but does not decode ([`RecvError::Decode`]).
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))] // the fuzzing hooks' receiving path
 pub(crate) fn decode<R: MessageBox>(raw: RawFrame) -> Result<Decoded<R>, RecvError> {
-    let mut opened = match Opened::open(raw) {
+    decode_with(raw, &Mutex::default())
+}
+
+/// [`decode`], with the receiver's mappings of regions.
+fn decode_with<R: MessageBox>(
+    raw: RawFrame,
+    lent: &Mutex<LentMaps>,
+) -> Result<Decoded<R>, RecvError> {
+    let mut opened = match Opened::open(raw, lent) {
         Ok(o) => o,
         Err(Unopened::Skipped) => return Ok(Decoded::Skipped),
         Err(Unopened::Malformed(e)) => return Ok(Decoded::Malformed(e)),

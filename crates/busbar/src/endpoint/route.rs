@@ -381,6 +381,19 @@ impl Shared {
             limits.link_buffer,
         ) {
             Ok(Some(l)) => {
+                // The directory may have dropped the target since the
+                // sender picked it (the background thread then forgot its
+                // link before we made this one): keep no link nobody will
+                // ever forget. (It drops the directory entry before it takes
+                // `links`, which we hold.)
+                let listed = self
+                    .directory
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .lists(target);
+                if !listed {
+                    return Ok(None);
+                }
                 l.set_buffer(self.options.limits.link_buffer)?;
                 let l = Arc::new(l);
                 links.insert(target, l.clone());

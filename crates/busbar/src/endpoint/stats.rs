@@ -37,9 +37,10 @@ pub struct EndpointStats {
     pub links_cut: u64,
     /// The links to receivers this endpoint has sent to, by receiver.
     pub links: Vec<LinkStats>,
-    /// Shared-memory regions kept mapped for [`loan`](crate::EndpointSender::loan)s
-    /// and large payloads: reused while the endpoint keeps sending them, let
-    /// go after a second without one.
+    /// Shared-memory regions this endpoint keeps mapped for reuse: those it
+    /// lends for [`loan`](crate::EndpointSender::loan)s and large payloads,
+    /// and those large payloads came to it in. Each is let go a second after
+    /// it was last used.
     pub pooled_regions: usize,
 }
 
@@ -85,7 +86,8 @@ impl Shared {
             malformed: c.malformed.load(Ordering::Relaxed),
             links_cut: c.links_cut.load(Ordering::Relaxed),
             links,
-            pooled_regions: self.loans.len(),
+            pooled_regions: self.loans.len()
+                + self.lent.lock().unwrap_or_else(|p| p.into_inner()).len(),
         }
     }
 }

@@ -83,6 +83,15 @@ pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file has a negative size"))
 }
 
+/// Which file is behind `fd`: its device and inode numbers ([fstat(2)]).
+/// While a mapping of a memfd lives, no other memfd gets its inode number.
+///
+/// [fstat(2)]: https://man7.org/linux/man-pages/man2/fstat.2.html
+pub(crate) fn identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let st = fs::fstat(fd)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
 /// Checks that the file behind `fd` is sealed against shrinking and is at
 /// least `len` bytes long: then it stays so, and a mapping of its first
 /// `len` bytes cannot raise `SIGBUS` ([fcntl(2)] `F_GET_SEALS`, [fstat(2)]).
@@ -117,6 +126,8 @@ enum Access {
     ReadWrite,
     /// `PROT_READ`, with `MAP_POPULATE`.
     ReadPopulated,
+    /// `PROT_READ`.
+    Read,
 }
 
 /// A shared mapping of the start of a sealed file ([mmap(2)] with
@@ -191,6 +202,16 @@ impl Mapping {
         Self::map(fd, len, Access::ReadPopulated)
     }
 
+    /// Maps the first `len` bytes of the file behind `fd`, shared and
+    /// read-only, pages faulting in as they are first read ([mmap(2)]): for
+    /// a large file of which only part may ever be read. The same checks as
+    /// [`Mapping::populated_prefix`].
+    ///
+    /// [mmap(2)]: https://man7.org/linux/man-pages/man2/mmap.2.html
+    pub(crate) fn read_only(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
+        Self::map(fd, len, Access::Read)
+    }
+
     /// Checks that the file covers `len` bytes for good ([`check_covers`]),
     /// then maps them ([mmap(2)], `MAP_SHARED`); an empty mapping, without
     /// `mmap`, when `len` is 0.
@@ -208,6 +229,7 @@ impl Mapping {
         let (prot, flags) = match access {
             Access::ReadWrite => (ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED),
             Access::ReadPopulated => (ProtFlags::READ, MapFlags::SHARED | MapFlags::POPULATE),
+            Access::Read => (ProtFlags::READ, MapFlags::SHARED),
         };
         // SAFETY: a null hint without `MAP_FIXED` lets the kernel pick a
         // fresh range, so no existing memory (and no Rust reference) is
@@ -237,6 +259,31 @@ impl Mapping {
     #[allow(dead_code)] // for the shared-memory ring of the link layer
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// All the bytes of a read-only mapping, through a shared reference
+    /// (`None` for a read-write one, whose bytes are reachable only through
+    /// `&mut`: see [`Mapping::bytes`]).
+    ///
+    /// The bytes are shared: other processes (or other mappings of the same
+    /// file) may change them while the slice is alive. Callers treat them as
+    /// untrusted input: parse, never assume that two reads agree.
+    pub(crate) fn shared_bytes(&self) -> Option<&[u8]> {
+        if self.writable {
+            return None;
+        }
+        if self.len == 0 {
+            return Some(&[]);
+        }
+        // SAFETY: the mapping is valid for reads of `self.len` bytes until
+        // `self` is dropped (the slice borrows `self`); `u8` has no invalid
+        // bit patterns. The mapping is read-only (`PROT_READ`): nothing in
+        // this process can write through it (`slice_mut` and the atomics
+        // answer `None` for it), so many shared slices of it can be alive at
+        // once. Another process (or another mapping) may write the bytes:
+        // that is the shared-memory contract of `Mapping`, and they are
+        // treated as untrusted input (see above).
+        Some(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast_const(), self.len) })
     }
 
     /// All the bytes of the mapping, to read.
