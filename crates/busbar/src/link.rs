@@ -17,10 +17,15 @@
 //! waits on the ring's other futex until the receiver has read some.
 //!
 //! Order: the sender holds the link's lock from taking a sequence number
-//! until the frame is visible (committed to the ring or queued on the
-//! socket), so frame `n` is always visible before frame `n + 1`. The
-//! receiver takes whichever of the ring's next frame and the socket's next
-//! frame carries the sequence number it expects.
+//! until the frame is written (committed to the ring or sent on the
+//! socket), so frame `n` is written before frame `n + 1`. The receiver
+//! takes whichever of the ring's next frame and the socket's next frame
+//! carries the sequence number it expects, looking at the ring first. A
+//! frame with descriptors can reach the receiver's socket queue a moment
+//! after the sender's `sendmsg` returned; so when the ring holds a later
+//! frame than the one due and the socket has nothing yet, the receiver
+//! waits for it, up to [`SOCKET_LAG_MS`] (a sender that skips numbers
+//! holds up only its own link).
 
 use crate::frame::{self, FrameError, Header, Kind};
 use crate::sys::poll;
