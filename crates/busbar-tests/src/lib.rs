@@ -6,6 +6,7 @@
 
 pub mod chaos;
 pub mod hostile;
+pub mod rings;
 
 use busbar::BytesMessage;
 use serde::{Deserialize, Serialize};

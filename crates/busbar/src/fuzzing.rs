@@ -757,14 +757,17 @@ impl HostileRing {
 
     /// Pushes one frame as `OutLink::send` does when it may not wait: room
     /// reserved, filled in place, committed, and the receiver's doorbell
-    /// rung when it slept. Refuses (`Gone`) when the receiver let go of the ring.
+    /// rung when it slept (also when the ring was full, but padding
+    /// published on the way found it asleep). Refuses (`Gone`) when the
+    /// receiver let go of the ring.
     pub fn push(&mut self, frame: &[u8]) -> Pushed {
         push_with(&mut self.producer, &self.bell, &self.scribbler, frame)
     }
 
     /// Reserves room for `frame`, writes its first `written` bytes, and
     /// never commits it (a sender that stops, or dies, half way through a
-    /// frame). Whether room was reserved.
+    /// frame). Whether room was reserved. A wake-up owed for padding
+    /// published on the way is not paid (the next push pays it).
     pub fn abandon(&mut self, frame: &[u8], written: usize) -> bool {
         abandon_with(&mut self.producer, frame, written)
     }
@@ -1214,7 +1217,13 @@ fn push_with(
             }
             Pushed::Sent { woke }
         }
-        Err(PushError::Full) => Pushed::Full,
+        Err(PushError::Full) => {
+            // Padding published on the way may have found the receiver asleep.
+            if producer.take_owed_wake() {
+                bell.ring();
+            }
+            Pushed::Full
+        }
         Err(PushError::TooLarge { .. }) => Pushed::TooLarge,
         Err(PushError::Corrupt(why)) => Pushed::Corrupt(why),
     }

@@ -2,7 +2,8 @@
 //! real receiving path and checks what it does with every one.
 //!
 //! ```text
-//! busbar-fuzz [--cases N] [--seed S] [--replay BATCH_SEED] [--quiet]
+//! busbar-fuzz [--cases N] [--rings STEPS] [--seed S] [--replay BATCH_SEED]
+//!             [--replay-ring EPISODE_SEED] [--allow-lost-wakeups] [--quiet]
 //! ```
 //!
 //! A seeded PRNG makes batches of frames (see `busbar_tests::hostile`):
@@ -17,10 +18,24 @@
 //! process's descriptors and memfd mappings must be back to where they
 //! were. `cases` counts frames.
 //!
-//! On a failure it prints the batch seed; `--replay <batch seed>` runs that
-//! one batch again and prints it. Exit status 0 only when nothing failed.
+//! With `--rings STEPS` it also attacks links through their shared-memory
+//! rings (see `busbar_tests::rings`): episodes of honest messages, reads,
+//! and a hostile sender scribbling on the ring it owns (indices, record
+//! headers, frame bytes, flag words, lying frames, frames never committed,
+//! a sender that dies half way through a frame), each step checked against
+//! a model of what the receiving end may do, until STEPS steps were
+//! played. `--rings` alone runs only the rings; `--cases` defaults to
+//! 100000 otherwise. Descriptors and memfd mappings are counted after
+//! every episode too. `--allow-lost-wakeups` counts lost wake-ups
+//! (`lost_wakeups=`) instead of failing on them, to keep a run going while
+//! one is being fixed.
+//!
+//! On a failure it prints the batch seed (or episode seed); `--replay <batch
+//! seed>` (`--replay-ring <episode seed>`) runs that one again and prints
+//! it. Exit status 0 only when nothing failed.
 
 use busbar_tests::hostile::{self, random_batch, Rng, Tally};
+use busbar_tests::rings::{self, Checks, RingTally};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -34,20 +49,40 @@ fn main() -> ExitCode {
             .map(|h| u64::from_str_radix(h, 16).ok())
             .unwrap_or_else(|| v.parse().ok())
     };
+    const VALUED: [&str; 5] = ["--cases", "--rings", "--seed", "--replay", "--replay-ring"];
     for (i, a) in args.iter().enumerate() {
-        let is_value = i > 0 && ["--cases", "--seed", "--replay"].contains(&args[i - 1].as_str());
-        if !is_value && !["--cases", "--seed", "--replay", "--quiet"].contains(&a.as_str()) {
-            eprintln!("usage: busbar-fuzz [--cases N] [--seed S] [--replay BATCH_SEED] [--quiet]");
+        let is_value = i > 0 && VALUED.contains(&args[i - 1].as_str());
+        if !is_value
+            && !VALUED.contains(&a.as_str())
+            && !["--quiet", "--allow-lost-wakeups"].contains(&a.as_str())
+        {
+            eprintln!("usage: busbar-fuzz [--cases N] [--rings STEPS] [--seed S] [--replay BATCH_SEED] [--replay-ring EPISODE_SEED] [--allow-lost-wakeups] [--quiet]");
             return ExitCode::from(2);
         }
     }
     if let Some(batch_seed) = opt("--replay") {
         return replay(batch_seed);
     }
-    let cases = opt("--cases").unwrap_or(100_000);
+    let checks = Checks {
+        allow_lost_wakeups: args.iter().any(|a| a == "--allow-lost-wakeups"),
+    };
+    if let Some(episode_seed) = opt("--replay-ring") {
+        return replay_ring(episode_seed, checks);
+    }
+    let ring_steps = opt("--rings");
+    let cases = opt("--cases").unwrap_or(if ring_steps.is_some() { 0 } else { 100_000 });
     let seed = opt("--seed").unwrap_or(1);
     let quiet = args.iter().any(|a| a == "--quiet");
-    run(cases, seed, quiet)
+    let mut status = ExitCode::SUCCESS;
+    if cases > 0 {
+        status = run(cases, seed, quiet);
+    }
+    if let Some(steps) = ring_steps {
+        if run_rings(steps, seed, checks, quiet) != ExitCode::SUCCESS {
+            status = ExitCode::FAILURE;
+        }
+    }
+    status
 }
 
 fn run(cases: u64, seed: u64, quiet: bool) -> ExitCode {
@@ -169,6 +204,158 @@ fn replay(batch_seed: u64) -> ExitCode {
         println!("case {i}: {c:?}");
     }
     match catch_unwind(AssertUnwindSafe(|| hostile::run_batch(&cases))) {
+        Ok(Ok(t)) => {
+            println!("ok {t:?}");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(why)) => {
+            println!("FAIL {why}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            println!("FAIL panicked");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_rings(steps: u64, seed: u64, checks: Checks, quiet: bool) -> ExitCode {
+    std::panic::set_hook(Box::new(|info| eprintln!("panic: {info}")));
+    // Warm up once so that anything opened lazily is open before the baseline.
+    let _ = rings::run_episode(&rings::random_episode(&mut Rng::new(0)), checks);
+    let Ok(baseline) = hostile::resources() else {
+        println!("FAIL cannot count descriptors in /proc/self");
+        return ExitCode::FAILURE;
+    };
+    println!(
+        "busbar-fuzz rings seed={seed} steps={steps} baseline fds={} memfd_maps={}",
+        baseline.0, baseline.1
+    );
+    // Another stream than the frame batches of the same seed.
+    let mut master = Rng::new(seed ^ 0x7269_6e67_7269_6e67);
+    let mut total = RingTally::default();
+    let mut failures = 0u64;
+    let (mut leaked_fds, mut leaked_maps) = (0usize, 0usize);
+    let started = Instant::now();
+    let step = (steps / 10).max(1);
+    let mut next_report = step;
+    while total.steps < steps {
+        let episode_seed = master.next_u64();
+        let episode = rings::random_episode(&mut Rng::new(episode_seed));
+        let result = catch_unwind(AssertUnwindSafe(|| rings::run_episode(&episode, checks)));
+        let what = match result {
+            Ok(Ok(t)) => {
+                total.add(&t);
+                None
+            }
+            Ok(Err(why)) => Some(why),
+            Err(panic) => Some(format!(
+                "PANIC {}",
+                panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("?")
+            )),
+        };
+        if let Some(why) = what {
+            failures += 1;
+            total.episodes += 1;
+            total.steps += episode.ops.len() as u64;
+            println!(
+                "FAIL episode_seed={episode_seed:#x} (seed={seed}, episode {}): {why}",
+                total.episodes
+            );
+        }
+        match hostile::resources() {
+            Ok((fds, maps)) if (fds, maps) != baseline => {
+                failures += 1;
+                leaked_fds += fds.saturating_sub(baseline.0);
+                leaked_maps += maps.saturating_sub(baseline.1);
+                println!(
+                    "FAIL episode_seed={episode_seed:#x}: fds {} -> {fds}, memfd maps {} -> {maps}",
+                    baseline.0, baseline.1
+                );
+                // Stop at the first leak: the episode seed above reproduces it.
+                return finish_rings(total, failures, leaked_fds, leaked_maps, started);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                println!("FAIL cannot count descriptors: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        if failures >= 20 {
+            println!("stopping after {failures} failures");
+            break;
+        }
+        if !quiet && total.steps >= next_report {
+            next_report += step;
+            println!(
+                "progress ring_steps={} episodes={} delivered={} forged={} dropped={} cut={} elapsed={:.1}s",
+                total.steps,
+                total.episodes,
+                total.delivered,
+                total.forged,
+                total.dropped,
+                total.cut_bad_frames + total.cut_corrupt,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    finish_rings(total, failures, leaked_fds, leaked_maps, started)
+}
+
+fn finish_rings(
+    t: RingTally,
+    failures: u64,
+    leaked_fds: usize,
+    leaked_maps: usize,
+    started: Instant,
+) -> ExitCode {
+    println!(
+        "ring_steps={} episodes={} strict_episodes={} reads={} sent_ring={} sent_socket={} delivered={} delivered_tainted={} forged={} dropped={} skipped={} decode_errors={} lies={} scribbles={} ring_taints={} cut_bad_frames={} cut_corrupt={} closed={} gave_up={} sleeps={} woken={} lost_wakeups={} failures={failures} leaked_fds={leaked_fds} leaked_maps={leaked_maps} elapsed={:.1}s",
+        t.steps,
+        t.episodes,
+        t.strict_episodes,
+        t.reads,
+        t.sent_ring,
+        t.sent_socket,
+        t.delivered,
+        t.delivered_tainted,
+        t.forged,
+        t.dropped,
+        t.skipped,
+        t.decode_errors,
+        t.lies,
+        t.scribbles,
+        t.ring_taints,
+        t.cut_bad_frames,
+        t.cut_corrupt,
+        t.closed,
+        t.gave_up,
+        t.sleeps,
+        t.woken,
+        t.lost_wakeups,
+        started.elapsed().as_secs_f64()
+    );
+    if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn replay_ring(episode_seed: u64, checks: Checks) -> ExitCode {
+    let episode = rings::random_episode(&mut Rng::new(episode_seed));
+    println!(
+        "episode: capacity {} start {:#x} bell {}",
+        episode.capacity, episode.start, episode.bell
+    );
+    for (i, op) in episode.ops.iter().enumerate() {
+        println!("step {i}: {op:?}");
+    }
+    match catch_unwind(AssertUnwindSafe(|| rings::trace_episode(&episode, checks))) {
         Ok(Ok(t)) => {
             println!("ok {t:?}");
             ExitCode::SUCCESS

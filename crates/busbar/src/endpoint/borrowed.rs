@@ -24,6 +24,12 @@ pub(crate) enum Payload {
 }
 
 impl Payload {
+    /// Whether the bytes can no longer change: our own copy, or a memfd
+    /// sealed against writes. (A region its sender can still write can.)
+    pub(crate) fn stable(&self) -> bool {
+        !matches!(self, Payload::Lent(_))
+    }
+
     /// The payload's bytes (`None` for a lent one that lies outside its region).
     pub(crate) fn bytes(&mut self) -> Option<&[u8]> {
         match self {
@@ -127,9 +133,14 @@ impl Opened {
 /// [`decode`](Borrowed::decode), which borrow from the payload where the
 /// type allows (`&str`, `&[u8]` fields with `#[serde(borrow)]`).
 ///
-/// The payload is shared memory the sender could still write to (a
-/// misbehaving one): treat it like bytes from a socket. Read it once,
-/// check what you read.
+/// [`bytes`](Borrowed::bytes) and [`payload`](Borrowed::payload) are the
+/// bytes in place, in memory the sender can still write to (a misbehaving
+/// one could change them while you read): treat them like bytes from a
+/// socket, read once, check what you read. [`as_str`](Borrowed::as_str) and
+/// [`decode`](Borrowed::decode) check what they return (UTF-8, the type's
+/// shape), which proves nothing about bytes that can still change: where
+/// the payload lies in such memory (a ring, a lent region) they first copy
+/// it into private memory, once, and borrow from that copy.
 #[derive(Debug)]
 pub struct Borrowed<'a> {
     /// The selector it was sent with.
@@ -140,6 +151,10 @@ pub struct Borrowed<'a> {
     pub memory_regions: Vec<MemoryRegion>,
     type_uuid: TypeUuidBytes,
     payload: &'a [u8],
+    /// Whether `payload` can no longer change (our copy, a sealed memfd).
+    stable: bool,
+    /// The private copy `as_str` and `decode` read from when it can.
+    private: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl<'a> Borrowed<'a> {
@@ -149,6 +164,7 @@ impl<'a> Borrowed<'a> {
         memory_regions: Vec<MemoryRegion>,
         type_uuid: TypeUuidBytes,
         payload: &'a [u8],
+        stable: bool,
     ) -> Borrowed<'a> {
         Borrowed {
             selector,
@@ -156,7 +172,18 @@ impl<'a> Borrowed<'a> {
             memory_regions,
             type_uuid,
             payload,
+            stable,
+            private: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Bytes to check and then use: the payload when it cannot change, else
+    /// a private copy of it (made once).
+    fn checked_bytes(&self) -> &[u8] {
+        if self.stable {
+            return self.payload;
+        }
+        self.private.get_or_init(|| self.payload.to_vec())
     }
 
     /// The type id the sender gave the payload.
@@ -191,8 +218,9 @@ impl<'a> Borrowed<'a> {
         Some((format, rest.get(..len)?))
     }
 
-    /// For a `String` payload: the text, in place. `None` for another type
-    /// (or text that is not UTF-8).
+    /// For a `String` payload: the text (in place when the payload cannot
+    /// change, else from a private copy). `None` for another type (or text
+    /// that is not UTF-8).
     ///
     /// ```
     /// use busbar::{label, Message, Options, Selector};
@@ -202,14 +230,15 @@ impl<'a> Borrowed<'a> {
     /// assert_eq!(rx.recv_with(None, |m| m.as_str().map(str::len))?, Some(5));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn as_str(&self) -> Option<&'a str> {
+    pub fn as_str(&self) -> Option<&str> {
         if self.type_uuid != String::TYPE_UUID {
             return None;
         }
-        postcard::from_bytes::<&str>(self.payload).ok()
+        postcard::from_bytes::<&str>(self.checked_bytes()).ok()
     }
 
-    /// Decodes the payload as a `D`, borrowing from it where `D` borrows.
+    /// Decodes the payload as a `D`, borrowing from it where `D` borrows
+    /// (in place when the payload cannot change, else from a private copy).
     /// `Ok(None)` when the payload is of another type; `Err` when it is a
     /// `D` that does not decode.
     ///
@@ -234,13 +263,13 @@ impl<'a> Borrowed<'a> {
     /// assert_eq!((id, len), (7, 5));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn decode<D: TypeUuid + serde::Deserialize<'a>>(
-        &self,
+    pub fn decode<'b, D: TypeUuid + serde::Deserialize<'b>>(
+        &'b self,
     ) -> Result<Option<D>, crate::CodecError> {
         if self.type_uuid != D::TYPE_UUID {
             return Ok(None);
         }
-        postcard::from_bytes(self.payload)
+        postcard::from_bytes(self.checked_bytes())
             .map(Some)
             .map_err(|e| crate::CodecError::new(e.to_string()))
     }

@@ -41,6 +41,8 @@ pub struct EndpointReceiver<R> {
     tokens: Vec<u64>,
     /// How long to watch the rings before sleeping.
     spin: Duration,
+    /// Private memory a ring frame is copied into before it is decoded.
+    scratch: Vec<u8>,
     _payload: PhantomData<fn() -> R>,
 }
 
@@ -67,6 +69,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
             control: socket::recv_control_space(),
             tokens: Vec::new(),
             spin: DEFAULT_SPIN,
+            scratch: Vec::new(),
             _payload: PhantomData,
         }
     }
@@ -303,6 +306,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
                 return None;
             }
         };
+        let stable = opened.payload.stable();
         let Some(payload) = opened.payload.bytes() else {
             self.malformed(
                 token,
@@ -316,6 +320,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
             opened.memory_regions,
             opened.type_uuid,
             payload,
+            stable,
         );
         f.take().map(|f| f(lent))
     }
@@ -446,8 +451,9 @@ impl<R: MessageBox> EndpointReceiver<R> {
             for _ in 0..BATCH {
                 // Frames in the ring are decoded where they lie (no copy
                 // out of the ring); those off the socket are decoded later.
+                let scratch = &mut self.scratch;
                 let got = link.read_with(&mut self.buf, &mut self.control, |header, bytes| {
-                    decode_in_place::<R>(header, bytes, max)
+                    decode_in_place::<R>(header, bytes, max, scratch)
                 });
                 match got {
                     ReadWith::Frame(f) => self.ready.push_back((token, Ready::Raw(f))),
@@ -536,20 +542,28 @@ fn lend_decoded<R: MessageBox, T, F: FnOnce(Borrowed<'_>) -> T>(
         m.memory_regions,
         m.payload.type_uuid(),
         &payload,
+        true,
     );
     f.take().map(|f| f(lent))
 }
 
-/// Decodes a data frame where it lies in a ring (checked: its lengths
-/// hold; it has no descriptors).
+/// Decodes a data frame read from a ring (checked: its lengths hold; it
+/// has no descriptors). The sender can still write the ring: the frame is
+/// copied into `scratch` (private memory, reused) first, since checking
+/// bytes that can change under the check proves nothing (a string checked
+/// as UTF-8, then changed, would not be).
 fn decode_in_place<R: MessageBox>(
     header: crate::frame::Header,
-    bytes: &[u8],
+    shared: &[u8],
     max: u64,
+    scratch: &mut Vec<u8>,
 ) -> Result<Decoded<R>, RecvError> {
     if header.payload_len > max {
         return Ok(Decoded::Malformed(FrameError::TooLarge(header.payload_len)));
     }
+    scratch.clear();
+    scratch.extend_from_slice(shared);
+    let bytes = &scratch[..];
     let sel_end = HEADER_LEN + header.selector_len as usize;
     let selector =
         match crate::frame::decode_selector(bytes.get(HEADER_LEN..sel_end).unwrap_or_default()) {
@@ -599,10 +613,20 @@ fn decode_with<R: MessageBox>(
         Err(Unopened::Malformed(e)) => return Ok(Decoded::Malformed(e)),
     };
     let type_uuid = opened.type_uuid;
+    let stable = opened.payload.stable();
     let Some(payload) = opened.payload.bytes() else {
         return Ok(Decoded::Malformed(FrameError::Body(
             "the payload lies outside its region".into(),
         )));
+    };
+    // A region its sender can still write is decoded from a private copy
+    // (see `decode_in_place`).
+    let private;
+    let payload = if stable {
+        payload
+    } else {
+        private = payload.to_vec();
+        &private[..]
     };
     match R::decode(type_uuid, payload)? {
         Some(payload) => Ok(Decoded::Message(Message {
@@ -630,10 +654,18 @@ fn lend_in_place<T, F: FnOnce(Borrowed<'_>) -> T>(
         return Err(FrameError::TooLarge(header.payload_len));
     }
     let sel_end = HEADER_LEN + header.selector_len as usize;
-    let selector =
-        crate::frame::decode_selector(bytes.get(HEADER_LEN..sel_end).unwrap_or_default())?;
+    // The sender can still write the ring: parse a private copy.
+    let selector_bytes = bytes.get(HEADER_LEN..sel_end).unwrap_or_default().to_vec();
+    let selector = crate::frame::decode_selector(&selector_bytes)?;
     let payload = bytes.get(sel_end..).unwrap_or_default();
-    let lent = Borrowed::new(selector, Vec::new(), Vec::new(), header.type_uuid, payload);
+    let lent = Borrowed::new(
+        selector,
+        Vec::new(),
+        Vec::new(),
+        header.type_uuid,
+        payload,
+        false,
+    );
     f.take()
         .map(|f| f(lent))
         .ok_or_else(|| FrameError::Body("nobody to lend the message to".into()))
