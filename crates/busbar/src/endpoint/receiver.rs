@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 /// Frames read from one link before looking at the others (fairness).
 const BATCH: usize = 64;
 
+/// Bytes of ring frames a receiver decodes ahead from one link at a time.
+const READ_AHEAD_BYTES: usize = 64 << 10;
+
 /// How long a receiver watches its rings before it sleeps, by default.
 const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 
@@ -448,9 +451,16 @@ impl<R: MessageBox> EndpointReceiver<R> {
         for (&token, link) in links.iter_mut() {
             let bad_before = link.bad_frames();
             let mut closed = false;
+            let mut taken = 0usize;
             for _ in 0..BATCH {
-                // Frames in the ring are decoded where they lie (no copy
-                // out of the ring); those off the socket are decoded later.
+                // Decoded messages wait in `ready` as allocations; frames
+                // left in the ring cost nothing. A few at a time keeps the
+                // allocator reusing the same memory.
+                if taken >= READ_AHEAD_BYTES {
+                    break;
+                }
+                // Frames in the ring are decoded as they are read (from a
+                // private copy); those off the socket are decoded later.
                 let scratch = &mut self.scratch;
                 let got = link.read_with(&mut self.buf, &mut self.control, |header, bytes| {
                     decode_in_place::<R>(header, bytes, max, scratch)
@@ -458,6 +468,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
                 match got {
                     ReadWith::Frame(f) => self.ready.push_back((token, Ready::Raw(f))),
                     ReadWith::InPlace(Ok(Decoded::Message(m))) => {
+                        taken += self.scratch.len();
                         self.ready.push_back((token, Ready::Decoded(Ok(m))))
                     }
                     ReadWith::InPlace(Ok(Decoded::Skipped)) => {}

@@ -554,6 +554,8 @@ pub(crate) struct Producer<M: Memory = Shm> {
     /// A wake-up the caller owes the consumer: publishing padding alone
     /// (in `reserve`) found it asleep ([`Producer::take_owed_wake`]).
     owed_wake: bool,
+    /// How long `wait_room` spins before it sleeps.
+    spin: Duration,
     /// Why the ring is unusable, once it is.
     broken: Option<&'static str>,
 }
@@ -587,6 +589,7 @@ impl<M: Memory> Producer<M> {
             head,
             futex_wake: true,
             owed_wake: false,
+            spin: DEFAULT_SPIN,
             broken: None,
         })
     }
@@ -606,6 +609,13 @@ impl<M: Memory> Producer<M> {
     /// this ring's futex, e.g. an eventfd next to many rings).
     pub(crate) fn set_external_wake(&mut self) {
         self.futex_wake = false;
+    }
+
+    /// Sets how long [`Producer::wait_room`] spins before it sleeps (zero:
+    /// never spins; the loom models, which have no clock, need that).
+    #[cfg_attr(not(loom), allow(dead_code))]
+    pub(crate) fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
     }
 
     /// Whether publishing padding alone (a `reserve` that answered `Full`)
@@ -657,6 +667,22 @@ impl<M: Memory> Producer<M> {
             return Ok(true);
         }
         let start = Instant::now();
+        // A consumer that is reading frees room within microseconds: spin
+        // for a while before paying for a sleep and a wake-up.
+        let spin = self.spin.min(timeout);
+        if !spin.is_zero() {
+            let mut turns: u32 = 0;
+            loop {
+                std::hint::spin_loop();
+                if self.has_room(len)? {
+                    return Ok(true);
+                }
+                turns = turns.wrapping_add(1);
+                if turns % 64 == 0 && start.elapsed() >= spin {
+                    break;
+                }
+            }
+        }
         loop {
             self.mem.room().swap(SLEEPING, Ordering::Relaxed);
             self.mem.fence();
@@ -1871,7 +1897,8 @@ mod models {
             lock: Mutex::new(()),
             cv: Condvar::new(),
         }));
-        let producer = Producer::from_memory(model.clone()).expect("producer");
+        let mut producer = Producer::from_memory(model.clone()).expect("producer");
+        producer.set_spin(Duration::ZERO);
         let mut consumer = Consumer::from_memory(model).expect("consumer");
         consumer.set_spin(Duration::ZERO);
         (producer, consumer)
