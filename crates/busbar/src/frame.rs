@@ -255,6 +255,16 @@ pub(crate) fn check(bytes: &[u8], fds: usize) -> Result<Header, FrameError> {
     Ok(h)
 }
 
+/// A checked data frame's selector bytes and the bytes after them (the
+/// in-line payload, or a payload's locator), split as its header says.
+pub(crate) fn split_body<'a>(header: &Header, bytes: &'a [u8]) -> (&'a [u8], &'a [u8]) {
+    let end = HEADER_LEN + header.selector_len as usize;
+    (
+        bytes.get(HEADER_LEN..end).unwrap_or_default(),
+        bytes.get(end..).unwrap_or_default(),
+    )
+}
+
 /// The selector's bytes on the wire: a mode byte, then the expression's text.
 pub(crate) fn encode_selector(s: &Selector) -> Vec<u8> {
     let text = s.label_op.to_string();

@@ -328,14 +328,12 @@ pub(crate) struct RawFrame {
 impl RawFrame {
     /// The selector bytes.
     pub(crate) fn selector(&self) -> &[u8] {
-        let end = frame::HEADER_LEN + self.header.selector_len as usize;
-        self.bytes.get(frame::HEADER_LEN..end).unwrap_or_default()
+        frame::split_body(&self.header, &self.bytes).0
     }
 
     /// The in-line payload bytes (empty when the payload is in a memfd).
     pub(crate) fn inline_payload(&self) -> &[u8] {
-        let start = frame::HEADER_LEN + self.header.selector_len as usize;
-        self.bytes.get(start..).unwrap_or_default()
+        frame::split_body(&self.header, &self.bytes).1
     }
 }
 

@@ -5,7 +5,7 @@ use super::inbox::BELL;
 use super::lent::LentMaps;
 use super::{Core, EndpointId};
 use crate::error::RecvError;
-use crate::frame::{FrameError, HEADER_LEN, MAX_FRAME};
+use crate::frame::{FrameError, MAX_FRAME};
 use crate::link::{RawFrame, ReadWith, MAX_BAD_FRAMES};
 use crate::payload::MessageBox;
 use crate::sys::socket;
@@ -574,14 +574,11 @@ fn decode_in_place<R: MessageBox>(
     }
     scratch.clear();
     scratch.extend_from_slice(shared);
-    let bytes = &scratch[..];
-    let sel_end = HEADER_LEN + header.selector_len as usize;
-    let selector =
-        match crate::frame::decode_selector(bytes.get(HEADER_LEN..sel_end).unwrap_or_default()) {
-            Ok(s) => s,
-            Err(e) => return Ok(Decoded::Malformed(e)),
-        };
-    let payload = bytes.get(sel_end..).unwrap_or_default();
+    let (selector, payload) = crate::frame::split_body(&header, scratch);
+    let selector = match crate::frame::decode_selector(selector) {
+        Ok(s) => s,
+        Err(e) => return Ok(Decoded::Malformed(e)),
+    };
     Ok(match R::decode(header.type_uuid, payload)? {
         Some(payload) => Decoded::Message(Message {
             selector,
@@ -664,11 +661,10 @@ fn lend_in_place<T, F: FnOnce(Borrowed<'_>) -> T>(
     if header.payload_len > max {
         return Err(FrameError::TooLarge(header.payload_len));
     }
-    let sel_end = HEADER_LEN + header.selector_len as usize;
+    let (selector, payload) = crate::frame::split_body(&header, bytes);
     // The sender can still write the ring: parse a private copy.
-    let selector_bytes = bytes.get(HEADER_LEN..sel_end).unwrap_or_default().to_vec();
-    let selector = crate::frame::decode_selector(&selector_bytes)?;
-    let payload = bytes.get(sel_end..).unwrap_or_default();
+    let private = selector.to_vec();
+    let selector = crate::frame::decode_selector(&private)?;
     let lent = Borrowed::new(
         selector,
         Vec::new(),

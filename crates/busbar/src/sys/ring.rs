@@ -250,6 +250,30 @@ pub(crate) trait Memory {
     fn fence(&self);
 }
 
+/// Polls `ready` until it holds (`Ok(true)`) or `spin` has passed since
+/// `start` (`Ok(false)`): the spin before either side of a ring sleeps.
+/// Looks at the clock only every 64 turns.
+fn spin_until<E>(
+    start: Instant,
+    spin: Duration,
+    mut ready: impl FnMut() -> Result<bool, E>,
+) -> Result<bool, E> {
+    if spin.is_zero() {
+        return Ok(false);
+    }
+    let mut turns: u32 = 0;
+    loop {
+        std::hint::spin_loop();
+        if ready()? {
+            return Ok(true);
+        }
+        turns = turns.wrapping_add(1);
+        if turns % 64 == 0 && start.elapsed() >= spin {
+            return Ok(false);
+        }
+    }
+}
+
 /// `len` rounded up to the record alignment.
 fn padded(len: usize) -> usize {
     (len + (RECORD - 1)) & !(RECORD - 1)
@@ -669,19 +693,8 @@ impl<M: Memory> Producer<M> {
         let start = Instant::now();
         // A consumer that is reading frees room within microseconds: spin
         // for a while before paying for a sleep and a wake-up.
-        let spin = self.spin.min(timeout);
-        if !spin.is_zero() {
-            let mut turns: u32 = 0;
-            loop {
-                std::hint::spin_loop();
-                if self.has_room(len)? {
-                    return Ok(true);
-                }
-                turns = turns.wrapping_add(1);
-                if turns % 64 == 0 && start.elapsed() >= spin {
-                    break;
-                }
-            }
+        if spin_until(start, self.spin.min(timeout), || self.has_room(len))? {
+            return Ok(true);
         }
         loop {
             self.mem.room().swap(SLEEPING, Ordering::Relaxed);
@@ -997,19 +1010,8 @@ impl<M: Memory> Consumer<M> {
             return Ok(true);
         }
         let start = Instant::now();
-        let spin = self.spin.min(timeout);
-        if !spin.is_zero() {
-            let mut turns: u32 = 0;
-            loop {
-                std::hint::spin_loop();
-                if self.ready()? {
-                    return Ok(true);
-                }
-                turns = turns.wrapping_add(1);
-                if turns % 64 == 0 && start.elapsed() >= spin {
-                    break;
-                }
-            }
+        if spin_until(start, self.spin.min(timeout), || self.ready())? {
+            return Ok(true);
         }
         loop {
             // The consumer's half of the handshake: flag, fence, look again.
