@@ -127,6 +127,23 @@ pub fn open_fd_count() -> std::io::Result<usize> {
         .saturating_sub(1))
 }
 
+/// A seqpacket socket connected to the abstract address `name` (no leading
+/// NUL): how the hostile tests reach an endpoint's data address directly.
+/// Panics when it cannot (a test helper).
+pub fn connect_abstract(name: &str) -> std::os::fd::OwnedFd {
+    use rustix::net::{self, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let fd = net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    let addr = SocketAddrUnix::new_abstract_name(name.as_bytes()).expect("address");
+    net::connect(&fd, &addr).unwrap_or_else(|e| panic!("connect to @{name}: {e}"));
+    fd
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

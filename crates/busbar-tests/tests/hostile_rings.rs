@@ -29,7 +29,6 @@ use busbar::Selector;
 use busbar_tests::chaos::Chaos;
 use busbar_tests::hostile::{self, Rng};
 use harness::{bus_name, Peer, GUARD};
-use rustix::net::{self, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Command, Stdio};
@@ -44,16 +43,7 @@ const CHILD_ENV: &str = "BUSBAR_HOSTILE_RING_ADDR";
 
 /// Connects a seqpacket socket to an abstract address.
 fn connect(name: &str) -> OwnedFd {
-    let fd = net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .expect("socket");
-    let addr = SocketAddrUnix::new_abstract_name(name.as_bytes()).expect("address");
-    net::connect(&fd, &addr).unwrap_or_else(|e| panic!("connect to @{name}: {e}"));
-    fd
+    busbar_tests::connect_abstract(name)
 }
 
 /// A hostile sender's link: a socket to the receiver and a ring it owns.

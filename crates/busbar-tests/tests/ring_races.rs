@@ -13,7 +13,6 @@
 
 use busbar::fuzzing::{self, ring_layout as layout, HostileRing, Pushed};
 use busbar::{label, Options, RecvError, Selector};
-use rustix::net::{self, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,18 +35,7 @@ fn a_sender_racing_the_receivers_checks_never_gets_an_unchecked_value_through() 
     let addr = format!("busbar/{bus}/{}", rx.id());
 
     // The hostile sender: a frame whose record fills one slot exactly.
-    let socket = net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .expect("socket");
-    net::connect(
-        &socket,
-        &SocketAddrUnix::new_abstract_name(addr.as_bytes()).expect("address"),
-    )
-    .expect("connect");
+    let socket = busbar_tests::connect_abstract(&addr);
     let mut ring = HostileRing::new(CAPACITY, 0).expect("ring");
     ring.hello(socket.as_fd(), 0x7ace, true).expect("hello");
     let selector = Selector::unicast("rx");

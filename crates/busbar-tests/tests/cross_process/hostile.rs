@@ -11,7 +11,7 @@ use busbar::fuzzing::{self, seal, FdSpec, RawInput, MAX_BAD_FRAMES, MAX_FDS_PER_
 use busbar::Selector;
 use busbar_tests::hostile::{self, Base, Case, Field, HonestSpec, Mutation, REGION_MAGIC};
 use rustix::io::Errno;
-use rustix::net::{self, AddressFamily, RecvFlags, SocketAddrUnix, SocketFlags, SocketType};
+use rustix::net::{self, RecvFlags};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
@@ -25,15 +25,7 @@ struct Raw {
 
 impl Raw {
     fn connect(name: &str) -> Raw {
-        let fd = net::socket_with(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC,
-            None,
-        )
-        .expect("socket");
-        let addr = SocketAddrUnix::new_abstract_name(name.as_bytes()).expect("address");
-        net::connect(&fd, &addr).unwrap_or_else(|e| panic!("connect to @{name}: {e}"));
+        let fd = busbar_tests::connect_abstract(name);
         net::sockopt::set_socket_timeout(&fd, net::sockopt::Timeout::Recv, Some(GUARD))
             .expect("SO_RCVTIMEO");
         Raw { fd }
