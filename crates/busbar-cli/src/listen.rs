@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 #[command(long_about = "\
 Join a bus with a label and print every message it receives, one line each.
 
-Each message (a BytesMessage, the type `busbar send` and the C, Node.js and \
-Python bindings send) is printed as one line on stdout: its data as text when \
-it is UTF-8 (with newlines and other control characters written as \\n, \
+Each message (a BytesMessage, the type `busbar send` sends and any program \
+can build from the busbar library) is printed as one line on stdout: its data \
+as text when it is UTF-8 (with newlines and other control characters written as \\n, \
 \\u{1b}, ...), else as hex. Nothing else is printed on stdout, so scripts can \
 read it; errors go to stderr. Messages of other types are skipped.
 

@@ -246,7 +246,9 @@ builtin_ids! {
     BytesMessage => 0x7ffcfe7f_9cd3_4297_b19e_6c0366827eb0,
 }
 
-/// Raw bytes with an application-defined format tag; what the C, Node.js and Python bindings speak.
+/// Raw bytes with an application-defined format tag: what `busbar send` sends
+/// and `busbar listen` prints, and a payload any two programs can agree on
+/// without sharing Rust types.
 ///
 /// Its id is `7ffcfe7f-9cd3-4297-b19e-6c0366827eb0`. On the wire it is the
 /// format tag (a postcard varint), then a varint length and the bytes as they

@@ -1,5 +1,5 @@
 //! A single-producer single-consumer ring of frames in a sealed memfd: the
-//! shared-memory fast path of a data link (issue 3).
+//! shared-memory fast path of a data link.
 //!
 //! One process (the producer) writes frames, another (the consumer) reads
 //! them in place. Either side may create the ring ([`create`]); the other
