@@ -1,8 +1,10 @@
 //! What the subcommands share: exit codes and errors, joining a bus,
 //! waiting on the directory, writing lines to stdout.
 
+use crate::reach;
 use busbar::{
-    EndpointInfo, EndpointReceiver, EndpointSender, JoinError, Label, MessageBox, Options,
+    EndpointInfo, EndpointReceiver, EndpointSender, JoinError, Label, MessageBox, Namespace,
+    Options,
 };
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -103,25 +105,26 @@ pub fn show_label(label: &Label) -> String {
     }
 }
 
-/// Joins bus `bus` and turns every [`JoinError`] into a message that says
-/// what to do about it.
+/// Joins the bus `options` name and turns every [`JoinError`] into a
+/// message that says what to do about it.
 ///
-/// With `may_host == false` the endpoint never hosts the controller (see
-/// `Options::controller_affinity`), so a timeout means nobody runs the bus;
-/// `hint` is added to that message.
+/// With `options.controller_affinity == false` the endpoint never hosts
+/// the controller, so a timeout means nobody runs the bus; `hint` is added
+/// to that message.
 pub fn join<T: MessageBox, R: MessageBox>(
-    bus: &str,
-    label: Label,
-    token: &str,
-    may_host: bool,
+    options: Options,
     timeout: Duration,
     hint: &str,
 ) -> Result<(EndpointSender<T>, EndpointReceiver<R>), Failure> {
-    let mut options = Options::new(bus, label, token);
-    options.controller_affinity = may_host;
+    let bus = options.identifier.clone();
+    let may_host = options.controller_affinity;
+    let place = match &options.namespace {
+        Namespace::Abstract => String::new(),
+        ns => format!(" in {}", reach::describe(ns, &bus)),
+    };
     busbar::join(options, Some(timeout)).map_err(|e| match e {
         JoinError::Timeout if !may_host => Failure::failed(format!(
-            "no bus named {bus:?} is running: no bus controller answered within {}{hint}",
+            "no bus named {bus:?} is running{place}: no bus controller answered within {}{hint}",
             secs(timeout)
         )),
         JoinError::Timeout => Failure::failed(format!(
@@ -132,7 +135,15 @@ pub fn join<T: MessageBox, R: MessageBox>(
             "bus {bus:?} refused our token: give the bus's token with --token or BUSBAR_TOKEN"
         )),
         JoinError::PermissionDenied { uid } => Failure::failed(format!(
-            "bus {bus:?} does not admit uid {uid}: its controller runs as another user"
+            "bus {bus:?} does not admit uid {uid}: its controller's access policy \
+             (--access where it was started) leaves this user out"
+        )),
+        JoinError::UntrustedController { uid, pid } => Failure::failed(format!(
+            "bus {bus:?} is run by pid {pid} as uid {uid}, which our --access does not \
+             admit: nothing was sent to it (add uid:{uid} to --access to trust it)"
+        )),
+        JoinError::Namespace(why) => Failure::failed(format!(
+            "cannot use the bus directory for --namespace: {why}"
         )),
         other => Failure::failed(format!("cannot join bus {bus:?}: {other}")),
     })

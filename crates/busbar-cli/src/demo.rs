@@ -182,7 +182,9 @@ impl Node {
         host: bool,
         deadline: Instant,
     ) -> Result<Node, Failure> {
-        let (tx, rx) = common::join(bus, label, token, host, left(deadline), "")?;
+        let mut options = busbar::Options::new(bus, label, token);
+        options.controller_affinity = host;
+        let (tx, rx) = common::join(options, left(deadline), "")?;
         Ok(Node {
             name,
             tx,

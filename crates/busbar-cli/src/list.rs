@@ -1,6 +1,7 @@
 //! `busbar list`: who is on a bus.
 
 use crate::common::{self, parse_secs, print_line, show_label, Failure};
+use crate::reach::Reach;
 use busbar::{BytesMessage, EndpointInfo, Label};
 use std::time::Duration;
 
@@ -22,6 +23,9 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     bus: String,
 
+    #[command(flatten)]
+    reach: Reach,
+
     /// How long to wait for the bus controller to answer.
     #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "1")]
     join_timeout: Duration,
@@ -30,11 +34,9 @@ pub struct Args {
 /// Runs `busbar list`.
 pub fn run(args: Args, token: &str) -> Result<(), Failure> {
     let label = Label::new([common::cli_marker()]);
+    let options = args.reach.options(&args.bus, label, token, false);
     let (sender, _receiver) = common::join::<BytesMessage, BytesMessage>(
-        &args.bus,
-        label,
-        token,
-        false,
+        options,
         args.join_timeout,
         "; start one with `busbar listen`",
     )?;

@@ -1,6 +1,7 @@
 //! `busbar listen`: join a bus and print what arrives.
 
 use crate::common::{self, parse_secs, print_line, Failure};
+use crate::reach::Reach;
 use busbar::{BytesMessage, Label, RecvError};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -24,6 +25,9 @@ pub struct Args {
     /// The bus to join (its name, 1 to 64 bytes).
     #[arg(long, value_name = "NAME")]
     bus: String,
+
+    #[command(flatten)]
+    reach: Reach,
 
     /// This endpoint's label: comma-separated strings that senders' label
     /// expressions are matched against, e.g. `renderer,gpu`.
@@ -63,11 +67,11 @@ pub fn run(args: Args, token: &str) -> Result<(), Failure> {
         None => args.join_timeout,
     };
     let label: Label = args.label.parse().unwrap_or_default();
+    let options = args
+        .reach
+        .options(&args.bus, label.clone(), token, !args.no_controller);
     let (sender, mut receiver) = common::join::<BytesMessage, BytesMessage>(
-        &args.bus,
-        label.clone(),
-        token,
-        !args.no_controller,
+        options,
         join_timeout,
         "; start a listener without --no-controller to host it",
     )?;

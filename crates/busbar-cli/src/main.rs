@@ -16,6 +16,7 @@ mod common;
 mod demo;
 mod list;
 mod listen;
+mod reach;
 mod send;
 
 use clap::{Parser, Subcommand};

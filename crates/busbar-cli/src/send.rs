@@ -1,6 +1,7 @@
 //! `busbar send`: send one message.
 
 use crate::common::{self, parse_secs, Failure, EXIT_USAGE};
+use crate::reach::Reach;
 use busbar::{BytesMessage, Label, LabelOp, Message, Selector, SendError};
 use std::io::{IsTerminal, Read};
 use std::time::{Duration, Instant};
@@ -36,6 +37,9 @@ pub struct Args {
     /// The bus to send on.
     #[arg(long, value_name = "NAME")]
     bus: String,
+
+    #[command(flatten)]
+    reach: Reach,
 
     /// The label expression that picks the receivers, e.g. `renderer & !gpu`.
     #[arg(long, value_name = "EXPR")]
@@ -89,11 +93,11 @@ pub fn run(args: Args, token: &str) -> Result<(), Failure> {
         .parse()
         .unwrap_or_default();
     label.insert(marker.clone());
+    let options = args
+        .reach
+        .options(&args.bus, label.clone(), token, args.controller);
     let (sender, _receiver) = common::join::<BytesMessage, BytesMessage>(
-        &args.bus,
-        label.clone(),
-        token,
-        args.controller,
+        options,
         args.join_timeout,
         "; start a listener first (busbar listen), or pass --controller",
     )?;
