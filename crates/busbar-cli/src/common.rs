@@ -89,6 +89,32 @@ pub fn parse_secs(s: &str) -> Result<Duration, String> {
         .map_err(|_| format!("{s:?} is not a number of seconds from 0 up"))
 }
 
+/// Parses a number of bytes for clap: `65536`, `64K`, `64M`, `1G` (powers
+/// of 1024; `KiB`, `MiB`, `GiB` too).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let text = s.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KIB" => 10,
+        "M" | "MIB" => 20,
+        "G" | "GIB" => 30,
+        _ => {
+            return Err(format!(
+                "{s:?} is not a number of bytes: a whole number, then K, M or G if you like (64M)"
+            ))
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of bytes: a whole number first (64M)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too many bytes"))
+}
+
 /// A label string that only this process's CLI endpoint carries, so that
 /// the CLI can keep its own messages from coming back to itself and other
 /// processes can tell it apart in `busbar list`.
@@ -190,6 +216,21 @@ mod tests {
         assert!(parse_secs("-1").is_err());
         assert!(parse_secs("soon").is_err());
         assert!(parse_secs("inf").is_err());
+    }
+
+    #[test]
+    fn bytes_parse() {
+        assert_eq!(parse_bytes("65536"), Ok(65536));
+        assert_eq!(parse_bytes("64K"), Ok(64 << 10));
+        assert_eq!(parse_bytes("64M"), Ok(64 << 20));
+        assert_eq!(parse_bytes("1 GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("2g"), Ok(2 << 30));
+        assert!(parse_bytes("1.5M").unwrap_err().contains("number of bytes"));
+        assert!(parse_bytes("M").is_err());
+        assert!(parse_bytes("64T").is_err());
+        assert!(parse_bytes("99999999999999G")
+            .unwrap_err()
+            .contains("too many"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `busbar listen`: join a bus and print what arrives.
 
-use crate::common::{self, parse_secs, print_line, Failure};
+use crate::common::{self, parse_bytes, parse_secs, print_line, Failure};
 use crate::reach::Reach;
 use busbar::{BytesMessage, Label, RecvError};
 use std::fmt::Write as _;
@@ -56,6 +56,12 @@ pub struct Args {
     /// How long to wait for the bus controller to answer.
     #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "5")]
     join_timeout: Duration,
+
+    /// The largest message to take (64M, 1G, ...): a larger one is dropped
+    /// unread and reported on stderr. This process allocates up to this
+    /// much for a message, so raise it only for senders you expect it from.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, default_value = "64M")]
+    max_payload: u64,
 }
 
 /// Runs `busbar listen`.
@@ -67,9 +73,10 @@ pub fn run(args: Args, token: &str) -> Result<(), Failure> {
         None => args.join_timeout,
     };
     let label: Label = args.label.parse().unwrap_or_default();
-    let options = args
+    let mut options = args
         .reach
         .options(&args.bus, label.clone(), token, !args.no_controller);
+    options.limits.max_payload = args.max_payload;
     let (sender, mut receiver) = common::join::<BytesMessage, BytesMessage>(
         options,
         join_timeout,
@@ -104,6 +111,9 @@ pub fn run(args: Args, token: &str) -> Result<(), Failure> {
             Err(RecvError::Decode(e)) => {
                 eprintln!("busbar: skipped a message that did not decode: {e}")
             }
+            Err(RecvError::TooLarge { size, max }) => eprintln!(
+                "busbar: dropped a message of {size} bytes: over --max-payload ({max} bytes)"
+            ),
             Err(e) => {
                 return Err(Failure::failed(format!(
                     "receiving on bus {:?} failed: {e}",

@@ -1,6 +1,6 @@
 //! `busbar send`: send one message.
 
-use crate::common::{self, parse_secs, Failure, EXIT_USAGE};
+use crate::common::{self, parse_bytes, parse_secs, Failure, EXIT_USAGE};
 use crate::reach::Reach;
 use busbar::{BytesMessage, Label, LabelOp, Message, Selector, SendError};
 use std::io::{IsTerminal, Read};
@@ -63,6 +63,11 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 0)]
     format: u16,
 
+    /// The largest message to send (64M, 1G, ...). Receivers have their
+    /// own limit (`busbar listen --max-payload`) and drop larger messages.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, default_value = "64M")]
+    max_payload: u64,
+
     /// Host the bus controller if no one runs the bus (see above).
     #[arg(long)]
     controller: bool,
@@ -93,9 +98,10 @@ pub fn run(args: Args, token: &str) -> Result<(), Failure> {
         .parse()
         .unwrap_or_default();
     label.insert(marker.clone());
-    let options = args
+    let mut options = args
         .reach
         .options(&args.bus, label.clone(), token, args.controller);
+    options.limits.max_payload = args.max_payload;
     let (sender, _receiver) = common::join::<BytesMessage, BytesMessage>(
         options,
         args.join_timeout,
@@ -199,7 +205,13 @@ fn read_stdin() -> Result<Vec<u8>, Failure> {
 
 /// A send that failed for another reason than "no route".
 fn send_failed(bus: &str, e: SendError) -> Failure {
-    Failure::failed(format!("sending on bus {bus:?} failed: {e}"))
+    match e {
+        SendError::TooLarge { size, max } => Failure::failed(format!(
+            "the message takes {size} bytes, over --max-payload ({max} bytes): raise it \
+             here and in its receivers (busbar listen --max-payload)"
+        )),
+        e => Failure::failed(format!("sending on bus {bus:?} failed: {e}")),
+    }
 }
 
 #[cfg(test)]

@@ -139,6 +139,18 @@ pub enum RecvError {
     /// A message of a known type arrived but its payload did not decode; it is dropped.
     #[error("a message did not decode: {0}")]
     Decode(#[from] CodecError),
+    /// A message's payload is larger than this endpoint's
+    /// [`Limits::max_payload`](crate::Limits::max_payload) (its sender's
+    /// limit is higher): it is dropped before a byte of it is read, and the
+    /// next call goes on with the next message. Raise the limit in
+    /// [`Options::limits`](crate::Options::limits) to accept such messages.
+    #[error("dropped a message of {size} bytes: over this endpoint's max_payload of {max} bytes")]
+    TooLarge {
+        /// The payload's size, as its frame says.
+        size: u64,
+        /// This endpoint's limit.
+        max: u64,
+    },
     /// A system call failed.
     #[error("i/o error while receiving: {0}")]
     Io(#[from] io::Error),

@@ -146,9 +146,31 @@ pub struct Limits {
     /// The most endpoints the controller admits, when this endpoint hosts it
     /// ([`JoinError::BusFull`](crate::JoinError::BusFull) beyond). Default 1024.
     pub max_endpoints: usize,
-    /// The largest payload this endpoint sends or accepts, in bytes
-    /// ([`SendError::TooLarge`](crate::SendError::TooLarge) at send; a larger
-    /// incoming one is dropped and counted as malformed). Default 4 GiB.
+    /// The largest payload this endpoint sends or accepts, in bytes.
+    /// Default 64 MiB; at most 4 GiB (the wire format's limit).
+    ///
+    /// Over it, `send` fails with
+    /// [`SendError::TooLarge`](crate::SendError::TooLarge), and a receiver
+    /// drops an incoming message unread and reports it once as
+    /// [`RecvError::TooLarge`](crate::RecvError::TooLarge) (counted in
+    /// [`EndpointStats::too_large`](crate::EndpointStats::too_large)).
+    ///
+    /// Why 64 MiB: a receiver copies a payload into its own memory to decode
+    /// it, so every process its [`Access`] policy admits (by default, any
+    /// process of the same user) can make it allocate this much per message.
+    /// 64 MiB is an allocation a desktop application takes in passing, and
+    /// still carries an uncompressed 4K RGBA frame (33 MB) in one message.
+    /// Bulk data is better attached as a
+    /// [`MemoryRegion`](crate::MemoryRegion): it is mapped, never copied,
+    /// and does not count here.
+    ///
+    /// To move larger payloads, raise it on the sending and the receiving
+    /// side alike:
+    ///
+    /// ```
+    /// let mut options = busbar::Options::new("com.example.video", busbar::label!("raw"), "token");
+    /// options.limits.max_payload = 1 << 30; // 1 GiB
+    /// ```
     pub max_payload: u64,
     /// Bytes of payload that may wait for their ttl in this endpoint
     /// ([`SendError::PendingFull`](crate::SendError::PendingFull) beyond). Default 64 MiB.
@@ -169,7 +191,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_endpoints: 1024,
-            max_payload: 4 << 30,
+            max_payload: 64 << 20,
             max_pending_bytes: 64 << 20,
             max_pending_descriptors: 1024,
             link_buffer: 256 << 10,

@@ -86,19 +86,46 @@ fn a_payload_over_the_limit_fails_at_send() {
 }
 
 #[test]
-fn a_payload_over_the_receivers_limit_is_dropped_and_counted() {
+fn a_payload_over_the_receivers_limit_is_dropped_unread_and_reported_once() {
     let bus = bus("too-large-in");
     let mut small = Options::new(&bus, label!("small"), "t");
     small.limits.max_payload = 1000;
     let (small_tx, mut small_rx) = join::<Vec<u8>, Vec<u8>>(small, WAIT).unwrap();
-    let (big, _big_rx) =
-        join::<Vec<u8>, Vec<u8>>(Options::new(&bus, label!("big"), "t"), WAIT).unwrap();
+    let mut big = Options::new(&bus, label!("big"), "t");
+    big.limits.max_payload = 1 << 20;
+    let (big, _big_rx) = join::<Vec<u8>, Vec<u8>>(big, WAIT).unwrap();
     let to_small = || Selector::unicast("small").ttl(Duration::from_secs(30));
-    big.send(Message::new(to_small(), vec![1u8; 5000])).unwrap();
-    big.send(Message::new(to_small(), vec![2u8; 10])).unwrap();
-    // The large one is dropped before it is read; the next one arrives.
-    assert_eq!(small_rx.recv(WAIT).unwrap().payload, vec![2u8; 10]);
-    assert_eq!(small_tx.stats().malformed, 1);
+    // Through the ring (5000 bytes) and through a region (over 64 KiB),
+    // to `recv` and to `recv_with`: each too large one is reported, then
+    // the next message arrives.
+    for size in [5000usize, 100 << 10] {
+        big.send(Message::new(to_small(), vec![1u8; size])).unwrap();
+        big.send(Message::new(to_small(), vec![2u8; 10])).unwrap();
+        big.send(Message::new(to_small(), vec![3u8; size])).unwrap();
+        big.send(Message::new(to_small(), vec![4u8; 10])).unwrap();
+        match small_rx.recv(WAIT) {
+            Err(RecvError::TooLarge {
+                size: got,
+                max: 1000,
+            }) => assert!(got > size as u64),
+            other => panic!("{size} bytes: {other:?}"),
+        }
+        assert_eq!(small_rx.recv(WAIT).unwrap().payload, vec![2u8; 10]);
+        match small_rx.recv_with(WAIT, |m| m.bytes().map(|(_, b)| b.len())) {
+            Err(RecvError::TooLarge { max: 1000, .. }) => {}
+            other => panic!("{size} bytes, recv_with: {other:?}"),
+        }
+        assert_eq!(small_rx.recv(WAIT).unwrap().payload, vec![4u8; 10]);
+    }
+    let stats = small_tx.stats();
+    assert_eq!(
+        (stats.too_large, stats.malformed, stats.received),
+        (4, 0, 4)
+    );
+    assert_eq!(
+        stats.links_cut, 0,
+        "a sender with a higher limit is not hostile"
+    );
 }
 
 #[test]

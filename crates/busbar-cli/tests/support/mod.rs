@@ -6,7 +6,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -37,7 +37,8 @@ pub fn busbar(args: &[&str]) -> Command {
 pub struct Proc {
     child: Child,
     lines: mpsc::Receiver<String>,
-    stderr: Option<JoinHandle<String>>,
+    stderr: Option<JoinHandle<()>>,
+    err_lines: mpsc::Receiver<String>,
 }
 
 impl Proc {
@@ -75,16 +76,21 @@ impl Proc {
                 }
             }
         });
-        let mut stderr = child.stderr.take().expect("stderr");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, err_lines) = mpsc::channel();
         let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
         });
         Proc {
             child,
             lines,
             stderr: Some(stderr),
+            err_lines,
         }
     }
 
@@ -99,6 +105,13 @@ impl Proc {
             .expect("a line from busbar in time")
     }
 
+    /// The next line it prints on stderr.
+    pub fn err_line(&self) -> String {
+        self.err_lines
+            .recv_timeout(GUARD)
+            .expect("a line from busbar on stderr in time")
+    }
+
     /// Waits for it to exit: its status, the lines it printed and not yet
     /// read, and its stderr.
     pub fn finish(mut self) -> (ExitStatus, Vec<String>, String) {
@@ -110,11 +123,10 @@ impl Proc {
             assert!(Instant::now() < deadline, "busbar did not exit in time");
             std::thread::sleep(Duration::from_millis(5));
         };
-        let stderr = self
-            .stderr
-            .take()
-            .map(|h| h.join().expect("stderr reader"))
-            .unwrap_or_default();
+        if let Some(reader) = self.stderr.take() {
+            reader.join().expect("stderr reader");
+        }
+        let stderr: String = self.err_lines.try_iter().map(|l| l + "\n").collect();
         let lines = self.lines.iter().collect();
         (status, lines, stderr)
     }

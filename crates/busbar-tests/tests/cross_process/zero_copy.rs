@@ -22,8 +22,10 @@ fn borrowed(peer: &mut Peer) -> Vec<String> {
 fn loans_multicast_to_recv_and_recv_with_arrive_byte_exact() {
     let bus = bus_name("loans");
     let _holder = controller_holder(&bus);
-    let mut plain = joined("plain", "recv", &bus, "zc,plain", &[]).0;
-    let mut lent = joined("lent", "borrow-recv", &bus, "zc,lent", &[]).0;
+    // 64 MiB of data is over the default `max_payload` (with its header): raised on every side.
+    let raised = ["--max-payload", "100000000"];
+    let mut plain = joined("plain", "recv", &bus, "zc,plain", &raised).0;
+    let mut lent = joined("lent", "borrow-recv", &bus, "zc,lent", &raised).0;
     let sizes = [0usize, 1, 4096, 100_000, 1 << 20, 64 << 20];
     let list: Vec<String> = sizes.iter().map(usize::to_string).collect();
     let (mut tx, _) = joined(
@@ -31,7 +33,15 @@ fn loans_multicast_to_recv_and_recv_with_arrive_byte_exact() {
         "loan-send",
         &bus,
         "tx",
-        &["--to", "zc", "--multicast", "--sizes", &list.join(",")],
+        &[
+            "--to",
+            "zc",
+            "--multicast",
+            "--sizes",
+            &list.join(","),
+            raised[0],
+            raised[1],
+        ],
     );
     tx.expect_line(&format!("SENT {}", sizes.len()));
     let want_plain: Vec<String> = sizes

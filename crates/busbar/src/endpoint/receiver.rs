@@ -81,7 +81,10 @@ impl<R: MessageBox> EndpointReceiver<R> {
     ///
     /// Messages of a type `R` does not know are skipped. A message of a known
     /// type whose payload does not decode is dropped and reported as
-    /// [`RecvError::Decode`]; the next call goes on with the next message.
+    /// [`RecvError::Decode`], and one larger than this endpoint's
+    /// [`Limits::max_payload`](crate::Limits::max_payload) is dropped unread
+    /// and reported as [`RecvError::TooLarge`]; either way the next call
+    /// goes on with the next message.
     ///
     /// ```
     /// use std::time::Duration;
@@ -136,17 +139,18 @@ impl<R: MessageBox> EndpointReceiver<R> {
             let raw = match ready {
                 Ready::Raw(raw) => raw,
                 Ready::Decoded(m) => {
-                    counters.received.fetch_add(1, Ordering::Relaxed);
+                    count_handed(counters, &m);
                     return m.map(Some);
                 }
             };
             let max = self.core.shared.options.limits.max_payload;
-            let decoded = if raw.header.payload_len > max {
+            if raw.header.payload_len > max {
                 // Over this endpoint's own limit: dropped before a byte of it is read.
-                Decoded::Malformed(FrameError::TooLarge(raw.header.payload_len))
-            } else {
-                decode_with(raw, &self.core.shared.lent)?
-            };
+                let out = Err(too_large(raw.header.payload_len, max));
+                count_handed::<Option<Message<R>>>(counters, &out);
+                return out;
+            }
+            let decoded = decode_with(raw, &self.core.shared.lent)?;
             match decoded {
                 Decoded::Message(m) => {
                     counters.received.fetch_add(1, Ordering::Relaxed);
@@ -176,7 +180,9 @@ impl<R: MessageBox> EndpointReceiver<R> {
     /// returned. Messages with attachments or over 64 KiB arrive through
     /// the socket and are lent from there.
     ///
-    /// Every message is lent, whatever its type (see [`Borrowed`]). The
+    /// Every message is lent, whatever its type (see [`Borrowed`]), except
+    /// one larger than [`Limits::max_payload`](crate::Limits::max_payload):
+    /// it is dropped unread and reported as [`RecvError::TooLarge`]. The
     /// link is held while `f` runs: the sender may fill its ring meanwhile,
     /// but keep `f` short.
     ///
@@ -198,7 +204,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
         let mut f = Some(f);
         loop {
             if let Some(out) = self.lend_next(&mut f) {
-                return Ok(out);
+                return out;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(RecvError::Timeout);
@@ -208,8 +214,12 @@ impl<R: MessageBox> EndpointReceiver<R> {
     }
 
     /// Lends the next message there is to `f`: one read already, else the
-    /// next a link has (from its ring, in place).
-    fn lend_next<T, F: FnOnce(Borrowed<'_>) -> T>(&mut self, f: &mut Option<F>) -> Option<T> {
+    /// next a link has (from its ring, in place). `Err` for a message over
+    /// `max_payload`, dropped unread.
+    fn lend_next<T, F: FnOnce(Borrowed<'_>) -> T>(
+        &mut self,
+        f: &mut Option<F>,
+    ) -> Option<Result<T, RecvError>> {
         let core = self.core.clone();
         let inbox = &core.shared.inbox;
         let max = core.shared.options.limits.max_payload;
@@ -225,10 +235,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
                     Ready::Decoded(m) => lend_decoded(m, f),
                 };
                 if let Some(out) = out {
-                    core.shared
-                        .counters
-                        .received
-                        .fetch_add(1, Ordering::Relaxed);
+                    count_handed(&core.shared.counters, &out);
                     return Some(out);
                 }
             }
@@ -238,14 +245,14 @@ impl<R: MessageBox> EndpointReceiver<R> {
             'links: for (&token, link) in links.iter_mut() {
                 for _ in 0..BATCH {
                     let got = link.read_with(&mut self.buf, &mut self.control, |header, bytes| {
-                        lend_in_place(header, bytes, max, f)
+                        if header.payload_len > max {
+                            return Ok(Err(too_large(header.payload_len, max)));
+                        }
+                        lend_in_place(header, bytes, f).map(Ok)
                     });
                     match got {
                         ReadWith::InPlace(Ok(out)) => {
-                            core.shared
-                                .counters
-                                .received
-                                .fetch_add(1, Ordering::Relaxed);
+                            count_handed(&core.shared.counters, &out);
                             return Some(out);
                         }
                         ReadWith::InPlace(Err(e)) => {
@@ -296,10 +303,9 @@ impl<R: MessageBox> EndpointReceiver<R> {
         raw: RawFrame,
         max: u64,
         f: &mut Option<F>,
-    ) -> Option<T> {
+    ) -> Option<Result<T, RecvError>> {
         if raw.header.payload_len > max {
-            self.malformed(token, FrameError::TooLarge(raw.header.payload_len));
-            return None;
+            return Some(Err(too_large(raw.header.payload_len, max)));
         }
         let mut opened = match Opened::open(raw, &self.core.shared.lent) {
             Ok(o) => o,
@@ -325,7 +331,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
             payload,
             stable,
         );
-        f.take().map(|f| f(lent))
+        f.take().map(|f| Ok(f(lent)))
     }
 
     /// Sets how long `recv` watches the shared-memory rings before it goes
@@ -534,9 +540,10 @@ enum Ready<R> {
 fn lend_decoded<R: MessageBox, T, F: FnOnce(Borrowed<'_>) -> T>(
     m: Result<Message<R>, RecvError>,
     f: &mut Option<F>,
-) -> Option<T> {
+) -> Option<Result<T, RecvError>> {
     let m = match m {
         Ok(m) => m,
+        Err(e @ RecvError::TooLarge { .. }) => return Some(Err(e)),
         Err(e) => {
             tracing::warn!("dropped a message that did not decode: {e}");
             return None;
@@ -555,7 +562,22 @@ fn lend_decoded<R: MessageBox, T, F: FnOnce(Borrowed<'_>) -> T>(
         &payload,
         true,
     );
-    f.take().map(|f| f(lent))
+    f.take().map(|f| Ok(f(lent)))
+}
+
+/// The error for a message of `size` bytes over this endpoint's `max_payload`.
+fn too_large(size: u64, max: u64) -> RecvError {
+    RecvError::TooLarge { size, max }
+}
+
+/// Counts what a receiver hands its caller: a message (or a payload that
+/// did not decode), or a message dropped for its size.
+fn count_handed<T>(counters: &super::stats::Counters, out: &Result<T, RecvError>) {
+    let counter = match out {
+        Err(RecvError::TooLarge { .. }) => &counters.too_large,
+        _ => &counters.received,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Decodes a data frame read from a ring (checked: its lengths hold; it
@@ -570,7 +592,7 @@ fn decode_in_place<R: MessageBox>(
     scratch: &mut Vec<u8>,
 ) -> Result<Decoded<R>, RecvError> {
     if header.payload_len > max {
-        return Ok(Decoded::Malformed(FrameError::TooLarge(header.payload_len)));
+        return Err(too_large(header.payload_len, max));
     }
     scratch.clear();
     scratch.extend_from_slice(shared);
@@ -655,12 +677,8 @@ fn decode_with<R: MessageBox>(
 fn lend_in_place<T, F: FnOnce(Borrowed<'_>) -> T>(
     header: crate::frame::Header,
     bytes: &[u8],
-    max: u64,
     f: &mut Option<F>,
 ) -> Result<T, FrameError> {
-    if header.payload_len > max {
-        return Err(FrameError::TooLarge(header.payload_len));
-    }
     let (selector, payload) = crate::frame::split_body(&header, bytes);
     // The sender can still write the ring: parse a private copy.
     let private = selector.to_vec();

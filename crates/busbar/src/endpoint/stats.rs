@@ -10,6 +10,7 @@ pub(crate) struct Counters {
     pub dropped_full: AtomicU64,
     pub ttl_expired: AtomicU64,
     pub received: AtomicU64,
+    pub too_large: AtomicU64,
     pub malformed: AtomicU64,
     pub links_cut: AtomicU64,
 }
@@ -31,6 +32,10 @@ pub struct EndpointStats {
     pub pending: usize,
     /// Messages this endpoint's receiver handed to the application.
     pub received: u64,
+    /// Messages dropped unread because their payload was over this
+    /// endpoint's [`Limits::max_payload`](crate::Limits::max_payload) (each
+    /// reported once as [`RecvError::TooLarge`](crate::RecvError::TooLarge)).
+    pub too_large: u64,
     /// Malformed frames from peers, dropped.
     pub malformed: u64,
     /// Links cut because the peer kept sending malformed frames.
@@ -83,6 +88,7 @@ impl Shared {
             ttl_expired: c.ttl_expired.load(Ordering::Relaxed),
             pending: self.pending_count(),
             received: c.received.load(Ordering::Relaxed),
+            too_large: c.too_large.load(Ordering::Relaxed),
             malformed: c.malformed.load(Ordering::Relaxed),
             links_cut: c.links_cut.load(Ordering::Relaxed),
             links,

@@ -5,13 +5,14 @@
 //! * `--access same-user | anyone | allow:uids=A+B,gids=C`: who may join (when
 //!   this peer hosts the controller) and open links to it.
 //! * `--max-endpoints N`: the bus's limit, when this peer hosts the controller.
+//! * `--max-payload N`: the largest payload this peer sends or accepts, in bytes.
 
 use crate::common::{number, Result};
 use crate::Args;
 use busbar::{Access, Namespace, Options};
 use std::path::PathBuf;
 
-/// Applies `--namespace`, `--access` and `--max-endpoints` to `options`.
+/// Applies `--namespace`, `--access`, `--max-endpoints` and `--max-payload` to `options`.
 pub fn apply(args: &Args, options: &mut Options) -> Result {
     if let Some(ns) = args.get("namespace") {
         options.namespace = match ns {
@@ -24,6 +25,9 @@ pub fn apply(args: &Args, options: &mut Options) -> Result {
     }
     if let Some(max) = args.opt_num::<usize>("max-endpoints")? {
         options.limits.max_endpoints = max;
+    }
+    if let Some(max) = args.opt_num::<u64>("max-payload")? {
+        options.limits.max_payload = max;
     }
     Ok(())
 }

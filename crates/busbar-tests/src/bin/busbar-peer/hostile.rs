@@ -45,6 +45,7 @@ pub fn hostile_recv(args: &Args) -> Result {
                 ),
             },
             Err(RecvError::Decode(e)) => println!("DECODE-ERROR {e}"),
+            Err(RecvError::TooLarge { size, max }) => println!("TOO-LARGE size={size} max={max}"),
             Err(RecvError::Timeout) => {}
             Err(e) => return Err(format!("recv: {e}")),
         }

@@ -17,7 +17,7 @@
 //! | role | does |
 //! |---|---|
 //! | `hold` | joins (first, so it hosts the controller) and waits for stdin to close |
-//! | `recv [--narrow] [--no-fnv]` | prints `GOT <payload> @ <selector>` per message (bytes without their hash with `--no-fnv`), `END <n>` at the fence |
+//! | `recv [--narrow] [--no-fnv]` | prints `GOT <payload> @ <selector>` per message (bytes without their hash with `--no-fnv`; `GOT too-large size=<s> max=<m>` for one over its `max_payload`), `END <n>` at the fence |
 //! | `send` | runs commands read from stdin, one answer line each (see [`messaging::send`]) |
 //! | `stream --to L --count N [--progress-at K] [--pause-at P] [--report-controller]` | sends `Seq` 0..N unicast to `L`, then the fence |
 //! | `stream-recv [--count N]` | checks `Seq`s arrive 0, 1, 2, ... up to the fence; `STREAM ok received=<n>` |
@@ -33,8 +33,8 @@
 //! | `hostile-recv` | receives while raw clients attack it; `Seq`s in order, `FDS <n>` on `fds` (see `hostile.rs`) |
 //!
 //! Every role also takes `--namespace DIR|xdg`, `--access
-//! same-user|anyone|allow:uids=A+B,gids=C` and `--max-endpoints N` (see
-//! `access.rs`).
+//! same-user|anyone|allow:uids=A+B,gids=C`, `--max-endpoints N` and
+//! `--max-payload N` (see `access.rs`).
 //!
 //! The roles are in `messaging.rs` and `attachments.rs`, one function
 //! each; `common.rs` has what they share. The payload types are in the

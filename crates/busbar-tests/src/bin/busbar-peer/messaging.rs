@@ -23,7 +23,16 @@ pub fn recv<R: Describe>(args: &Args) -> Result {
     let (_tx, mut rx) = join::<Mixed, R>(args)?;
     let mut n = 0;
     loop {
-        let m = rx.recv(Some(HANG)).map_err(|e| format!("recv: {e}"))?;
+        let m = match rx.recv(Some(HANG)) {
+            Ok(m) => m,
+            // Dropped unread: reported in its place, in order.
+            Err(RecvError::TooLarge { size, max }) => {
+                println!("GOT too-large size={size} max={max}");
+                n += 1;
+                continue;
+            }
+            Err(e) => return Err(format!("recv: {e}")),
+        };
         if m.payload.is_end() {
             println!("END {n}");
             return Ok(());
