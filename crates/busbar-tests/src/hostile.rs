@@ -257,7 +257,8 @@ pub enum Mutation {
     ManyFds(usize),
     /// Replaces the descriptor of the first region the header counts (if any).
     RegionFd(FdSpec),
-    /// Replaces the payload descriptor, when the header says there is one.
+    /// Replaces the payload descriptor (a payload memfd or a lent region),
+    /// when the header's flags say there is one.
     PayloadFd(FdSpec),
 }
 
@@ -320,6 +321,35 @@ impl Case {
     }
 }
 
+/// Where a frame's flags byte says its payload lies. The one place the
+/// oracle and the mutations read the flags: a new flag goes here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadAt {
+    /// In the frame, after the selector.
+    InLine,
+    /// In a sealed memfd, the last descriptor.
+    Memfd,
+    /// Lent in a memory region, the last descriptor, at the offset in the
+    /// 8 bytes after the selector.
+    Region,
+}
+
+impl PayloadAt {
+    /// What the flags byte of `bytes` says (`None` when the frame has no
+    /// flags byte; flags the receiver refuses read as [`PayloadAt::InLine`]
+    /// here, and [`expect`] drops such frames before it asks).
+    pub fn of(bytes: &[u8]) -> Option<PayloadAt> {
+        let flags = *bytes.get(offset::FLAGS)?;
+        Some(if flags & fuzzing::FLAG_PAYLOAD_IN_FD != 0 {
+            PayloadAt::Memfd
+        } else if flags & fuzzing::FLAG_PAYLOAD_IN_REGION != 0 {
+            PayloadAt::Region
+        } else {
+            PayloadAt::InLine
+        })
+    }
+}
+
 fn read_le(bytes: &[u8], at: usize, width: usize) -> Option<u64> {
     let field = bytes.get(at..at + width)?;
     Some(
@@ -368,15 +398,14 @@ pub fn apply(input: &mut RawInput, m: &Mutation) {
             write_le(bytes, offset::SELECTOR_LEN, 4, new.len() as u64);
         }
         Mutation::Payload(new) => {
-            let (Some(sel), Some(flags)) = (
+            let (Some(sel), Some(at)) = (
                 read_le(bytes, offset::SELECTOR_LEN, 4),
-                bytes.get(offset::FLAGS).copied(),
+                PayloadAt::of(bytes),
             ) else {
                 return;
             };
-            let spilled = flags & fuzzing::FLAG_PAYLOAD_IN_FD != 0;
             match input.fds.last_mut() {
-                Some(FdSpec::Blob(blob)) if spilled => *blob = new.clone(),
+                Some(FdSpec::Blob(blob)) if at == PayloadAt::Memfd => *blob = new.clone(),
                 _ => {
                     let start = (HEADER_LEN + sel as usize).min(bytes.len());
                     bytes.truncate(start);
@@ -406,10 +435,8 @@ pub fn apply(input: &mut RawInput, m: &Mutation) {
             }
         }
         Mutation::PayloadFd(spec) => {
-            let spilled = bytes
-                .get(offset::FLAGS)
-                .is_some_and(|f| f & fuzzing::FLAG_PAYLOAD_IN_FD != 0);
-            if let (true, Some(slot)) = (spilled, input.fds.last_mut()) {
+            let in_fd = PayloadAt::of(bytes).is_some_and(|at| at != PayloadAt::InLine);
+            if let (true, Some(slot)) = (in_fd, input.fds.last_mut()) {
                 *slot = spec.clone();
             }
         }
@@ -670,8 +697,11 @@ pub enum Expect {
     Skip,
     /// Report a decode error (a `BytesMessage` whose payload does not decode).
     DecodeError,
-    /// A hello, taken or dropped depending on whether its body decodes.
-    HelloOrDrop,
+    /// A hello, taken: the link now knows its peer.
+    Hello,
+    /// Refused, and the link cut at once: a hello handing over descriptors
+    /// that are not a usable ring and eventfd.
+    Cut,
     /// A hang-up (an empty frame).
     Closed,
     /// Never written (too many descriptors, or the link is closed).
@@ -764,6 +794,24 @@ fn payload_from(spec: &FdSpec, len: u64) -> Option<Vec<u8>> {
     }
 }
 
+/// The payload bytes a lent payload of `len` bytes at offset `at` of the
+/// region slot holding `spec` yields, or `None` when it must be refused:
+/// the slot must hold a region ([`region_size`]'s rules) and the payload
+/// must lie inside it. A fresh [`FdSpec::Region`] holds zeros.
+fn lent_from(spec: &FdSpec, at: u64, len: u64) -> Option<Vec<u8>> {
+    let size = region_size(spec)? as u64;
+    let end = at.checked_add(len).filter(|&end| end <= size)?;
+    let (at, end) = (at as usize, end as usize);
+    match spec {
+        FdSpec::Memfd { len, contents, .. } => {
+            let file = padded(contents, *len);
+            let user = &file[REGION_HEADER as usize..];
+            Some(user[at..end].to_vec())
+        }
+        _ => Some(vec![0; end - at]),
+    }
+}
+
 /// What must happen to a data frame that passed the header checks on a link that had its hello.
 fn expect_data(input: &RawInput) -> Expect {
     let b = &input.bytes;
@@ -772,7 +820,6 @@ fn expect_data(input: &RawInput) -> Expect {
     let n_objects = field(offset::OBJECTS, 2) as usize;
     let n_regions = field(offset::REGIONS, 2) as usize;
     let payload_len = field(offset::PAYLOAD_LEN, 8);
-    let spilled = b[offset::FLAGS] & fuzzing::FLAG_PAYLOAD_IN_FD != 0;
     let type_id: [u8; 16] = b[offset::TYPE..offset::TYPE + 16]
         .try_into()
         .unwrap_or_default();
@@ -786,13 +833,18 @@ fn expect_data(input: &RawInput) -> Expect {
             None => return Expect::Drop,
         }
     }
-    let data = if spilled {
-        match payload_from(&input.fds[n_objects + n_regions], payload_len) {
-            Some(d) => d,
-            None => return Expect::Drop,
+    let last = input.fds.get(n_objects + n_regions);
+    let data = match PayloadAt::of(b) {
+        Some(PayloadAt::Memfd) => last.and_then(|spec| payload_from(spec, payload_len)),
+        Some(PayloadAt::Region) => {
+            // `check_frame` passed: exactly 8 bytes follow the selector.
+            let at = read_le(b, HEADER_LEN + sel_len, 8).unwrap_or(u64::MAX);
+            last.and_then(|spec| lent_from(spec, at, payload_len))
         }
-    } else {
-        b[HEADER_LEN + sel_len..].to_vec()
+        _ => Some(b[HEADER_LEN + sel_len..].to_vec()),
+    };
+    let Some(data) = data else {
+        return Expect::Drop;
     };
     if type_id != BytesMessage::TYPE_UUID {
         return Expect::Skip;
@@ -806,6 +858,23 @@ fn expect_data(input: &RawInput) -> Expect {
         },
         Ok(None) => Expect::Skip,
         Err(_) => Expect::DecodeError,
+    }
+}
+
+/// What must happen to the first hello of a link (it passed the header checks).
+///
+/// A hello may hand over the sender's ring, then its eventfd; the receiver
+/// cuts a link whose hello hands over anything it cannot use as such. No
+/// descriptor an [`FdSpec`] makes is a ring (a ring's file is sealed, a
+/// power of two plus 512 bytes long, and starts with the ring's magic
+/// `busbring`, which none of them writes), so a hello with descriptors cuts
+/// the link once its body decodes. (Links with real rings are the ring
+/// fuzzer's, see [`crate::rings`].)
+fn expect_hello(input: &RawInput) -> Expect {
+    match fuzzing::decode_hello(&input.bytes) {
+        None => Expect::Drop,
+        Some(_) if !input.fds.is_empty() => Expect::Cut,
+        Some(_) => Expect::Hello,
     }
 }
 
@@ -825,7 +894,7 @@ pub fn expect(input: &RawInput, hello_seen: bool) -> Expect {
         return Expect::Drop;
     }
     match b[offset::KIND] {
-        KIND_HELLO if !hello_seen => Expect::HelloOrDrop,
+        KIND_HELLO if !hello_seen => expect_hello(input),
         KIND_DATA if hello_seen => expect_data(input),
         _ => Expect::Drop,
     }
@@ -887,11 +956,16 @@ pub fn judge(cases: &[Case], inputs: &[RawInput], report: &FeedReport) -> Result
                 t.hang_ups += 1;
                 closed = true;
             }
-            (Expect::HelloOrDrop, Outcome::Hello) => {
+            (Expect::Hello, Outcome::Hello) => {
                 t.hellos += 1;
                 hello_seen = true;
             }
-            (Expect::Drop | Expect::HelloOrDrop, Outcome::Dropped) => {
+            (Expect::Cut, Outcome::Dropped) => {
+                t.dropped += 1;
+                t.links_cut += 1;
+                closed = true;
+            }
+            (Expect::Drop, Outcome::Dropped) => {
                 t.dropped += 1;
                 bad += 1;
                 if bad >= MAX_BAD_FRAMES {

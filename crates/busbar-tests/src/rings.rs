@@ -50,7 +50,8 @@
 //! ends within a bound, the link is cut exactly when it sent
 //! `MAX_BAD_FRAMES` malformed frames or its ring is corrupt, a cut link is
 //! dropped (the sender sees the hang-up), and a sleeping receiver whose
-//! ring flag the sender cleared had its doorbell rung.
+//! ring flag the sender cleared had its doorbell rung by the time the
+//! sender's push returned, or was woken by the sender giving the link up.
 
 use crate::hostile::{self, Rng};
 use busbar::fuzzing::{
@@ -576,6 +577,26 @@ enum Held {
     Lie,
 }
 
+/// Which producer call [`Run::published`] looks at, and what it owes a
+/// sleeping receiver whose flag is down when the call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    /// An honest push that went in or found the ring full: it rang the
+    /// doorbell, whoever lowered the flag (its own commit or padding, or
+    /// padding an abandoned frame published before: the producer owes that
+    /// wake-up until its next push, which pays it).
+    Honest,
+    /// An honest push that found the ring corrupt or the receiver gone: it
+    /// publishes nothing, and the sender gives the link up and hangs up,
+    /// which wakes the receiver through its socket ([`Run::give_up`]). A
+    /// wake-up owed for an abandoned frame's padding is paid that way.
+    GivesUp,
+    /// A frame reserved and never committed (a hostile sender, or one that
+    /// stops half way): the padding published on the way may lower the
+    /// flag, and the wake-up is owed to its next push.
+    Abandons,
+}
+
 /// A record published and not yet released, in positions (indices less the start).
 #[derive(Debug, Clone, Copy)]
 struct Live {
@@ -602,8 +623,9 @@ struct Live {
 ///   unseen;
 /// * the receiver going to sleep: it sleeps exactly when nothing is unread;
 ///   while it sleeps, a frame committed lowers its flag and rings its
-///   doorbell, and its flag never goes down without the doorbell ringing
-///   (unless the scribbler touched the flag);
+///   doorbell, and once an honest push returns, its flag is not down
+///   without the doorbell having rung (unless the scribbler touched the
+///   flag, or the push gave the link up: the hang-up wakes it; see [`Call`]);
 /// * an honest send: it never fails or finds the ring corrupt unless a
 ///   scribble explains it, and never stays full once the receiver has read everything.
 struct Run {
@@ -826,18 +848,20 @@ impl Run {
     }
 
     /// Updates the model after a producer call: what it published, and whether a sleeping receiver was woken.
-    /// `honest`: the call was an honest sender's, which rings the doorbell
-    /// whenever it lowered a sleeping receiver's flag (a sender that
-    /// abandons a frame may leave that to its next push).
     fn published(
         &mut self,
         before: u64,
         frame: Option<(usize, Held)>,
         woke: bool,
-        honest: bool,
+        by: Call,
     ) -> Check {
         let after = self.link.producer_tail();
         let moved = self.pos(after).wrapping_sub(self.pos(before));
+        if by == Call::GivesUp && moved != 0 {
+            return fail(format!(
+                "a push that found the link unusable published {moved} bytes"
+            ));
+        }
         if moved != 0 {
             self.must_cut_tail = None;
         }
@@ -885,7 +909,7 @@ impl Run {
                     "a frame was committed while the receiver slept, and its flag is still up",
                 );
             }
-            if honest && flag == 0 && !self.link.bell_rung() {
+            if by == Call::Honest && flag == 0 && !self.link.bell_rung() {
                 if self.checks.allow_lost_wakeups {
                     self.tally.lost_wakeups += 1;
                     self.socket_ready();
@@ -911,7 +935,11 @@ impl Run {
             let pushed = self.link.push(frame);
             let woke = matches!(pushed, Pushed::Sent { woke: true });
             let went = matches!(pushed, Pushed::Sent { .. });
-            self.published(before, went.then_some((frame.len(), held)), woke, true)?;
+            let by = match pushed {
+                Pushed::Corrupt(_) | Pushed::Gone => Call::GivesUp,
+                _ => Call::Honest,
+            };
+            self.published(before, went.then_some((frame.len(), held)), woke, by)?;
             match pushed {
                 Pushed::Sent { .. } => return Ok(true),
                 Pushed::Full if attempt < 3 => self.drain()?,
@@ -1068,7 +1096,7 @@ impl Run {
         let frame = vec![0xa5; len];
         let before = self.link.producer_tail();
         self.link.abandon(&frame, written);
-        self.published(before, None, false, false)
+        self.published(before, None, false, Call::Abandons)
     }
 
     // --- the receiver

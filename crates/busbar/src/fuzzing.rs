@@ -63,6 +63,9 @@ pub const KIND_DATA: u8 = Kind::Data as u8;
 pub const KIND_CONTROL: u8 = Kind::Control as u8;
 /// Header flag: the payload is in the last descriptor, a sealed memfd.
 pub const FLAG_PAYLOAD_IN_FD: u8 = frame::FLAG_PAYLOAD_IN_FD;
+/// Header flag: the payload is lent in the last descriptor, a memory
+/// region, at the offset in the 8 bytes after the selector.
+pub const FLAG_PAYLOAD_IN_REGION: u8 = frame::FLAG_PAYLOAD_IN_REGION;
 
 /// A frame header with every field free, so that it can lie.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,6 +253,14 @@ pub fn decode_control(bytes: &[u8]) -> Result<String, String> {
     frame::decode_small::<Control>(bytes)
         .map(|c| format!("{c:?}"))
         .map_err(|e| e.to_string())
+}
+
+/// The endpoint id in a hello's body, read as a receiver reads it; `None`
+/// when the body does not decode.
+pub fn decode_hello(bytes: &[u8]) -> Option<u64> {
+    frame::decode_small::<frame::Hello>(bytes)
+        .ok()
+        .map(|h| h.id)
 }
 
 /// Whether `frame::check` accepts `bytes` arriving with `fds` descriptors.
