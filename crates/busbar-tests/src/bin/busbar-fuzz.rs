@@ -2,7 +2,8 @@
 //! real receiving path and checks what it does with every one.
 //!
 //! ```text
-//! busbar-fuzz [--cases N] [--rings STEPS] [--seed S] [--replay BATCH_SEED]
+//! busbar-fuzz [--cases N] [--rings STEPS] [--seed S | --seed-from TEXT]
+//!             [--time-budget SECS] [--replay BATCH_SEED]
 //!             [--replay-ring EPISODE_SEED] [--allow-lost-wakeups] [--quiet]
 //! ```
 //!
@@ -33,12 +34,40 @@
 //! On a failure it prints the batch seed (or episode seed); `--replay <batch
 //! seed>` (`--replay-ring <episode seed>`) runs that one again and prints
 //! it. Exit status 0 only when nothing failed.
+//!
+//! `--seed-from TEXT` derives the seed from any text (FNV-1a of it, e.g. a
+//! commit id, so that every commit CI tests explores a new seed) and prints
+//! it, so that `--seed` replays the run. `--time-budget SECS` stops a run
+//! early once that much time has passed (shared out evenly when both
+//! fuzzers run) and says so (`budget_stop=1` in its totals): the batches
+//! and episodes a seed makes do not depend on it, only how many run.
 
 use busbar_tests::hostile::{self, random_batch, Rng, Tally};
 use busbar_tests::rings::{self, Checks, RingTally};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// A seed from any text: FNV-1a, 64 bits.
+fn seed_from(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// When a loop stops: after this many cases (steps), or at this instant.
+#[derive(Debug, Clone, Copy)]
+struct Stop {
+    count: u64,
+    deadline: Option<Instant>,
+}
+
+impl Stop {
+    /// Whether the time is up.
+    fn out_of_time(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,14 +78,22 @@ fn main() -> ExitCode {
             .map(|h| u64::from_str_radix(h, 16).ok())
             .unwrap_or_else(|| v.parse().ok())
     };
-    const VALUED: [&str; 5] = ["--cases", "--rings", "--seed", "--replay", "--replay-ring"];
+    const VALUED: [&str; 7] = [
+        "--cases",
+        "--rings",
+        "--seed",
+        "--seed-from",
+        "--time-budget",
+        "--replay",
+        "--replay-ring",
+    ];
     for (i, a) in args.iter().enumerate() {
         let is_value = i > 0 && VALUED.contains(&args[i - 1].as_str());
         if !is_value
             && !VALUED.contains(&a.as_str())
             && !["--quiet", "--allow-lost-wakeups"].contains(&a.as_str())
         {
-            eprintln!("usage: busbar-fuzz [--cases N] [--rings STEPS] [--seed S] [--replay BATCH_SEED] [--replay-ring EPISODE_SEED] [--allow-lost-wakeups] [--quiet]");
+            eprintln!("usage: busbar-fuzz [--cases N] [--rings STEPS] [--seed S | --seed-from TEXT] [--time-budget SECS] [--replay BATCH_SEED] [--replay-ring EPISODE_SEED] [--allow-lost-wakeups] [--quiet]");
             return ExitCode::from(2);
         }
     }
@@ -71,21 +108,42 @@ fn main() -> ExitCode {
     }
     let ring_steps = opt("--rings");
     let cases = opt("--cases").unwrap_or(if ring_steps.is_some() { 0 } else { 100_000 });
-    let seed = opt("--seed").unwrap_or(1);
+    let text = args
+        .iter()
+        .position(|a| a == "--seed-from")
+        .and_then(|i| args.get(i + 1));
+    let seed = match text {
+        Some(text) => {
+            let seed = seed_from(text);
+            println!(
+                "busbar-fuzz seed={seed:#x} from {text:?} (replay the run with --seed {seed:#x})"
+            );
+            seed
+        }
+        None => opt("--seed").unwrap_or(1),
+    };
     let quiet = args.iter().any(|a| a == "--quiet");
+    // Shared out evenly between the loops that run.
+    let loops = u32::from(cases > 0) + u32::from(ring_steps.is_some());
+    let slice = opt("--time-budget").map(|secs| Duration::from_secs(secs) / loops.max(1));
+    let stop = |count| Stop {
+        count,
+        deadline: slice.map(|s| Instant::now() + s),
+    };
     let mut status = ExitCode::SUCCESS;
     if cases > 0 {
-        status = run(cases, seed, quiet);
+        status = run(stop(cases), seed, quiet);
     }
     if let Some(steps) = ring_steps {
-        if run_rings(steps, seed, checks, quiet) != ExitCode::SUCCESS {
+        if run_rings(stop(steps), seed, checks, quiet) != ExitCode::SUCCESS {
             status = ExitCode::FAILURE;
         }
     }
     status
 }
 
-fn run(cases: u64, seed: u64, quiet: bool) -> ExitCode {
+fn run(stop: Stop, seed: u64, quiet: bool) -> ExitCode {
+    let cases = stop.count;
     // One line per caught panic (where it happened); the FAIL line says which batch.
     std::panic::set_hook(Box::new(|info| eprintln!("panic: {info}")));
     // Warm up once so that anything opened lazily is open before the baseline.
@@ -107,7 +165,12 @@ fn run(cases: u64, seed: u64, quiet: bool) -> ExitCode {
     let started = Instant::now();
     let step = (cases / 10).max(1);
     let mut next_report = step;
+    let mut budget_stop = false;
     while total.cases < cases {
+        if stop.out_of_time() {
+            budget_stop = true;
+            break;
+        }
         let batch_seed = master.next_u64();
         batches += 1;
         let cases_in_batch = random_batch(&mut Rng::new(batch_seed));
@@ -142,7 +205,14 @@ fn run(cases: u64, seed: u64, quiet: bool) -> ExitCode {
                     baseline.0, baseline.1
                 );
                 // Stop at the first leak: the batch seed above reproduces it.
-                return finish(total, batches, failures, leaked_fds, leaked_maps, started);
+                return finish(
+                    total,
+                    batches,
+                    failures,
+                    (leaked_fds, leaked_maps),
+                    false,
+                    started,
+                );
             }
             Ok(_) => {}
             Err(e) => {
@@ -166,19 +236,26 @@ fn run(cases: u64, seed: u64, quiet: bool) -> ExitCode {
             );
         }
     }
-    finish(total, batches, failures, leaked_fds, leaked_maps, started)
+    finish(
+        total,
+        batches,
+        failures,
+        (leaked_fds, leaked_maps),
+        budget_stop,
+        started,
+    )
 }
 
 fn finish(
     t: Tally,
     batches: u64,
     failures: u64,
-    leaked_fds: usize,
-    leaked_maps: usize,
+    (leaked_fds, leaked_maps): (usize, usize),
+    budget_stop: bool,
     started: Instant,
 ) -> ExitCode {
     println!(
-        "cases={} batches={batches} delivered={} dropped={} skipped={} decode_errors={} hellos={} not_sent={} hang_ups={} links_cut={} honest={} failures={failures} leaked_fds={leaked_fds} leaked_maps={leaked_maps} elapsed={:.1}s",
+        "cases={} batches={batches} delivered={} dropped={} skipped={} decode_errors={} hellos={} not_sent={} hang_ups={} links_cut={} honest={} failures={failures} leaked_fds={leaked_fds} leaked_maps={leaked_maps} budget_stop={} elapsed={:.1}s",
         t.cases,
         t.delivered,
         t.dropped,
@@ -189,6 +266,7 @@ fn finish(
         t.hang_ups,
         t.links_cut,
         t.honest,
+        u8::from(budget_stop),
         started.elapsed().as_secs_f64()
     );
     if failures == 0 {
@@ -219,7 +297,8 @@ fn replay(batch_seed: u64) -> ExitCode {
     }
 }
 
-fn run_rings(steps: u64, seed: u64, checks: Checks, quiet: bool) -> ExitCode {
+fn run_rings(stop: Stop, seed: u64, checks: Checks, quiet: bool) -> ExitCode {
+    let steps = stop.count;
     std::panic::set_hook(Box::new(|info| eprintln!("panic: {info}")));
     // Warm up once so that anything opened lazily is open before the baseline.
     let _ = rings::run_episode(&rings::random_episode(&mut Rng::new(0)), checks);
@@ -239,7 +318,12 @@ fn run_rings(steps: u64, seed: u64, checks: Checks, quiet: bool) -> ExitCode {
     let started = Instant::now();
     let step = (steps / 10).max(1);
     let mut next_report = step;
+    let mut budget_stop = false;
     while total.steps < steps {
+        if stop.out_of_time() {
+            budget_stop = true;
+            break;
+        }
         let episode_seed = master.next_u64();
         let episode = rings::random_episode(&mut Rng::new(episode_seed));
         let result = catch_unwind(AssertUnwindSafe(|| rings::run_episode(&episode, checks)));
@@ -277,7 +361,7 @@ fn run_rings(steps: u64, seed: u64, checks: Checks, quiet: bool) -> ExitCode {
                     baseline.0, baseline.1
                 );
                 // Stop at the first leak: the episode seed above reproduces it.
-                return finish_rings(total, failures, leaked_fds, leaked_maps, started);
+                return finish_rings(total, failures, (leaked_fds, leaked_maps), false, started);
             }
             Ok(_) => {}
             Err(e) => {
@@ -303,18 +387,24 @@ fn run_rings(steps: u64, seed: u64, checks: Checks, quiet: bool) -> ExitCode {
             );
         }
     }
-    finish_rings(total, failures, leaked_fds, leaked_maps, started)
+    finish_rings(
+        total,
+        failures,
+        (leaked_fds, leaked_maps),
+        budget_stop,
+        started,
+    )
 }
 
 fn finish_rings(
     t: RingTally,
     failures: u64,
-    leaked_fds: usize,
-    leaked_maps: usize,
+    (leaked_fds, leaked_maps): (usize, usize),
+    budget_stop: bool,
     started: Instant,
 ) -> ExitCode {
     println!(
-        "ring_steps={} episodes={} strict_episodes={} reads={} sent_ring={} sent_socket={} delivered={} delivered_tainted={} forged={} dropped={} skipped={} decode_errors={} lies={} scribbles={} ring_taints={} cut_bad_frames={} cut_corrupt={} closed={} gave_up={} sleeps={} woken={} lost_wakeups={} failures={failures} leaked_fds={leaked_fds} leaked_maps={leaked_maps} elapsed={:.1}s",
+        "ring_steps={} episodes={} strict_episodes={} reads={} sent_ring={} sent_socket={} delivered={} delivered_tainted={} forged={} dropped={} skipped={} decode_errors={} lies={} scribbles={} ring_taints={} cut_bad_frames={} cut_corrupt={} closed={} gave_up={} sleeps={} woken={} lost_wakeups={} failures={failures} leaked_fds={leaked_fds} leaked_maps={leaked_maps} budget_stop={} elapsed={:.1}s",
         t.steps,
         t.episodes,
         t.strict_episodes,
@@ -337,6 +427,7 @@ fn finish_rings(
         t.sleeps,
         t.woken,
         t.lost_wakeups,
+        u8::from(budget_stop),
         started.elapsed().as_secs_f64()
     );
     if failures == 0 {
