@@ -28,7 +28,7 @@ use std::time::Duration;
 
 /// The version of the wire protocol this build speaks. Endpoints of another
 /// version are refused at join.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 pub(crate) const MAGIC: [u8; 4] = *b"BSBR";
 pub(crate) const HEADER_LEN: usize = 48;
@@ -352,12 +352,26 @@ pub(crate) enum Control {
     Added(PeerRecord),
     /// An endpoint left (controller → every endpoint).
     Removed(u64),
-    /// How far behind each receiver this endpoint sends to is (endpoint →
-    /// controller, about once a second while it changes).
-    Report(Vec<LinkLoad>),
+    /// How far behind each receiver this endpoint sends to is, and how many
+    /// messages it moves (endpoint → controller, about once a second while
+    /// it changes).
+    Report(LoadReport),
     /// Per endpoint, what all senders together have queued for it and
-    /// dropped because it was full (controller → every endpoint, when it changes).
+    /// dropped because it was full, and its own message rates (controller →
+    /// every endpoint, when it changes).
     Load(Vec<EndpointLoad>),
+}
+
+/// What an endpoint reports about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LoadReport {
+    /// Its links to receivers.
+    pub links: Vec<LinkLoad>,
+    /// Messages it wrote to receivers per second (one per receiver), over
+    /// the time since its last report.
+    pub sent_per_sec: u64,
+    /// Messages its receiver handed to the application per second, likewise.
+    pub received_per_sec: u64,
 }
 
 /// One link's load, as its sender reports it.
@@ -368,12 +382,15 @@ pub(crate) struct LinkLoad {
     pub dropped: u64,
 }
 
-/// One endpoint's inbound load, summed over its senders.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One endpoint's inbound load, summed over its senders, and its own
+/// message rates, as it reported them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct EndpointLoad {
     pub id: u64,
     pub queued_bytes: u64,
     pub dropped: u64,
+    pub sent_per_sec: u64,
+    pub received_per_sec: u64,
 }
 
 /// The body of a `Hello` frame: who opened this data link.

@@ -177,6 +177,8 @@ pub fn wait_listed_with(bus: &str, extra: &[&str], ready: impl Fn(&[Row]) -> boo
 pub struct Row {
     pub pid: u32,
     pub controller: bool,
+    pub in_per_sec: u64,
+    pub out_per_sec: u64,
     pub queued: u64,
     pub dropped: u64,
     pub label: String,
@@ -188,7 +190,7 @@ pub fn parse_table(lines: &[String]) -> Vec<Row> {
         .iter()
         .map(|line| {
             let cells: Vec<&str> = line.split_whitespace().collect();
-            assert_eq!(cells.len(), 7, "row {line:?}");
+            assert_eq!(cells.len(), 9, "row {line:?}");
             assert_eq!(cells[0].len(), 16, "id in {line:?}");
             Row {
                 pid: cells[1].parse().expect("pid"),
@@ -197,9 +199,11 @@ pub fn parse_table(lines: &[String]) -> Vec<Row> {
                     "-" => false,
                     other => panic!("controller column {other:?}"),
                 },
-                queued: cells[4].parse().expect("queued bytes"),
-                dropped: cells[5].parse().expect("dropped"),
-                label: cells[6].to_string(),
+                in_per_sec: cells[4].parse().expect("messages in per second"),
+                out_per_sec: cells[5].parse().expect("messages out per second"),
+                queued: cells[6].parse().expect("queued bytes"),
+                dropped: cells[7].parse().expect("dropped"),
+                label: cells[8].to_string(),
             }
         })
         .collect()

@@ -1,6 +1,6 @@
 //! An endpoint's copy of the bus directory, as the controller last told it.
 
-use crate::frame::PeerRecord;
+use crate::frame::{EndpointLoad, PeerRecord};
 use crate::selector::{Selector, SelectorMode};
 use crate::{EndpointId, EndpointInfo, Label};
 use std::collections::BTreeMap;
@@ -23,9 +23,9 @@ pub(crate) struct Directory {
 struct Peer {
     record: PeerRecord,
     label: Label,
-    /// Bytes queued for it by all senders, and messages dropped for it (from the controller).
-    queued_bytes: u64,
-    dropped: u64,
+    /// Bytes queued for it by all senders, messages dropped for it, and
+    /// its message rates (from the controller).
+    load: EndpointLoad,
 }
 
 impl Directory {
@@ -69,31 +69,29 @@ impl Directory {
     pub(crate) fn add(&mut self, record: PeerRecord) {
         self.stale.remove(&record.id);
         let label = Label::new(record.label.iter().cloned());
-        let (queued_bytes, dropped) = self
+        let load = self
             .peers
             .get(&record.id)
-            .map_or((0, 0), |p| (p.queued_bytes, p.dropped));
+            .map(|p| p.load.clone())
+            .unwrap_or_default();
         self.peers.insert(
             record.id,
             Peer {
                 record,
                 label,
-                queued_bytes,
-                dropped,
+                load,
             },
         );
     }
 
     /// Takes the controller's summary of inbound load.
-    pub(crate) fn set_load(&mut self, loads: &[crate::frame::EndpointLoad]) {
+    pub(crate) fn set_load(&mut self, loads: &[EndpointLoad]) {
         for p in self.peers.values_mut() {
-            p.queued_bytes = 0;
-            p.dropped = 0;
+            p.load = EndpointLoad::default();
         }
         for l in loads {
             if let Some(p) = self.peers.get_mut(&l.id) {
-                p.queued_bytes = l.queued_bytes;
-                p.dropped = l.dropped;
+                p.load = l.clone();
             }
         }
     }
@@ -164,8 +162,10 @@ impl Directory {
                 pid: p.record.pid,
                 uid: p.record.uid,
                 is_controller: self.controller == Some(p.record.id),
-                queued_bytes: p.queued_bytes,
-                dropped: p.dropped,
+                queued_bytes: p.load.queued_bytes,
+                dropped: p.load.dropped,
+                sent_per_sec: p.load.sent_per_sec,
+                received_per_sec: p.load.received_per_sec,
             })
             .collect()
     }

@@ -5,7 +5,7 @@
 use super::control::{self, Attempt, Seed};
 use super::Shared;
 use crate::controller::Controller;
-use crate::frame::{self, Control, Kind, LinkLoad};
+use crate::frame::{self, Control, Kind, LinkLoad, LoadReport};
 use crate::sys::poll::Poller;
 use crate::sys::socket::{self, Listener, Received};
 use std::io;
@@ -47,7 +47,8 @@ pub(crate) fn spawn(
         backoff: Duration::from_millis(1),
         departed: None,
         report_at: Instant::now() + REPORT_EVERY,
-        reported: Vec::new(),
+        reported: LoadReport::default(),
+        counted: Counted::now(0, 0),
     };
     std::thread::Builder::new()
         .name("busbar-endpoint".into())
@@ -72,7 +73,42 @@ struct Driver {
     /// When to tell the controller how far behind our receivers are next.
     report_at: Instant,
     /// What we told it last.
-    reported: Vec<LinkLoad>,
+    reported: LoadReport,
+    /// Our message counters when we last looked, for the rates.
+    counted: Counted,
+}
+
+/// An endpoint's message counters at one moment.
+struct Counted {
+    at: Instant,
+    sent: u64,
+    received: u64,
+}
+
+impl Counted {
+    fn now(sent: u64, received: u64) -> Counted {
+        Counted {
+            at: Instant::now(),
+            sent,
+            received,
+        }
+    }
+
+    /// Messages per second from `self` to `later`, rounded.
+    fn rates(&self, later: &Counted) -> (u64, u64) {
+        let secs = later.at.duration_since(self.at).as_secs_f64();
+        let rate = |from: u64, to: u64| {
+            if secs <= 0.0 {
+                0
+            } else {
+                (to.saturating_sub(from) as f64 / secs).round() as u64
+            }
+        };
+        (
+            rate(self.sent, later.sent),
+            rate(self.received, later.received),
+        )
+    }
 }
 
 impl Driver {
@@ -151,15 +187,19 @@ impl Driver {
     }
 
     /// Tells the controller how much each of our receivers has not read yet
-    /// and how much we dropped for it, when that changed since last time.
+    /// and how much we dropped for it, and how many messages we sent and
+    /// received per second since we last looked, when that changed since
+    /// last time.
     fn report_load(&mut self) {
         self.report_at = Instant::now() + REPORT_EVERY;
+        let stats = self.shared.stats();
+        let counted = Counted::now(stats.sent, stats.received);
+        let (sent_per_sec, received_per_sec) = self.counted.rates(&counted);
+        self.counted = counted;
         let Some(conn) = self.control.as_ref() else {
             return;
         };
-        let loads: Vec<LinkLoad> = self
-            .shared
-            .stats()
+        let links: Vec<LinkLoad> = stats
             .links
             .into_iter()
             .map(|l| LinkLoad {
@@ -168,17 +208,22 @@ impl Driver {
                 dropped: l.dropped_full,
             })
             .collect();
-        if loads == self.reported {
+        let load = LoadReport {
+            links,
+            sent_per_sec,
+            received_per_sec,
+        };
+        if load == self.reported {
             return;
         }
         let report = frame::encode_small(
             Kind::Control,
-            &Control::Report(loads.clone()),
+            &Control::Report(load.clone()),
             frame::PROTOCOL_VERSION,
         );
         // Never wait for the controller: if its socket is full, the next report will do.
         if socket::send_frame(conn.as_fd(), &[&report], &[]).is_ok() {
-            self.reported = loads;
+            self.reported = load;
         }
     }
 
@@ -328,7 +373,7 @@ impl Driver {
                 self.retry_at = None;
                 self.departed = None;
                 // The new controller knows nothing of our load yet.
-                self.reported.clear();
+                self.reported = LoadReport::default();
             }
             Ok(Attempt::Retry) => self.schedule_retry(),
             Err(e) => {

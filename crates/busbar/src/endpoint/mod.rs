@@ -76,6 +76,13 @@ pub struct EndpointInfo {
     /// Messages other endpoints dropped for it because it was full
     /// ([`Backpressure::DropNewest`](crate::Backpressure::DropNewest)), as last reported.
     pub dropped: u64,
+    /// Messages per second it wrote to receivers (a multicast counts once
+    /// per receiver), as it last reported: over about a second, up to
+    /// about two seconds old.
+    pub sent_per_sec: u64,
+    /// Messages per second its receiver handed to its application, as it
+    /// last reported (like `sent_per_sec`).
+    pub received_per_sec: u64,
 }
 
 /// What an endpoint's sender handles, receiver and background thread share.
