@@ -69,3 +69,23 @@ fn a_short_ring_fuzz_run_finds_nothing() {
         assert!(n > 0, "{field}0 in {totals}");
     }
 }
+
+/// What CI runs on every commit: a seed derived from text (the commit id),
+/// stopped by a time budget rather than a count.
+#[test]
+fn a_seed_from_text_stopped_by_a_time_budget() {
+    let totals = run(
+        &[
+            "--seed-from",
+            "0123456789abcdef",
+            "--cases",
+            "1000000000",
+            "--time-budget",
+            "1",
+            "--quiet",
+        ],
+        "cases=",
+        1,
+    );
+    assert!(totals.contains("budget_stop=1"), "{totals}");
+}
