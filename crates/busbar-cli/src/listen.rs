@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 #[command(long_about = "\
 Join a bus with a label and print every message it receives, one line each.
 
-Each message (a BytesMessage, the type `busbar send` sends and any program \
-can build from the busbar library) is printed as one line on stdout: its data \
-as text when it is UTF-8 (with newlines and other control characters written as \\n, \
-\\u{1b}, ...), else as hex. Nothing else is printed on stdout, so scripts can \
+Each message (a BytesMessage: what `busbar send` sends, and what a Rust \
+program sends as busbar::BytesMessage) is printed as one line on stdout: its \
+data as text when it is UTF-8 (with newlines and other control characters \
+written as \\n, \\u{1b}, ...), else as hex. Nothing else is printed on stdout, so scripts can \
 read it; errors go to stderr. Messages of other types are skipped.
 
 A listener may host the bus controller (the first endpoint on a bus does), \

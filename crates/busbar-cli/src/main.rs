@@ -2,7 +2,7 @@
 //!
 //! * `busbar listen` joins a bus and prints the messages it receives.
 //! * `busbar send` sends one message.
-//! * `busbar list` shows who is on a bus.
+//! * `busbar list` shows who is on a bus (with `--watch`, again every second).
 //! * `busbar demo` starts several processes on a fresh bus and shows
 //!   unicast, multicast, a label expression, a file descriptor and a shared
 //!   memory region going between them.

@@ -11,32 +11,8 @@ use support::*;
 fn a_listener_drops_a_message_over_its_max_payload_and_a_raised_one_takes_it() {
     let bus = bus("max-payload");
     let big = "x".repeat(2000);
-    let strict = Proc::spawn(&[
-        "listen",
-        "--bus",
-        &bus,
-        "--label",
-        "strict",
-        "--max-payload",
-        "1K",
-        "--count",
-        "1",
-        "--timeout",
-        "60",
-    ]);
-    let roomy = Proc::spawn(&[
-        "listen",
-        "--bus",
-        &bus,
-        "--label",
-        "roomy",
-        "--max-payload",
-        "4K",
-        "--count",
-        "1",
-        "--timeout",
-        "60",
-    ]);
+    let strict = listen(&bus, "strict", &["--max-payload", "1K", "--count", "1"]);
+    let roomy = listen(&bus, "roomy", &["--max-payload", "4K", "--count", "1"]);
     wait_listed(&bus, |rows| {
         has_label(rows, "strict") && has_label(rows, "roomy")
     });

@@ -42,19 +42,7 @@ fn a_bus_in_a_directory_is_reached_by_listen_send_and_list_that_name_it() {
     let bus = bus("fs");
     let dir = TempDir::new("fs");
     let ns = ["--namespace", dir.path()];
-    let listener = Proc::spawn(&[
-        "listen",
-        "--bus",
-        &bus,
-        "--namespace",
-        dir.path(),
-        "--label",
-        "earth",
-        "--count",
-        "1",
-        "--timeout",
-        "60",
-    ]);
+    let listener = listen(&bus, "earth", &["--namespace", dir.path(), "--count", "1"]);
     let rows = wait_listed_with(&bus, &ns, |rows| has_label(rows, "earth"));
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].pid, listener.pid());
@@ -102,19 +90,11 @@ fn a_relative_directory_names_the_same_bus_from_anywhere() {
     let parent = dir.0.parent().expect("a parent").to_path_buf();
     let name = dir.0.file_name().expect("a name").to_str().expect("UTF-8");
     let relative = format!("./{name}");
-    let mut listen = busbar(&[
-        "listen",
-        "--bus",
+    let mut listen = busbar(&listen_args(
         &bus,
-        "--namespace",
-        &relative,
-        "--label",
         "rel",
-        "--count",
-        "1",
-        "--timeout",
-        "60",
-    ]);
+        &["--namespace", &relative, "--count", "1"],
+    ));
     listen.current_dir(&parent);
     let listener = Proc::start(listen, None);
     // Named by its absolute path from here, it is the same bus.
@@ -144,17 +124,8 @@ fn a_directory_that_is_not_private_is_refused_with_the_reason() {
     let dir = TempDir::new("fs-open");
     std::fs::create_dir(&dir.0).expect("mkdir");
     std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let (status, _, err) = run(&[
-        "listen",
-        "--bus",
-        &bus("fs-open"),
-        "--namespace",
-        dir.path(),
-        "--label",
-        "x",
-        "--timeout",
-        "5",
-    ]);
+    let bus = bus("fs-open");
+    let (status, _, err) = run(&listen_args(&bus, "x", &["--namespace", dir.path()]));
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(
         err.contains("--namespace") && err.contains("chmod 700"),
@@ -211,15 +182,7 @@ fn access_keeps_another_user_out_unless_it_admits_that_user() {
     }
     // A bus with the default policy: the same user only.
     let closed = bus("access-closed");
-    let _closed = Proc::spawn(&[
-        "listen",
-        "--bus",
-        &closed,
-        "--label",
-        "mine",
-        "--timeout",
-        "60",
-    ]);
+    let _closed = listen(&closed, "mine", &[]);
     wait_listed(&closed, |rows| has_label(rows, "mine"));
 
     // `nobody` must trust the controller (root) to even ask to join ...
@@ -254,19 +217,7 @@ fn access_keeps_another_user_out_unless_it_admits_that_user() {
 
     // A bus whose listener admits `nobody`: it may list it and send to it.
     let open = bus("access-open");
-    let listener = Proc::spawn(&[
-        "listen",
-        "--bus",
-        &open,
-        "--label",
-        "shared",
-        "--access",
-        "uid:65534",
-        "--count",
-        "1",
-        "--timeout",
-        "60",
-    ]);
+    let listener = listen(&open, "shared", &["--access", "uid:65534", "--count", "1"]);
     wait_listed(&open, |rows| has_label(rows, "shared"));
     let mut args = vec!["list", "--bus", &open, "--join-timeout", "5"];
     args.extend_from_slice(&trust_root);
@@ -298,19 +249,11 @@ fn the_filesystem_namespace_keeps_another_user_out_by_its_directory() {
     }
     let bus = bus("fs-nobody");
     let dir = TempDir::new("fs-nobody");
-    let _listener = Proc::spawn(&[
-        "listen",
-        "--bus",
+    let _listener = listen(
         &bus,
-        "--namespace",
-        dir.path(),
-        "--label",
         "mine",
-        "--access",
-        "anyone",
-        "--timeout",
-        "60",
-    ]);
+        &["--namespace", dir.path(), "--access", "anyone"],
+    );
     wait_listed_with(&bus, &["--namespace", dir.path()], |rows| {
         has_label(rows, "mine")
     });

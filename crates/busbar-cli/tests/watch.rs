@@ -28,15 +28,7 @@ fn next_table(watch: &Proc) -> (String, Vec<Row>) {
 #[test]
 fn watch_shows_count_tables_and_stops() {
     let bus = bus("watch-count");
-    let listener = Proc::spawn(&[
-        "listen",
-        "--bus",
-        &bus,
-        "--label",
-        "idle",
-        "--timeout",
-        "60",
-    ]);
+    let listener = listen(&bus, "idle", &[]);
     wait_listed(&bus, |rows| has_label(rows, "idle"));
     let watch = Proc::spawn(&[
         "list",
@@ -80,15 +72,7 @@ fn count_and_interval_need_watch() {
 #[test]
 fn watch_shows_the_message_rate_of_a_busy_sender_and_its_receiver() {
     let bus = bus("watch-busy");
-    let listener = Proc::spawn(&[
-        "listen",
-        "--bus",
-        &bus,
-        "--label",
-        "sink",
-        "--timeout",
-        "120",
-    ]);
+    let listener = listen(&bus, "sink", &[]);
     wait_listed(&bus, |rows| has_label(rows, "sink"));
 
     let mut options = Options::new(&bus, label!("busy"), "busbar");

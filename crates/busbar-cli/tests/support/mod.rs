@@ -141,6 +141,19 @@ impl Drop for Proc {
     }
 }
 
+/// The arguments of `busbar listen --bus BUS --label LABEL --timeout 60`
+/// and `extra`: a listener that exits 3 after a minute, a hang guard of its own.
+pub fn listen_args<'a>(bus: &'a str, label: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["listen", "--bus", bus, "--label", label, "--timeout", "60"];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Starts [`listen_args`].
+pub fn listen(bus: &str, label: &str, extra: &[&str]) -> Proc {
+    Proc::spawn(&listen_args(bus, label, extra))
+}
+
 /// Runs `busbar` to the end: status, stdout lines, stderr.
 pub fn run(args: &[&str]) -> (ExitStatus, Vec<String>, String) {
     Proc::spawn(args).finish()
