@@ -28,7 +28,7 @@ use std::time::Duration;
 
 /// The version of the wire protocol this build speaks. Endpoints of another
 /// version are refused at join.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 pub(crate) const MAGIC: [u8; 4] = *b"BSBR";
 pub(crate) const HEADER_LEN: usize = 48;
@@ -360,6 +360,11 @@ pub(crate) enum Control {
     /// dropped because it was full, and its own message rates (controller →
     /// every endpoint, when it changes).
     Load(Vec<EndpointLoad>),
+    /// Whom a re-joining endpoint knows (endpoint → a new controller, right
+    /// after its welcome): the controller lists those it did not know yet
+    /// until they re-register or their grace runs out, so that an endpoint
+    /// joining for the first time during a failover learns of every live one.
+    Known(Vec<PeerRecord>),
 }
 
 /// What an endpoint reports about itself.
@@ -393,10 +398,15 @@ pub(crate) struct EndpointLoad {
     pub received_per_sec: u64,
 }
 
-/// The body of a `Hello` frame: who opened this data link.
+/// The body of a `Hello` frame: who opened this data link. The receiver
+/// learns the sender from it (see `InLink::take_hello`), so that a message
+/// it hands to the application always comes from an endpoint its directory
+/// lists, whatever the controller's pushes say yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Hello {
     pub id: u64,
+    /// The sender's label.
+    pub label: Vec<String>,
 }
 
 /// A whole small frame (header and postcard body) of `kind`.

@@ -229,7 +229,14 @@ pub fn honest_frame(h: &Honest) -> Option<RawInput> {
 
 /// The hello that opens a data link from endpoint `id`.
 pub fn hello_frame(id: u64) -> Vec<u8> {
-    frame::encode_small(Kind::Hello, &frame::Hello { id }, crate::PROTOCOL_VERSION)
+    frame::encode_small(
+        Kind::Hello,
+        &frame::Hello {
+            id,
+            label: Vec::new(),
+        },
+        crate::PROTOCOL_VERSION,
+    )
 }
 
 /// A join request to a controller, claiming protocol `version`.
@@ -813,7 +820,11 @@ impl HostileRing {
 /// `n_fds` descriptors (an honest sender's are the ring, then the eventfd).
 pub fn ring_hello(id: u64, n_fds: u16) -> Vec<u8> {
     // Encoding our own plain struct into a Vec cannot fail.
-    let body = postcard::to_allocvec(&frame::Hello { id }).unwrap_or_default();
+    let body = postcard::to_allocvec(&frame::Hello {
+        id,
+        label: Vec::new(),
+    })
+    .unwrap_or_default();
     let mut h = Header::new(Kind::Hello);
     h.n_objects = n_fds;
     h.payload_len = body.len() as u64;

@@ -53,6 +53,7 @@
 extern crate self as busbar;
 
 mod controller;
+mod departed;
 mod endpoint;
 mod error;
 mod frame;

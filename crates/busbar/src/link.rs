@@ -112,14 +112,14 @@ fn peer_gone(why: &str) -> SendFailure {
 }
 
 impl OutLink {
-    /// Connects to the endpoint `peer` at `addr` and introduces us as
-    /// `our_id`, handing it a ring of `ring_capacity` bytes (rounded up to
+    /// Connects to the endpoint at `addr` and introduces us with `hello`
+    /// (our id and label), handing it a ring of `ring_capacity` bytes (rounded up to
     /// a power of two). `Ok(None)` when nobody listens there (the endpoint
     /// is gone). Fails with `PermissionDenied` when the process listening
     /// there is not one that `access` admits (for us, running as `our_uid`).
     pub(crate) fn connect(
         addr: &socket::Address,
-        our_id: u64,
+        hello_body: &frame::Hello,
         our_uid: u32,
         access: &crate::Access,
         ring_capacity: usize,
@@ -148,7 +148,7 @@ impl OutLink {
         let bell = poll::Doorbell::new()?;
         let mut hello = Header::new(Kind::Hello);
         hello.n_objects = 2;
-        let body = postcard::to_allocvec(&frame::Hello { id: our_id }).unwrap_or_default();
+        let body = postcard::to_allocvec(hello_body).unwrap_or_default();
         hello.payload_len = body.len() as u64;
         let fds = [ring_fd.as_fd(), bell.as_fd()];
         match socket::send_frame(fd.as_fd(), &[&hello.encode(), &body], &fds) {
@@ -343,6 +343,8 @@ pub(crate) struct InLink {
     pub fd: OwnedFd,
     /// The sender, once its hello arrived.
     pub peer: Option<u64>,
+    /// The sender's label from its hello, until [`take_hello`](InLink::take_hello) takes it.
+    hello_label: Option<Vec<String>>,
     /// The ring the sender handed over in its hello (none: a socket-only link).
     ring: Option<Consumer>,
     /// The eventfd the sender rings when we sleep, from its hello, and
@@ -417,6 +419,7 @@ impl InLink {
         InLink {
             fd,
             peer: None,
+            hello_label: None,
             ring: None,
             bell: None,
             stash: None,
@@ -427,6 +430,30 @@ impl InLink {
             seq_warned: false,
             gap_since: None,
         }
+    }
+
+    /// The sender as its hello introduced it, once, right after the hello
+    /// was read (before any of its data frames): its id and label, with the
+    /// pid and uid the kernel gives for the link's socket. The receiver
+    /// puts it in its directory (after checking the id is not forged) before
+    /// it hands a message from this link to the application.
+    pub(crate) fn take_hello(&mut self) -> Option<frame::PeerRecord> {
+        let label = self.hello_label.take()?;
+        let id = self.peer?;
+        let cred = socket::peer_cred(self.fd.as_fd()).ok()?;
+        Some(frame::PeerRecord {
+            id,
+            label,
+            pid: cred.pid,
+            uid: cred.uid,
+        })
+    }
+
+    /// The sender claimed an id that belongs to another process: the link is
+    /// cut (the caller drops it) and nothing from it is believed.
+    pub(crate) fn refuse_peer(&mut self) {
+        tracing::warn!(peer = ?self.peer.map(|id| format!("{id:016x}")), "cutting a data link whose hello claims another endpoint's id");
+        self.bad_frames = MAX_BAD_FRAMES;
     }
 
     /// The poller saw the socket readable (or hung up), or the bell rung.
@@ -711,6 +738,7 @@ impl InLink {
                             }
                         }
                         self.peer = Some(hello.id);
+                        self.hello_label = Some(hello.label);
                         Read::Nothing
                     }
                     Kind::Data if self.peer.is_some() => Read::Frame(RawFrame {

@@ -10,6 +10,7 @@ mod harness;
 mod access;
 mod attachments;
 mod backpressure;
+mod causal;
 mod crash;
 mod failover;
 mod hostile;

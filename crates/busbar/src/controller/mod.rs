@@ -17,6 +17,7 @@ mod admit;
 mod load;
 mod stale;
 
+use crate::departed::Departed;
 use crate::endpoint::control::Seed;
 use crate::frame::{self, Control, Kind, PeerRecord};
 use crate::sys::poll::{Doorbell, Poller};
@@ -93,6 +94,7 @@ impl Controller {
                     )
                 })
                 .collect(),
+            departed: Departed::default(),
             grace,
             next_token: 2,
             load: load::LoadBoard::default(),
@@ -151,6 +153,10 @@ struct State {
     listener: Listener,
     conns: HashMap<u64, Conn>,
     dir: BTreeMap<u64, Entry>,
+    /// Endpoints that left while this controller served (not listed again
+    /// when a re-joining endpoint reports them).
+    departed: Departed,
+    /// When the entries nobody re-registered yet are removed.
     grace: Option<Instant>,
     next_token: u64,
     load: load::LoadBoard,
@@ -274,9 +280,16 @@ impl State {
         };
         if let Some(id) = conn.id {
             let report = frame::check(bytes, 0).and_then(|_| frame::decode_small::<Control>(bytes));
-            if let Ok(Control::Report(loads)) = report {
-                self.load.report(id, loads);
-                return true;
+            match report {
+                Ok(Control::Report(loads)) => {
+                    self.load.report(id, loads);
+                    return true;
+                }
+                Ok(Control::Known(peers)) => {
+                    self.known(token, id, peers);
+                    return true;
+                }
+                _ => {}
             }
             tracing::warn!(
                 "an admitted endpoint sent an unexpected control frame; disconnecting it"
@@ -317,6 +330,7 @@ impl State {
                     pid: cred.pid,
                     uid: cred.uid,
                 };
+                self.departed.forget(id);
                 self.dir.insert(
                     id,
                     Entry {
@@ -338,6 +352,47 @@ impl State {
                 self.broadcast(&Control::Added(record), Some(token));
                 true
             }
+        }
+    }
+
+    /// A re-joining endpoint (`from`, on connection `token`) says whom it
+    /// knows. Those this controller does not list, and did not see leave,
+    /// are listed as if seeded (they keep their place until they
+    /// re-register or the grace runs out) and announced to everyone: a
+    /// controller that took over knowing fewer endpoints than the
+    /// survivors (it had just joined, say) learns of them all, and so does
+    /// an endpoint that joins for the first time meanwhile.
+    fn known(&mut self, token: u64, from: u64, peers: Vec<PeerRecord>) {
+        let mut added = Vec::new();
+        for record in peers {
+            let id = record.id;
+            if id == from
+                || self.dir.contains_key(&id)
+                || self.departed.contains(id)
+                || self.dir.len() >= self.max_endpoints
+            {
+                continue;
+            }
+            self.dir.insert(
+                id,
+                Entry {
+                    record: record.clone(),
+                    conn: None,
+                },
+            );
+            added.push(record);
+        }
+        if added.is_empty() {
+            return;
+        }
+        let until = Instant::now() + REJOIN_GRACE;
+        self.grace = Some(self.grace.map_or(until, |g| g.max(until)));
+        for record in added {
+            tracing::debug!(
+                "endpoint {:016x} reported by a re-joining endpoint; listed until it re-registers",
+                record.id
+            );
+            self.broadcast(&Control::Added(record), Some(token));
         }
     }
 
@@ -420,6 +475,7 @@ impl State {
         if let Some(id) = conn.id {
             if self.dir.get(&id).is_some_and(|e| e.conn == Some(token)) {
                 self.dir.remove(&id);
+                self.departed.insert(id);
                 self.load.forget(id);
                 self.stale.departed(id, Instant::now());
                 self.broadcast(&Control::Removed(id), None);
@@ -450,6 +506,7 @@ impl State {
                     "endpoint {id:016x} did not re-register after failover; removing it"
                 );
                 self.dir.remove(&id);
+                self.departed.insert(id);
                 self.stale.departed(id, now);
                 self.broadcast(&Control::Removed(id), None);
             }

@@ -1,5 +1,6 @@
 //! An endpoint's copy of the bus directory, as the controller last told it.
 
+use crate::departed::Departed;
 use crate::frame::{EndpointLoad, PeerRecord};
 use crate::selector::{Selector, SelectorMode};
 use crate::{EndpointId, EndpointInfo, Label};
@@ -14,9 +15,12 @@ pub(crate) struct Directory {
     /// The endpoint hosting the controller, when there is one.
     pub controller: Option<u64>,
     peers: BTreeMap<u64, Peer>,
-    /// Peers kept from before a failover that the new controller has not
-    /// confirmed yet, and until when they are kept (see [`Directory::reset`]).
+    /// Peers the controller has not confirmed (yet), and until when they are
+    /// kept: those kept from before a failover (see [`Directory::reset`])
+    /// and those learned from a data link's hello (see [`Directory::learn`]).
     stale: BTreeMap<u64, Instant>,
+    /// Endpoints the controller said left (or whose grace ran out).
+    departed: Departed,
 }
 
 #[derive(Debug, Clone)]
@@ -65,9 +69,10 @@ impl Directory {
         self.stale.get(&id).is_none_or(|t| now < *t)
     }
 
-    /// Records an endpoint.
+    /// Records an endpoint (the controller lists it).
     pub(crate) fn add(&mut self, record: PeerRecord) {
         self.stale.remove(&record.id);
+        self.departed.forget(record.id);
         let label = Label::new(record.label.iter().cloned());
         let load = self
             .peers
@@ -109,6 +114,7 @@ impl Directory {
         for id in &gone {
             self.stale.remove(id);
             self.peers.remove(id);
+            self.departed.insert(*id);
         }
         gone
     }
@@ -118,10 +124,44 @@ impl Directory {
         self.stale.values().min().copied()
     }
 
-    /// Forgets an endpoint; whether it was there.
+    /// Forgets an endpoint that left; whether it was there.
     pub(crate) fn remove(&mut self, id: u64) -> bool {
         self.stale.remove(&id);
+        self.departed.insert(id);
         self.peers.remove(&id).is_some()
+    }
+
+    /// The pid the directory gives for `id`, when it lists it.
+    pub(crate) fn pid_of(&self, id: u64) -> Option<u32> {
+        self.peers.get(&id).map(|p| p.record.pid)
+    }
+
+    /// Whether `id` is known to have left the bus.
+    pub(crate) fn has_left(&self, id: u64) -> bool {
+        self.departed.contains(id)
+    }
+
+    /// Lists an endpoint that a data link's hello introduced (its id
+    /// checked by the caller), ahead of the controller's word: a message
+    /// from it is about to reach the application, which may answer at once.
+    /// It stays until the controller confirms it (`Added`, a welcome), says
+    /// it left, or, unconfirmed, for [`REJOIN_GRACE`](crate::controller::REJOIN_GRACE).
+    /// Nothing happens for an endpoint listed already or known to have left.
+    pub(crate) fn learn(&mut self, record: PeerRecord) {
+        if self.peers.contains_key(&record.id) || self.departed.contains(record.id) {
+            return;
+        }
+        let until = Instant::now() + crate::controller::REJOIN_GRACE;
+        self.stale.insert(record.id, until);
+        let label = Label::new(record.label.iter().cloned());
+        self.peers.insert(
+            record.id,
+            Peer {
+                record,
+                label,
+                load: EndpointLoad::default(),
+            },
+        );
     }
 
     /// Whether `id` is listed (and not a stale peer whose grace ran out):
@@ -208,5 +248,24 @@ mod tests {
         assert_eq!(dir.prune(later), vec![1]);
         assert_eq!(dir.next_expiry(), None);
         assert_eq!(dir.matching(&Selector::multicast(true)), vec![2, 3]);
+    }
+
+    #[test]
+    fn a_peer_learned_from_a_hello_routes_at_once_until_confirmed_or_gone() {
+        let mut dir = Directory::default();
+        dir.reset(1, 1, vec![record(1, "a")]);
+        dir.learn(record(2, "b"));
+        assert_eq!(dir.matching(&Selector::unicast("b")), vec![2]);
+        // Confirmed by the controller: no longer subject to the grace.
+        dir.add(record(2, "b"));
+        let later = Instant::now() + crate::controller::REJOIN_GRACE + Duration::from_millis(1);
+        assert!(dir.prune(later).is_empty());
+        // Left: a hello read late does not bring it back.
+        dir.remove(2);
+        dir.learn(record(2, "b"));
+        assert!(dir.matching(&Selector::unicast("b")).is_empty());
+        // Never confirmed: dropped when the grace runs out.
+        dir.learn(record(3, "c"));
+        assert_eq!(dir.prune(later), vec![3]);
     }
 }

@@ -22,6 +22,9 @@ const CONTROL: u64 = 2;
 /// How often an endpoint tells the controller how far behind its receivers are (when that changed).
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
+/// Directory records per `Known` frame (each well under 300 bytes).
+const KNOWN_PER_FRAME: usize = 128;
+
 /// The longest pause between two attempts to reach a new controller.
 const MAX_RETRY: Duration = Duration::from_millis(20);
 
@@ -364,7 +367,22 @@ impl Driver {
                 }
                 let mut dir = shared.directory.write().unwrap_or_else(|p| p.into_inner());
                 dir.reset(joined.epoch, joined.controller, joined.peers);
+                let known = dir.records();
                 drop(dir);
+                // Tell the new controller whom we know: it may have taken
+                // over knowing fewer endpoints than we do. (In pieces that
+                // stay far below the largest frame.)
+                for chunk in known.chunks(KNOWN_PER_FRAME) {
+                    let frame = frame::encode_small(
+                        Kind::Control,
+                        &Control::Known(chunk.to_vec()),
+                        frame::PROTOCOL_VERSION,
+                    );
+                    if let Err(e) = socket::send_frame(joined.conn.as_fd(), &[&frame], &[]) {
+                        tracing::debug!("could not tell the new controller whom we know: {e}");
+                        break;
+                    }
+                }
                 if started.is_some() {
                     tracing::info!("this endpoint now hosts the bus controller");
                 }

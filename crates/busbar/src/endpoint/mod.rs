@@ -15,6 +15,7 @@ pub(crate) mod control;
 mod directory;
 mod driver;
 mod inbox;
+mod learn;
 mod lent;
 mod loan;
 pub(crate) mod namespace;
@@ -90,6 +91,8 @@ pub(crate) struct Shared {
     pub id: u64,
     pub uid: u32,
     pub options: Options,
+    /// What this endpoint's data links introduce it with.
+    pub hello: crate::frame::Hello,
     pub directory: RwLock<Directory>,
     /// Outgoing data links, by receiver id.
     pub links: Mutex<HashMap<u64, Arc<OutLink>>>,
@@ -188,6 +191,10 @@ pub fn join<T: MessageBox, R: MessageBox>(
         id,
         // SO_PEERCRED reports effective ids: compare like with like.
         uid: rustix::process::geteuid().as_raw(),
+        hello: crate::frame::Hello {
+            id,
+            label: options.label.iter().map(str::to_string).collect(),
+        },
         options,
         directory: RwLock::new(directory),
         links: Mutex::new(HashMap::new()),

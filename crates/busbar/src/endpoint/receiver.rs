@@ -275,7 +275,16 @@ impl<R: MessageBox> EndpointReceiver<R> {
                             read_ahead = true;
                             break 'links;
                         }
-                        ReadWith::Nothing => {}
+                        ReadWith::Nothing => {
+                            if !learn_sender(&core.shared, link) {
+                                core.shared
+                                    .counters
+                                    .links_cut
+                                    .fetch_add(1, Ordering::Relaxed);
+                                gone.push(token);
+                                continue 'links;
+                            }
+                        }
                         ReadWith::Empty => break,
                         ReadWith::Closed => {
                             gone.push(token);
@@ -487,7 +496,12 @@ impl<R: MessageBox> EndpointReceiver<R> {
                     ReadWith::InPlace(Err(e)) => {
                         self.ready.push_back((token, Ready::Decoded(Err(e))))
                     }
-                    ReadWith::Nothing => {}
+                    ReadWith::Nothing => {
+                        if !learn_sender(&self.core.shared, link) {
+                            closed = true;
+                            break;
+                        }
+                    }
                     ReadWith::Empty => break,
                     ReadWith::Closed => {
                         closed = true;
@@ -525,6 +539,21 @@ impl<R: MessageBox> EndpointReceiver<R> {
             }
         }
     }
+}
+
+/// After a read that gave nothing for the application (a hello, say):
+/// lists the sender its hello introduced, if it just did, before anything
+/// from the link reaches the application. `false` when the hello claims an
+/// id that is not the sender's: the link is then cut (the caller drops it).
+fn learn_sender(shared: &super::Shared, link: &mut crate::link::InLink) -> bool {
+    let Some(hello) = link.take_hello() else {
+        return true;
+    };
+    if shared.learn_sender(hello) {
+        return true;
+    }
+    link.refuse_peer();
+    false
 }
 
 /// A frame read from a link, waiting for `recv`.

@@ -375,7 +375,7 @@ impl Shared {
         let limits = &self.options.limits;
         match OutLink::connect(
             &addr,
-            self.id,
+            &self.hello,
             self.uid,
             &self.options.access,
             limits.link_buffer,

@@ -30,6 +30,8 @@
 //! | `join-error [--version V]` | expects `join` to be refused; prints `REFUSED <kind> ...` |
 //! | `expect-timeout --ms M` | `recv` with a timeout on an idle endpoint; `TIMEOUT elapsed_ms=<t>` |
 //! | `crash-watch`, `crash-sink`, `crash-send`, `crash-region-send`, `crash-victim` | the crash tests' processes (see `crash.rs`) |
+//! | `answer` / `rounds --to L --rounds N [--pause-at K]` | a newcomer speaks at once and is answered by label with no ttl (see `causal.rs`) |
+//! | `sees --labels a,b` | waits until its directory lists each label; `SEES a,b` |
 //! | `hostile-recv` | receives while raw clients attack it; `Seq`s in order, `FDS <n>` on `fds` (see `hostile.rs`) |
 //!
 //! Every role also takes `--namespace DIR|xdg`, `--access
@@ -42,6 +44,7 @@
 
 mod access;
 mod attachments;
+mod causal;
 mod common;
 mod crash;
 mod hostile;
@@ -87,6 +90,9 @@ fn main() -> ExitCode {
         "crash-region-send" => crash::region_send(&args),
         "crash-victim" => crash::victim(&args),
         "hostile-recv" => hostile::hostile_recv(&args),
+        "answer" => causal::answer(&args),
+        "rounds" => causal::rounds(&args),
+        "sees" => causal::sees(&args),
         other => Err(format!("unknown role {other:?}")),
     };
     match result {
