@@ -17,6 +17,7 @@ use std::collections::{btree_set, BTreeSet};
 use std::convert::Infallible;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// A set of strings describing an endpoint, such as `{"renderer", "gpu"}`.
 ///
@@ -34,8 +35,25 @@ use std::str::FromStr;
 /// assert_eq!(label.len(), 2);
 /// assert_eq!(label.iter().collect::<Vec<_>>(), ["gpu", "renderer"]);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Label(BTreeSet<String>);
+///
+/// A label is shared, not copied: cloning one (as
+/// [`EndpointSender::endpoints`](crate::EndpointSender::endpoints) does for
+/// every endpoint it lists) costs a reference count, and changing a clone
+/// copies its strings first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Label(Arc<BTreeSet<String>>);
+
+impl Serialize for Label {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.as_ref().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Label {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        BTreeSet::deserialize(deserializer).map(|set| Label(Arc::new(set)))
+    }
+}
 
 impl Label {
     /// Builds a label from strings.
@@ -51,12 +69,12 @@ impl Label {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Label(items.into_iter().map(Into::into).collect())
+        Label(Arc::new(items.into_iter().map(Into::into).collect()))
     }
 
     /// Adds `item`; returns whether it was new.
     pub fn insert(&mut self, item: impl Into<String>) -> bool {
-        self.0.insert(item.into())
+        Arc::make_mut(&mut self.0).insert(item.into())
     }
 
     /// Whether the label holds `s`.
@@ -133,7 +151,7 @@ impl<S: Into<String>> FromIterator<S> for Label {
 
 impl<S: Into<String>> Extend<S> for Label {
     fn extend<I: IntoIterator<Item = S>>(&mut self, iter: I) {
-        self.0.extend(iter.into_iter().map(Into::into));
+        Arc::make_mut(&mut self.0).extend(iter.into_iter().map(Into::into));
     }
 }
 
@@ -142,7 +160,7 @@ impl IntoIterator for Label {
     type IntoIter = btree_set::IntoIter<String>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+        Arc::unwrap_or_clone(self.0).into_iter()
     }
 }
 

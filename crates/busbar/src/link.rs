@@ -33,7 +33,7 @@ use crate::sys::ring::{self, Consumer, Producer, PushError, RingError};
 use crate::sys::socket::{self, Received};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -69,6 +69,22 @@ pub(crate) struct OutLink {
     pub sent: AtomicU64,
     /// Frames dropped because the receiver was full (drop-newest policy).
     pub dropped: AtomicU64,
+    /// The ring's unread bytes when last looked at: what
+    /// [`queued_bytes`](OutLink::queued_bytes) reports while a sender holds
+    /// the link (it may be waiting for room), so that a report never waits.
+    queued_hint: AtomicUsize,
+}
+
+/// What [`OutLink::connect`] achieved.
+#[derive(Debug)]
+pub(crate) enum Connected {
+    /// A link, introduced.
+    Link(OutLink),
+    /// Nobody listens there: the endpoint is gone.
+    Gone,
+    /// The endpoint has not accepted its earlier connections yet and the
+    /// wait ran out: it counts as full.
+    Busy,
 }
 
 #[derive(Debug)]
@@ -113,9 +129,10 @@ fn peer_gone(why: &str) -> SendFailure {
 
 impl OutLink {
     /// Connects to the endpoint at `addr` and introduces us with `hello`
-    /// (our id and label), handing it a ring of `ring_capacity` bytes (rounded up to
-    /// a power of two). `Ok(None)` when nobody listens there (the endpoint
-    /// is gone). Fails with `PermissionDenied` when the process listening
+    /// (our id and label), handing it a ring of `ring_capacity` bytes
+    /// (rounded up to a power of two). Waits for room in the receiver's
+    /// backlog as `wait` says (it frees as the receiver's background thread
+    /// accepts). Fails with `PermissionDenied` when the process listening
     /// there is not one that `access` admits (for us, running as `our_uid`).
     pub(crate) fn connect(
         addr: &socket::Address,
@@ -123,9 +140,17 @@ impl OutLink {
         our_uid: u32,
         access: &crate::Access,
         ring_capacity: usize,
-    ) -> io::Result<Option<OutLink>> {
-        let Some(fd) = socket::connect(addr)? else {
-            return Ok(None);
+        wait: Wait,
+    ) -> io::Result<Connected> {
+        let limit = match wait {
+            Wait::No => Some(Duration::ZERO),
+            Wait::Until(d) => Some(d.saturating_duration_since(Instant::now())),
+            Wait::Forever => None,
+        };
+        let fd = match socket::connect_within(addr, limit)? {
+            socket::Connect::Connected(fd) => fd,
+            socket::Connect::Refused => return Ok(Connected::Gone),
+            socket::Connect::Busy => return Ok(Connected::Busy),
         };
         // Whoever holds that address must be one of ours: never hand a
         // message to a stranger who squatted it.
@@ -155,7 +180,7 @@ impl OutLink {
             Ok(()) => {
                 // Writes never block inside the kernel: waiting for room is ours to bound.
                 socket::set_nonblocking(fd.as_fd(), true)?;
-                Ok(Some(OutLink {
+                Ok(Connected::Link(OutLink {
                     fd,
                     state: Mutex::new(OutState {
                         seq: 0,
@@ -165,9 +190,10 @@ impl OutLink {
                     }),
                     sent: AtomicU64::new(0),
                     dropped: AtomicU64::new(0),
+                    queued_hint: AtomicUsize::new(0),
                 }))
             }
-            Err(e) if socket::is_peer_gone(&e) => Ok(None),
+            Err(e) if socket::is_peer_gone(&e) => Ok(Connected::Gone),
             Err(e) => Err(e),
         }
     }
@@ -231,6 +257,7 @@ impl OutLink {
                     return Ok(());
                 }
                 Err(PushError::Full) => {
+                    self.queued_hint.store(st.ring.queued(), Ordering::Relaxed);
                     // Padding published on the way may have found it asleep.
                     if st.ring.take_owed_wake() {
                         st.bell.ring();
@@ -305,13 +332,21 @@ impl OutLink {
     }
 
     /// Bytes written that the receiver has not read yet (ring and socket).
+    /// Never waits: while a sender holds the link (perhaps waiting for
+    /// room), the ring's count is the one seen last.
     pub(crate) fn queued_bytes(&self) -> usize {
-        let ring = self
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .ring
-            .queued();
+        let ring = match self.state.try_lock() {
+            Ok(mut st) => Some(st.ring.queued()),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner().ring.queued()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        let ring = match ring {
+            Some(q) => {
+                self.queued_hint.store(q, Ordering::Relaxed);
+                q
+            }
+            None => self.queued_hint.load(Ordering::Relaxed),
+        };
         ring + socket::unread_bytes(self.fd.as_fd()).unwrap_or(0)
     }
 }

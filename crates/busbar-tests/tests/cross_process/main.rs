@@ -18,5 +18,6 @@ mod join;
 mod liveness;
 mod payloads;
 mod routing;
+mod scale;
 mod ttl;
 mod zero_copy;

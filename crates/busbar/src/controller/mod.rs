@@ -111,6 +111,13 @@ impl Controller {
     }
 }
 
+impl Controller {
+    /// Whether its thread still serves the bus.
+    pub(crate) fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
 impl Drop for Controller {
     fn drop(&mut self) {
         self.stop.ring();
@@ -406,7 +413,8 @@ impl State {
         };
         conn.outbox_bytes += bytes.len();
         conn.outbox.push_back(bytes);
-        if conn.outbox_bytes > MAX_OUTBOX_BYTES {
+        // Our own host is never dropped: it would take the bus down with it.
+        if conn.outbox_bytes > MAX_OUTBOX_BYTES && conn.id != Some(self.host) {
             tracing::warn!(
                 pid = conn.cred.pid,
                 "an endpoint left {} bytes of control messages unread; dropping it",

@@ -2,7 +2,7 @@
 //! directory current, releases messages waiting for their `ttl`, and
 //! runs the failover when the controller goes away.
 
-use super::control::{self, Attempt, Seed};
+use super::control::{self, Begun, Seed};
 use super::Shared;
 use crate::controller::Controller;
 use crate::frame::{self, Control, Kind, LinkLoad, LoadReport};
@@ -45,6 +45,7 @@ pub(crate) fn spawn(
         poller,
         listener,
         control: Some(control),
+        asked: false,
         controller,
         retry_at: None,
         backoff: Duration::from_millis(1),
@@ -66,6 +67,9 @@ struct Driver {
     listener: Listener,
     /// The control connection; `None` between losing a controller and joining the next.
     control: Option<OwnedFd>,
+    /// Whether `control` carries a join request not answered yet (after a
+    /// failover): its next frame is the answer.
+    asked: bool,
     /// The controller, when this endpoint hosts it.
     controller: Option<Controller>,
     retry_at: Option<Instant>,
@@ -195,15 +199,21 @@ impl Driver {
     /// last time.
     fn report_load(&mut self) {
         self.report_at = Instant::now() + REPORT_EVERY;
-        let stats = self.shared.stats();
-        let counted = Counted::now(stats.sent, stats.received);
+        // Never `stats()`: it waits for the ttl queue, which a sender may
+        // hold while it waits for a full receiver.
+        let c = &self.shared.counters;
+        let counted = Counted::now(
+            c.sent.load(Ordering::Relaxed),
+            c.received.load(Ordering::Relaxed),
+        );
         let (sent_per_sec, received_per_sec) = self.counted.rates(&counted);
         self.counted = counted;
         let Some(conn) = self.control.as_ref() else {
             return;
         };
-        let links: Vec<LinkLoad> = stats
-            .links
+        let links: Vec<LinkLoad> = self
+            .shared
+            .link_stats()
             .into_iter()
             .map(|l| LinkLoad {
                 peer: l.peer.0,
@@ -291,6 +301,12 @@ impl Driver {
                 }
             };
             let bytes = &buf[..len];
+            if self.asked {
+                if !self.answered(bytes, fds) {
+                    return;
+                }
+                continue;
+            }
             let msg = frame::check(bytes, fds).and_then(|_| frame::decode_small::<Control>(bytes));
             let mut dir = self
                 .shared
@@ -312,6 +328,61 @@ impl Driver {
                 }) => dir.reset(epoch, controller, peers),
                 Ok(other) => tracing::warn!("unexpected control message {other:?}"),
                 Err(e) => tracing::warn!("malformed control frame: {e}"),
+            }
+        }
+    }
+
+    /// Takes the controller's answer to our re-join request. `false` when
+    /// it refused us (the connection is dropped and a retry scheduled).
+    fn answered(&mut self, bytes: &[u8], fds: usize) -> bool {
+        let welcome = if fds == 0 {
+            control::answer(bytes, &self.shared.options)
+        } else {
+            Err(crate::error::JoinError::Protocol(
+                "the answer to join carried descriptors".into(),
+            ))
+        };
+        match welcome {
+            Ok(w) => {
+                let known = {
+                    let mut dir = self
+                        .shared
+                        .directory
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner());
+                    dir.reset(w.epoch, w.controller, w.peers);
+                    dir.records()
+                };
+                // Tell the new controller whom we know: it may have taken
+                // over knowing fewer endpoints than we do. (In pieces that
+                // stay far below the largest frame.)
+                if let Some(conn) = self.control.as_ref() {
+                    for chunk in known.chunks(KNOWN_PER_FRAME) {
+                        let frame = frame::encode_small(
+                            Kind::Control,
+                            &Control::Known(chunk.to_vec()),
+                            frame::PROTOCOL_VERSION,
+                        );
+                        if let Err(e) = socket::send_frame(conn.as_fd(), &[&frame], &[]) {
+                            tracing::debug!("could not tell the new controller whom we know: {e}");
+                            break;
+                        }
+                    }
+                }
+                self.asked = false;
+                self.departed = None;
+                // The new controller knows nothing of our load yet.
+                self.reported = LoadReport::default();
+                true
+            }
+            Err(e) => {
+                tracing::warn!("re-joining the bus failed: {e}");
+                if let Some(conn) = self.control.take() {
+                    self.poller.remove(conn.as_fd());
+                }
+                self.asked = false;
+                self.schedule_retry();
+                false
             }
         }
     }
@@ -343,11 +414,22 @@ impl Driver {
                 self.departed = Some(id);
             }
         }
-        self.controller = None;
+        self.asked = false;
+        // Losing our connection to the controller we host (it dropped us,
+        // say) is no reason to stop it: the others still use it, and we
+        // join it again. Only one that stopped by itself is let go.
+        if self.controller.as_ref().is_some_and(|c| !c.is_running()) {
+            self.controller = None;
+        }
         self.backoff = Duration::from_millis(1);
         self.retry_at = Some(Instant::now());
     }
 
+    /// Connects to the controller (or becomes it) and sends the join
+    /// request, without waiting: neither for room in the controller's
+    /// backlog (it retries shortly) nor for the answer, which
+    /// [`read_control`](Driver::read_control) takes. This thread accepts
+    /// our data links, so it must never wait for another process.
     fn rejoin(&mut self) {
         let shared = &self.shared;
         let seed = || {
@@ -358,42 +440,24 @@ impl Driver {
                 departed: self.departed.into_iter().collect(),
             }
         };
-        match control::attempt(&shared.options, shared.id, seed) {
-            Ok(Attempt::Joined(joined, started)) => {
-                if let Err(e) = self.poller.add(joined.conn.as_fd(), CONTROL) {
+        match control::begin(&shared.options, shared.id, seed, Some(Duration::ZERO)) {
+            Ok(Begun::Asked(asked)) => {
+                if let Some(started) = asked.started {
+                    tracing::info!("this endpoint now hosts the bus controller");
+                    self.controller = Some(started);
+                }
+                let watched = socket::set_nonblocking(asked.conn.as_fd(), true)
+                    .and_then(|()| self.poller.add(asked.conn.as_fd(), CONTROL));
+                if let Err(e) = watched {
                     tracing::warn!("could not watch the control connection: {e}");
                     self.schedule_retry();
                     return;
                 }
-                let mut dir = shared.directory.write().unwrap_or_else(|p| p.into_inner());
-                dir.reset(joined.epoch, joined.controller, joined.peers);
-                let known = dir.records();
-                drop(dir);
-                // Tell the new controller whom we know: it may have taken
-                // over knowing fewer endpoints than we do. (In pieces that
-                // stay far below the largest frame.)
-                for chunk in known.chunks(KNOWN_PER_FRAME) {
-                    let frame = frame::encode_small(
-                        Kind::Control,
-                        &Control::Known(chunk.to_vec()),
-                        frame::PROTOCOL_VERSION,
-                    );
-                    if let Err(e) = socket::send_frame(joined.conn.as_fd(), &[&frame], &[]) {
-                        tracing::debug!("could not tell the new controller whom we know: {e}");
-                        break;
-                    }
-                }
-                if started.is_some() {
-                    tracing::info!("this endpoint now hosts the bus controller");
-                }
-                self.controller = started;
-                self.control = Some(joined.conn);
+                self.control = Some(asked.conn);
+                self.asked = true;
                 self.retry_at = None;
-                self.departed = None;
-                // The new controller knows nothing of our load yet.
-                self.reported = LoadReport::default();
             }
-            Ok(Attempt::Retry) => self.schedule_retry(),
+            Ok(Begun::Retry) => self.schedule_retry(),
             Err(e) => {
                 tracing::warn!("re-joining the bus failed: {e}");
                 self.schedule_retry();

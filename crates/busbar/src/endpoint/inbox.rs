@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 /// How many messages to itself an endpoint holds before it counts as full.
 pub(crate) const LOCAL_MAX: usize = 1024;
@@ -19,7 +19,13 @@ pub(crate) const BELL: u64 = 0;
 /// frames this endpoint sent itself. The receiver waits on all of them.
 pub(crate) struct Inbox {
     pub poller: Poller,
-    pub links: Mutex<HashMap<u64, InLink>>,
+    /// The links the receiver reads, by poller token: see [`Inbox::links`].
+    links: Mutex<HashMap<u64, InLink>>,
+    /// Links accepted since the receiver last looked. The background thread
+    /// only ever takes this lock, and only for a moment: it never waits for
+    /// the receiver, which holds `links` while it lends a message to its
+    /// caller's closure.
+    incoming: Mutex<Vec<(u64, InLink)>>,
     pub local: Mutex<VecDeque<RawFrame>>,
     pub bell: Doorbell,
     next_token: AtomicU64,
@@ -34,6 +40,7 @@ impl Inbox {
         Ok(Inbox {
             poller,
             links: Mutex::new(HashMap::new()),
+            incoming: Mutex::new(Vec::new()),
             local: Mutex::new(VecDeque::new()),
             bell,
             next_token: AtomicU64::new(BELL + 1),
@@ -57,10 +64,18 @@ impl Inbox {
             tracing::warn!("could not watch an incoming link: {e}");
             return;
         }
-        self.links
+        self.incoming
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(token, link);
+            .push((token, link));
+    }
+
+    /// The links the receiver reads, with those accepted since it last looked.
+    pub(crate) fn links(&self) -> MutexGuard<'_, HashMap<u64, InLink>> {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let new = std::mem::take(&mut *self.incoming.lock().unwrap_or_else(|p| p.into_inner()));
+        links.extend(new);
+        links
     }
 
     /// Queues a frame this endpoint sent itself; gives it back when
@@ -80,7 +95,7 @@ impl Inbox {
     /// when it was decoded: counts it against that link and cuts the link
     /// when it has sent too many. Whether it was cut.
     pub(crate) fn malformed(&self, token: u64, e: FrameError) -> bool {
-        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let mut links = self.links();
         let Some(link) = links.get_mut(&token) else {
             // A message to ourselves, or the link is gone already.
             tracing::warn!("dropped a malformed message: {e}");
@@ -107,7 +122,7 @@ impl Inbox {
     /// The receiver is gone: close every link so that senders notice.
     pub(crate) fn close(&self) {
         self.open.store(false, Ordering::Release);
-        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let mut links = self.links();
         for (_, link) in links.drain() {
             self.unwatch(&link);
         }

@@ -48,10 +48,16 @@ impl Shared {
         }
     }
 
-    /// The pid of the process listening at endpoint `id`'s data address, if any.
+    /// The pid of the process listening at endpoint `id`'s data address, if
+    /// any. Never waits: a listener whose backlog is full (it has not
+    /// accepted its earlier connections yet) tells nothing.
     fn pid_at(&self, id: u64) -> Option<u32> {
         let addr = super::control::link_address(&self.options, id).ok()?;
-        let conn = socket::connect(&addr).ok()??;
+        let socket::Connect::Connected(conn) =
+            socket::connect_within(&addr, Some(std::time::Duration::ZERO)).ok()?
+        else {
+            return None;
+        };
         socket::peer_cred(conn.as_fd()).ok().map(|c| c.pid)
     }
 }

@@ -137,7 +137,10 @@ impl Drop for Core {
 /// `controller_affinity`, becomes it when there is none), registers, and
 /// returns a sender of `T` and a receiver of `R`.
 ///
-/// `timeout` bounds the wait for a controller; `None` waits as long as it takes.
+/// `timeout` bounds the whole join, one budget for finding the controller,
+/// waiting for it to accept, and waiting for its answer (a busy or starved
+/// controller is waited for, never given up on early); `None` waits as
+/// long as it takes.
 ///
 /// ```
 /// use std::time::Duration;
@@ -168,11 +171,12 @@ pub fn join<T: MessageBox, R: MessageBox>(
     };
     let mut backoff = Duration::from_millis(1);
     let (joined, controller) = loop {
-        match control::attempt(&options, id, || Seed {
+        let seed = || Seed {
             epoch: 1,
             peers: Vec::new(),
             departed: Vec::new(),
-        })? {
+        };
+        match control::attempt(&options, id, seed, deadline)? {
             Attempt::Joined(j, c) => break (j, c),
             Attempt::Retry => {
                 let now = Instant::now();

@@ -239,7 +239,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
                     return Some(out);
                 }
             }
-            let mut links = inbox.links.lock().unwrap_or_else(|p| p.into_inner());
+            let mut links = inbox.links();
             let mut gone = Vec::new();
             let mut read_ahead = false;
             'links: for (&token, link) in links.iter_mut() {
@@ -399,7 +399,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
         }
         let inbox = &self.core.shared.inbox;
         let woke = {
-            let mut links = inbox.links.lock().unwrap_or_else(|p| p.into_inner());
+            let mut links = inbox.links();
             let mut any = false;
             for link in links.values_mut() {
                 any |= link.prepare_sleep();
@@ -409,12 +409,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
         if !woke {
             inbox.poller.wait(&mut self.tokens, deadline)?;
         }
-        for link in inbox
-            .links
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values_mut()
-        {
+        for link in inbox.links().values_mut() {
             link.awake();
         }
         self.mark_ready();
@@ -424,7 +419,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
     /// Whether any ring has a frame (shared memory only, no system call).
     fn rings_have_frames(&mut self) -> bool {
         let inbox = &self.core.shared.inbox;
-        let mut links = inbox.links.lock().unwrap_or_else(|p| p.into_inner());
+        let mut links = inbox.links();
         links.values_mut().any(|l| l.ring_has_frame())
             || !inbox
                 .local
@@ -437,7 +432,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
     /// silences the doorbell.
     fn mark_ready(&mut self) {
         let inbox = &self.core.shared.inbox;
-        let mut links = inbox.links.lock().unwrap_or_else(|p| p.into_inner());
+        let mut links = inbox.links();
         for &token in &self.tokens {
             if token == BELL {
                 inbox.bell.clear();
@@ -461,7 +456,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
         );
         let counters = &self.core.shared.counters;
         let max = self.core.shared.options.limits.max_payload;
-        let mut links = inbox.links.lock().unwrap_or_else(|p| p.into_inner());
+        let mut links = inbox.links();
         let mut gone = Vec::new();
         for (&token, link) in links.iter_mut() {
             let bad_before = link.bad_frames();

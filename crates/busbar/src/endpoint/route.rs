@@ -5,7 +5,7 @@ use super::directory::Directory;
 use super::outgoing::OutFrame;
 use super::Shared;
 use crate::error::SendError;
-use crate::link::{OutLink, SendFailure, Wait};
+use crate::link::{Connected, OutLink, SendFailure, Wait};
 use crate::sys::socket;
 use crate::Backpressure;
 use std::collections::VecDeque;
@@ -45,6 +45,15 @@ pub(crate) struct Pending {
 struct Outcome {
     delivered: Vec<u64>,
     full: Vec<u64>,
+}
+
+/// A link to a receiver, or why there is none.
+enum Link {
+    Ready(Arc<OutLink>),
+    /// The receiver is gone.
+    Gone,
+    /// The receiver has not accepted its earlier connections within the wait.
+    Busy,
 }
 
 enum Delivery {
@@ -348,8 +357,10 @@ impl Shared {
             self.counters.sent.fetch_add(1, Ordering::Relaxed);
             return Ok(Delivery::Delivered);
         }
-        let Some(link) = self.link_to(target)? else {
-            return Ok(Delivery::Gone);
+        let link = match self.link_to(target, wait)? {
+            Link::Ready(link) => link,
+            Link::Gone => return Ok(Delivery::Gone),
+            Link::Busy => return Ok(Delivery::Full),
         };
         match frame.write_to(&link, wait) {
             Ok(()) => {
@@ -365,47 +376,59 @@ impl Shared {
         }
     }
 
-    /// The link to `target`, connecting on first use. `None` when the endpoint is gone.
-    fn link_to(&self, target: u64) -> Result<Option<Arc<OutLink>>, SendError> {
-        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(l) = links.get(&target) {
-            return Ok(Some(l.clone()));
+    /// The link to `target`, connecting on first use (waiting for the
+    /// receiver to accept as `wait` says).
+    ///
+    /// No lock is held while connecting: the connect waits for the
+    /// receiver's background thread to accept, and that thread may itself
+    /// be waiting for one of ours (its own sender connecting to us, say).
+    /// Two senders racing to make the same link keep the first one made.
+    fn link_to(&self, target: u64, wait: Wait) -> Result<Link, SendError> {
+        if let Some(l) = self
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&target)
+        {
+            return Ok(Link::Ready(l.clone()));
         }
         let addr = super::control::link_address(&self.options, target)?;
         let limits = &self.options.limits;
-        match OutLink::connect(
+        let made = OutLink::connect(
             &addr,
             &self.hello,
             self.uid,
             &self.options.access,
             limits.link_buffer,
-        ) {
-            Ok(Some(l)) => {
-                // The directory may have dropped the target since the
-                // sender picked it (the background thread then forgot its
-                // link before we made this one): keep no link nobody will
-                // ever forget. (It drops the directory entry before it takes
-                // `links`, which we hold.)
-                let listed = self
-                    .directory
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .lists(target);
-                if !listed {
-                    return Ok(None);
-                }
-                l.set_buffer(self.options.limits.link_buffer)?;
-                let l = Arc::new(l);
-                links.insert(target, l.clone());
-                Ok(Some(l))
-            }
-            Ok(None) => Ok(None),
+            wait,
+        );
+        let l = match made {
+            Ok(Connected::Link(l)) => l,
+            Ok(Connected::Gone) => return Ok(Link::Gone),
+            Ok(Connected::Busy) => return Ok(Link::Busy),
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                 tracing::warn!("not sending to endpoint {target:016x}: {e}");
-                Ok(None)
+                return Ok(Link::Gone);
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
+        };
+        l.set_buffer(limits.link_buffer)?;
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        // The directory may have dropped the target since the sender picked
+        // it (the background thread then forgot its link before we made
+        // this one): keep no link nobody will ever forget. (It drops the
+        // directory entry before it takes `links`, which we hold.)
+        let listed = self
+            .directory
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .lists(target);
+        if !listed {
+            return Ok(Link::Gone);
         }
+        Ok(Link::Ready(
+            links.entry(target).or_insert_with(|| Arc::new(l)).clone(),
+        ))
     }
 
     /// Drops the link to an endpoint that went away.

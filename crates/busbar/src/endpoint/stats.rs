@@ -69,19 +69,7 @@ impl Shared {
     /// A snapshot of the counters and links.
     pub(crate) fn stats(&self) -> EndpointStats {
         let c = &self.counters;
-        let mut links: Vec<LinkStats> = self
-            .links
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(id, l)| LinkStats {
-                peer: EndpointId(*id),
-                queued_bytes: l.queued_bytes(),
-                sent: l.sent.load(Ordering::Relaxed),
-                dropped_full: l.dropped.load(Ordering::Relaxed),
-            })
-            .collect();
-        links.sort_by_key(|l| l.peer);
+        let links = self.link_stats();
         EndpointStats {
             sent: c.sent.load(Ordering::Relaxed),
             dropped_full: c.dropped_full.load(Ordering::Relaxed),
@@ -95,5 +83,24 @@ impl Shared {
             pooled_regions: self.loans.len()
                 + self.lent.lock().unwrap_or_else(|p| p.into_inner()).len(),
         }
+    }
+
+    /// Our outgoing links, by receiver. Never waits for a sender (the
+    /// background thread reports these).
+    pub(crate) fn link_stats(&self) -> Vec<LinkStats> {
+        let mut links: Vec<LinkStats> = self
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, l)| LinkStats {
+                peer: EndpointId(*id),
+                queued_bytes: l.queued_bytes(),
+                sent: l.sent.load(Ordering::Relaxed),
+                dropped_full: l.dropped.load(Ordering::Relaxed),
+            })
+            .collect();
+        links.sort_by_key(|l| l.peer);
+        links
     }
 }

@@ -174,7 +174,9 @@ pub(crate) fn bind_listener(addr: &Address) -> io::Result<Bind> {
         path: addr.path.clone(),
         lock: None,
     };
-    net::listen(&listener.fd, 128)?;
+    // As deep as the system allows (`net.core.somaxconn` caps it): a deep
+    // backlog spares connecting peers retries; nothing depends on its depth.
+    net::listen(&listener.fd, 4096)?;
     Ok(Bind::Bound(listener))
 }
 
@@ -212,16 +214,59 @@ pub(crate) fn probe(addr: &Address) -> io::Result<Probe> {
     }
 }
 
-/// Connects to a listener at `addr` ([connect(2)]). `Ok(None)` when nobody
-/// listens there, or only a socket of another type (not one of ours:
-/// `EPROTOTYPE`).
+/// What a bounded [`connect_within`] found.
+#[derive(Debug)]
+pub(crate) enum Connect {
+    /// Connected (a blocking socket with no send timeout, as [`seqpacket`] makes them).
+    Connected(OwnedFd),
+    /// Nobody listens there, or only a socket of another type (not one of
+    /// ours: `EPROTOTYPE`).
+    Refused,
+    /// The listener's backlog stayed full for as long as we could wait: it
+    /// is alive but has not accepted its earlier connections yet.
+    Busy,
+}
+
+/// Connects to a listener at `addr` ([connect(2)]), waiting at most
+/// `limit` for room in its backlog: zero does not wait at all, `None`
+/// waits as long as it takes (until the listener accepts, or closes).
+///
+/// A unix socket's connect waits only while the listener's backlog is
+/// full, which lasts until the listener's process accepts; a caller that
+/// holds something that process needs must therefore not wait forever.
 ///
 /// [connect(2)]: https://man7.org/linux/man-pages/man2/connect.2.html
-pub(crate) fn connect(addr: &Address) -> io::Result<Option<OwnedFd>> {
+pub(crate) fn connect_within(addr: &Address, limit: Option<Duration>) -> io::Result<Connect> {
     let fd = seqpacket()?;
-    match net::connect(&fd, &addr.addr) {
-        Ok(()) => Ok(Some(fd)),
-        Err(Errno::CONNREFUSED) | Err(Errno::NOENT) | Err(Errno::PROTOTYPE) => Ok(None),
+    match limit {
+        Some(d) if d.is_zero() => set_nonblocking(fd.as_fd(), true)?,
+        // A blocking unix connect waits for backlog room at most SO_SNDTIMEO.
+        Some(d) => net::sockopt::set_socket_timeout(
+            &fd,
+            net::sockopt::Timeout::Send,
+            Some(nonzero_timeout(d)),
+        )?,
+        None => {}
+    }
+    let got = loop {
+        match net::connect(&fd, &addr.addr) {
+            Err(Errno::INTR) => continue,
+            other => break other,
+        }
+    };
+    match got {
+        Ok(()) => {
+            match limit {
+                Some(d) if d.is_zero() => set_nonblocking(fd.as_fd(), false)?,
+                Some(_) => {
+                    net::sockopt::set_socket_timeout(&fd, net::sockopt::Timeout::Send, None)?
+                }
+                None => {}
+            }
+            Ok(Connect::Connected(fd))
+        }
+        Err(Errno::CONNREFUSED) | Err(Errno::NOENT) | Err(Errno::PROTOTYPE) => Ok(Connect::Refused),
+        Err(Errno::AGAIN) | Err(Errno::INPROGRESS) => Ok(Connect::Busy),
         Err(e) => Err(e.into()),
     }
 }

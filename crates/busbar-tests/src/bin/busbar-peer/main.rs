@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Every role joins bus `B` and prints `READY <id> controller=<bool>` once
-//! it has joined (except `join-error`, which expects to be refused), so a
+//! it has joined (except `join-error`, which expects to be refused, and
+//! `spin`, which does not join), so a
 //! test waits for that line instead of sleeping. After that it speaks in stdout lines, one fact per
 //! line, and exits 0 when it did its job. On any failure it prints
 //! `FAIL <why>` and exits 1, so the test sees the reason at once.
@@ -33,6 +34,9 @@
 //! | `answer` / `rounds --to L --rounds N [--pause-at K]` | a newcomer speaks at once and is answered by label with no ttl (see `causal.rs`) |
 //! | `sees --labels a,b` | waits until its directory lists each label; `SEES a,b` |
 //! | `hostile-recv` | receives while raw clients attack it; `Seq`s in order, `FDS <n>` on `fds` (see `hostile.rs`) |
+//! | `mesh --count N --index I` | waits for `N` endpoints with its label, multicasts to all, waits for `N` messages; `MESH got=<n> distinct=<d>` (see `scale.rs`) |
+//! | `member --expect N [--poll-ms P]` | polls `endpoints()` until `N` are listed with one controller: `SETTLED <dir>`; `check` on stdin: `DIR <dir>` |
+//! | `spin` | burns a core until stdin closes (`SPINNING` first); does not join |
 //!
 //! Every role also takes `--namespace DIR|xdg`, `--access
 //! same-user|anyone|allow:uids=A+B,gids=C`, `--max-endpoints N` and
@@ -50,6 +54,7 @@ mod crash;
 mod hostile;
 mod messaging;
 mod pressure;
+mod scale;
 mod zero_copy;
 
 use common::{number, Result};
@@ -93,6 +98,9 @@ fn main() -> ExitCode {
         "answer" => causal::answer(&args),
         "rounds" => causal::rounds(&args),
         "sees" => causal::sees(&args),
+        "mesh" => scale::mesh(&args),
+        "member" => scale::member(&args),
+        "spin" => scale::spin(&args),
         other => Err(format!("unknown role {other:?}")),
     };
     match result {

@@ -1,0 +1,146 @@
+//! Roles for many endpoints on one bus: the all-to-all mesh, members that
+//! watch the directory settle, and busy processes that starve the machine.
+
+use crate::common::{join, wait_for_stdin_to_close, wait_until, Result, HANG};
+use crate::Args;
+use busbar::{EndpointSender, Message, Selector};
+use busbar_tests::{Mixed, Seq};
+use std::collections::BTreeSet;
+use std::io::BufRead;
+use std::time::Duration;
+
+/// Raises this process's soft limit on open descriptors to its hard limit:
+/// an endpoint in a mesh of N holds a few descriptors per link.
+pub fn raise_fd_limit() {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, raised);
+    }
+}
+
+/// `mesh --count N`: waits until the directory lists `N` endpoints with our
+/// label, multicasts one `Seq` (its index, `--index`) to all of them
+/// (itself included), and waits for `N` messages; prints
+/// `MESH got=<n> distinct=<d>` and exits.
+pub fn mesh(args: &Args) -> Result {
+    raise_fd_limit();
+    let count: usize = args.num("count")?;
+    let index: u64 = args.num("index")?;
+    let label = args.req("label")?.to_string();
+    let (tx, mut rx) = join::<Mixed, Mixed>(args)?;
+    wait_until(|| members(&tx, &label) >= count)
+        .map_err(|_| format!("the directory never listed {count} members"))?;
+    tx.send(Message::new(
+        Selector::multicast(label.as_str()),
+        Mixed::Seq(Seq { n: index }),
+    ))
+    .map_err(|e| format!("multicast: {e}"))?;
+    let mut seen = BTreeSet::new();
+    let mut got = 0;
+    while got < count {
+        match rx
+            .recv(Some(HANG))
+            .map_err(|e| format!("recv after {got}: {e}"))?
+            .payload
+        {
+            Mixed::Seq(s) => {
+                seen.insert(s.n);
+                got += 1;
+            }
+            other => return Err(format!("unexpected message {other:?}")),
+        }
+    }
+    println!("MESH got={got} distinct={}", seen.len());
+    Ok(())
+}
+
+/// How many endpoints with `label` the directory lists.
+fn members(tx: &EndpointSender<Mixed>, label: &str) -> usize {
+    tx.endpoints()
+        .iter()
+        .filter(|e| e.label.contains(label))
+        .count()
+}
+
+/// What an endpoint's directory says, in one line: how many endpoints,
+/// which one hosts the controller (or `none`, or `several`), and a digest
+/// of the sorted ids.
+fn directory_line(tx: &EndpointSender<Mixed>) -> String {
+    let list = tx.endpoints();
+    let controllers: Vec<String> = list
+        .iter()
+        .filter(|e| e.is_controller)
+        .map(|e| e.id.to_string())
+        .collect();
+    let controller = match controllers.as_slice() {
+        [] => "none".to_string(),
+        [one] => one.clone(),
+        _ => "several".to_string(),
+    };
+    let mut ids: Vec<u64> = list.iter().map(|e| e.id.0).collect();
+    ids.sort_unstable();
+    let digest = ids.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, id| {
+        (h ^ id).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!(
+        "n={} controller={controller} digest={digest:016x}",
+        list.len()
+    )
+}
+
+/// `member --expect N [--poll-ms P]`: joins, then calls `endpoints()` every
+/// `P` ms (default 2: a busy program) until the directory lists `N`
+/// endpoints and one controller; prints `SETTLED <directory>`. Then answers
+/// each stdin line `check` with `DIR <directory>` (see [`directory_line`]),
+/// still polling between lines, until stdin closes.
+pub fn member(args: &Args) -> Result {
+    let expect: usize = args.num("expect")?;
+    let poll = Duration::from_millis(args.opt_num("poll-ms")?.unwrap_or(2));
+    let (tx, _rx) = join::<Mixed, Mixed>(args)?;
+    let settled = |tx: &EndpointSender<Mixed>| {
+        let list = tx.endpoints();
+        list.len() == expect && list.iter().filter(|e| e.is_controller).count() == 1
+    };
+    let deadline = std::time::Instant::now() + HANG;
+    while !settled(&tx) {
+        if std::time::Instant::now() >= deadline {
+            return Err(format!(
+                "the directory did not settle at {expect} endpoints: {}",
+                directory_line(&tx)
+            ));
+        }
+        std::thread::sleep(poll);
+    }
+    println!("SETTLED {}", directory_line(&tx));
+    for line in std::io::stdin().lock().lines() {
+        match line.map_err(|e| format!("stdin: {e}"))?.as_str() {
+            "check" => println!("DIR {}", directory_line(&tx)),
+            other => return Err(format!("unknown command {other:?}")),
+        }
+    }
+    Ok(())
+}
+
+/// `spin`: burns a core until stdin closes (a busy program starving the
+/// machine); prints `SPINNING` first. Does not join.
+pub fn spin(_args: &Args) -> Result {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        let _ = wait_for_stdin_to_close();
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    println!("SPINNING");
+    let mut x = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        for _ in 0..10_000 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
+    std::hint::black_box(x);
+    Ok(())
+}
