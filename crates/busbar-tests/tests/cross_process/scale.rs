@@ -108,3 +108,43 @@ fn joins_while_the_controller_is_starved_end_in_one_directory_with_one_controlle
         p.wait_success();
     }
 }
+
+/// A directory larger than the largest frame (24 endpoints with 4 KiB
+/// labels) reaches every joiner whole: the welcome carries part of it and
+/// the rest follows as single records.
+#[test]
+fn a_directory_larger_than_one_frame_reaches_every_joiner() {
+    const N: usize = 24;
+    let bus = bus_name("bigdir");
+    let expect = N.to_string();
+    let mut peers: Vec<Peer> = (0..N)
+        .map(|i| {
+            let label = format!("member,{}{i}", "x".repeat(4096));
+            Peer::start(
+                &format!("member{i}"),
+                "member",
+                &bus,
+                &label,
+                &["--expect", &expect, "--poll-ms", "20"],
+            )
+        })
+        .collect();
+    for p in &mut peers {
+        p.ready();
+    }
+    for p in &mut peers {
+        p.expect("SETTLED ");
+    }
+    let mut lines = Vec::new();
+    for p in &mut peers {
+        p.tell("check");
+        lines.push(p.expect("DIR "));
+    }
+    for (i, l) in lines.iter().enumerate() {
+        assert!(l.starts_with(&format!("n={N} ")), "endpoint {i}: {l:?}");
+        assert_eq!(l, &lines[0], "endpoint {i} disagrees with endpoint 0");
+    }
+    for p in &mut peers {
+        p.wait_success();
+    }
+}

@@ -38,6 +38,15 @@ const JOIN_DEADLINE: Duration = Duration::from_secs(10);
 /// it (it re-joins when it reads again). The controller itself never waits.
 const MAX_OUTBOX_BYTES: usize = 1 << 20;
 
+/// About how many bytes of directory records a welcome carries; the rest
+/// follow as `Added` (a frame holds at most `frame::MAX_FRAME` bytes).
+const WELCOME_BYTES: usize = 32 * 1024;
+
+/// More than the bytes a record takes encoded (varints at their longest).
+fn record_bytes(r: &PeerRecord) -> usize {
+    32 + r.label.iter().map(|l| l.len() + 5).sum::<usize>()
+}
+
 const STOP: u64 = 0;
 const LISTENER: u64 = 1;
 
@@ -348,13 +357,32 @@ impl State {
                 if let Some(c) = self.conns.get_mut(&token) {
                     c.id = Some(id);
                 }
+                // The welcome carries the directory up to WELCOME_BYTES;
+                // the rest follows as `Added`, in frames of one record each,
+                // so that no directory is too large for one frame.
+                let mut peers = self.dir.values().map(|e| e.record.clone());
+                let mut first = Vec::new();
+                let mut bytes = 0;
+                for r in peers.by_ref() {
+                    bytes += record_bytes(&r);
+                    first.push(r);
+                    if bytes >= WELCOME_BYTES {
+                        break;
+                    }
+                }
+                let rest: Vec<PeerRecord> = peers.collect();
                 let welcome = Control::Welcome {
                     epoch: self.epoch,
                     controller: self.host,
-                    peers: self.dir.values().map(|e| e.record.clone()).collect(),
+                    peers: first,
                 };
                 if !self.send(token, &welcome) {
                     return false;
+                }
+                for r in rest {
+                    if !self.send(token, &Control::Added(r)) {
+                        return false;
+                    }
                 }
                 self.broadcast(&Control::Added(record), Some(token));
                 true
