@@ -8,7 +8,8 @@
 //! The property tests play random [`Episode`]s through the model in
 //! `busbar_tests::rings` (which says what each scribble may do); the other
 //! tests are single attacks with exact expectations. The ring's own
-//! scribble tests (`sys/ring.rs`) look at one ring; these look at the link.
+//! scribble tests (`sys/ring/tests.rs`) look at one ring; these look at
+//! the link.
 
 use busbar::fuzzing::{
     self, ring_layout as layout, FdSpec, HelloOutcome, HostileRing, Pushed, RawInput, RingLink,

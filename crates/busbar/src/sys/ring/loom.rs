@@ -1,0 +1,311 @@
+//! Loom models of the ring's ordering: the same [`Producer`] and
+//! [`Consumer`] over a model [`Memory`] whose data area is one loom
+//! `UnsafeCell` per 8-byte word (so loom flags any read of a record that is
+//! not ordered after its write, and any overwrite not ordered after its
+//! read) and whose futex is a mutex and condvar (so a lost wake-up is a
+//! deadlock, which loom reports). Run with
+//! `RUSTFLAGS="--cfg loom" cargo test -p busbar --release --lib sys::ring`.
+
+use super::{
+    padded, Consumer, Memory, Producer, PushError, RingError, Word32, Word64, AWAKE, RECORD,
+    SLEEPING,
+};
+use loom::cell::UnsafeCell;
+use loom::sync::atomic::{AtomicU32 as LoomU32, AtomicU64 as LoomU64};
+use loom::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+impl Word64 for LoomU64 {
+    fn load(&self, order: Ordering) -> u64 {
+        LoomU64::load(self, order)
+    }
+    fn store(&self, value: u64, order: Ordering) {
+        LoomU64::store(self, value, order)
+    }
+}
+
+impl Word32 for LoomU32 {
+    fn load(&self, order: Ordering) -> u32 {
+        LoomU32::load(self, order)
+    }
+    fn store(&self, value: u32, order: Ordering) {
+        LoomU32::store(self, value, order)
+    }
+    fn swap(&self, value: u32, order: Ordering) -> u32 {
+        LoomU32::swap(self, value, order)
+    }
+}
+
+/// The data area, one cell per 8-byte word.
+struct Words(Vec<UnsafeCell<u64>>);
+
+// SAFETY: the cells are shared between the model's producer and consumer
+// threads on purpose: loom tracks every access to each of them and fails
+// the model on any pair that is not ordered by happens-before.
+unsafe impl Sync for Words {}
+
+struct Inner {
+    tail: LoomU64,
+    head: LoomU64,
+    sleeping: LoomU32,
+    closed: LoomU32,
+    room: LoomU32,
+    gone: LoomU32,
+    words: Words,
+    /// The futex: a waiter checks the word and sleeps under this lock, a
+    /// waker notifies under it, as the kernel does with its hash bucket.
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+#[derive(Clone)]
+struct Model(Arc<Inner>);
+
+impl Model {
+    /// The cells covering `len` bytes at `off` (8-aligned), if inside the data area.
+    fn cells(&self, off: usize, len: usize) -> Option<&[UnsafeCell<u64>]> {
+        if off % RECORD != 0 {
+            return None;
+        }
+        self.0
+            .words
+            .0
+            .get(off / RECORD..(off + padded(len)) / RECORD)
+    }
+}
+
+impl Memory for Model {
+    type U64 = LoomU64;
+    type U32 = LoomU32;
+
+    fn tail(&self) -> &LoomU64 {
+        &self.0.tail
+    }
+    fn head(&self) -> &LoomU64 {
+        &self.0.head
+    }
+    fn sleeping(&self) -> &LoomU32 {
+        &self.0.sleeping
+    }
+    fn closed(&self) -> &LoomU32 {
+        &self.0.closed
+    }
+    fn room(&self) -> &LoomU32 {
+        &self.0.room
+    }
+    fn gone(&self) -> &LoomU32 {
+        &self.0.gone
+    }
+    fn capacity(&self) -> usize {
+        self.0.words.0.len() * RECORD
+    }
+
+    fn load_record(&self, off: usize) -> Option<u64> {
+        let cell = self.cells(off, RECORD)?.first()?;
+        // SAFETY: loom checks that this read is ordered after the write
+        // of the record (and before any overwrite); it fails the model otherwise.
+        Some(cell.with(|word| unsafe { *word }))
+    }
+
+    fn store_record(&mut self, off: usize, word: u64) -> Option<()> {
+        let cell = self.cells(off, RECORD)?.first()?;
+        // SAFETY: loom checks that no read or write of this cell races with it.
+        cell.with_mut(|w| unsafe { *w = word });
+        Some(())
+    }
+
+    fn read<R>(&self, off: usize, len: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let mut bytes = Vec::new();
+        for cell in self.cells(off, len)? {
+            // SAFETY: as in `load_record`.
+            bytes.extend(cell.with(|w| unsafe { *w }).to_ne_bytes());
+        }
+        Some(f(&bytes[..len]))
+    }
+
+    fn write<R>(&mut self, off: usize, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
+        let cells = self.cells(off, len)?;
+        let mut bytes = vec![0; padded(len)];
+        let out = f(&mut bytes[..len]);
+        for (cell, chunk) in cells.iter().zip(bytes.chunks_exact(RECORD)) {
+            let word = u64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
+            // SAFETY: as in `store_record`.
+            cell.with_mut(|w| unsafe { *w = word });
+        }
+        Some(out)
+    }
+
+    fn wait(&self, _timeout: Duration) {
+        // No timeout in the model: a missed wake-up must show as a deadlock.
+        let guard = self.0.lock.lock().expect("lock");
+        if self.0.sleeping.load(Ordering::Acquire) == SLEEPING {
+            drop(self.0.cv.wait(guard).expect("wait"));
+        }
+    }
+
+    fn wake(&self) {
+        let _guard = self.0.lock.lock().expect("lock");
+        self.0.cv.notify_all();
+    }
+
+    fn wait_room(&self, _timeout: Duration) {
+        let guard = self.0.lock.lock().expect("lock");
+        if self.0.room.load(Ordering::Acquire) == SLEEPING {
+            drop(self.0.cv.wait(guard).expect("wait"));
+        }
+    }
+
+    fn wake_room(&self) {
+        let _guard = self.0.lock.lock().expect("lock");
+        self.0.cv.notify_all();
+    }
+
+    fn fence(&self) {
+        loom::sync::atomic::fence(Ordering::SeqCst);
+    }
+}
+
+fn model_pair(capacity: usize) -> (Producer<Model>, Consumer<Model>) {
+    let model = Model(Arc::new(Inner {
+        tail: LoomU64::new(0),
+        head: LoomU64::new(0),
+        sleeping: LoomU32::new(AWAKE),
+        closed: LoomU32::new(0),
+        room: LoomU32::new(AWAKE),
+        gone: LoomU32::new(0),
+        words: Words((0..capacity / RECORD).map(|_| UnsafeCell::new(0)).collect()),
+        lock: Mutex::new(()),
+        cv: Condvar::new(),
+    }));
+    let mut producer = Producer::from_memory(model.clone()).expect("producer");
+    producer.set_spin(Duration::ZERO);
+    let mut consumer = Consumer::from_memory(model).expect("consumer");
+    consumer.set_spin(Duration::ZERO);
+    (producer, consumer)
+}
+
+fn push_all(p: &mut Producer<Model>, frames: &[Vec<u8>]) {
+    for f in frames {
+        loop {
+            match p.try_push(f) {
+                Ok(()) => break,
+                Err(PushError::Full) => loom::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+}
+
+/// Pops `n` frames, sleeping (not spinning) whenever the ring is empty.
+fn pop_n(c: &mut Consumer<Model>, n: usize) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        match c.try_pop_with(|b| b.to_vec()) {
+            Ok(Some(f)) => got.push(f),
+            Ok(None) => assert_eq!(c.wait(Duration::from_secs(3600)), Ok(true)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    got
+}
+
+fn check(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(3);
+    }
+    builder.check(f);
+}
+
+/// Three frames through a 32-byte ring: the second and third each need a
+/// padding record and reuse space the consumer released. Every frame
+/// arrives whole and in order, and the close comes after the last.
+#[test]
+fn loom_frames_wrap_in_order() {
+    check(|| {
+        let (mut p, mut c) = model_pair(32);
+        let frames = vec![vec![1u8; 8], vec![2u8; 12], vec![3u8; 4]];
+        let sent = frames.clone();
+        let producer = loom::thread::spawn(move || push_all(&mut p, &sent));
+        assert_eq!(pop_n(&mut c, 3), frames);
+        producer.join().expect("producer");
+        assert_eq!(c.try_pop_with(|b| b.len()), Err(RingError::Closed));
+    });
+}
+
+/// A consumer that goes to sleep is always woken by the frames that
+/// follow (the producer stays open, so only the frames can wake it).
+#[test]
+fn loom_no_lost_wakeup() {
+    check(|| {
+        let (mut p, mut c) = model_pair(64);
+        let (tx, rx) = loom::sync::mpsc::channel();
+        let producer = loom::thread::spawn(move || {
+            push_all(&mut p, &[vec![1], vec![2]]);
+            // Keep the ring open until the consumer has both frames.
+            rx.recv().expect("done");
+            drop(p);
+        });
+        assert_eq!(pop_n(&mut c, 2), vec![vec![1], vec![2]]);
+        tx.send(()).expect("send");
+        producer.join().expect("producer");
+    });
+}
+
+/// Closing wakes a sleeping consumer, after the frames published before it.
+#[test]
+fn loom_close_wakes_the_consumer() {
+    check(|| {
+        let (mut p, mut c) = model_pair(32);
+        let producer = loom::thread::spawn(move || {
+            push_all(&mut p, &[vec![9; 3]]);
+            drop(p);
+        });
+        assert_eq!(pop_n(&mut c, 1), vec![vec![9; 3]]);
+        loop {
+            match c.try_pop_with(|b| b.len()) {
+                Err(RingError::Closed) => break,
+                Ok(None) => assert_eq!(c.wait(Duration::from_secs(3600)), Ok(true)),
+                other => panic!("{other:?}"),
+            }
+        }
+        producer.join().expect("producer");
+    });
+}
+
+/// A producer waiting for room is always woken by the consumer's reads:
+/// a 32-byte ring holds two 8-byte frames (16 bytes each with their
+/// record headers), so the third waits in `wait_room` until the
+/// consumer has read one (no timeout in the model, so a lost wake-up is
+/// a deadlock).
+#[test]
+fn loom_producer_waits_for_room() {
+    check(|| {
+        let (mut p, mut c) = model_pair(32);
+        let producer = loom::thread::spawn(move || {
+            for i in 0..3u8 {
+                assert_eq!(p.wait_room(8, Duration::from_secs(3600)), Ok(true));
+                p.try_push(&[i; 8]).expect("room");
+            }
+        });
+        assert_eq!(pop_n(&mut c, 3), vec![vec![0; 8], vec![1; 8], vec![2; 8]]);
+        producer.join().expect("producer");
+    });
+}
+
+/// A frame reserved and filled but never committed is never seen, even
+/// while the producer is still filling it.
+#[test]
+fn loom_uncommitted_frame_is_invisible() {
+    check(|| {
+        let (mut p, mut c) = model_pair(32);
+        let producer = loom::thread::spawn(move || {
+            // Reserved and filled, never committed.
+            p.reserve(8).expect("room").write_with(|b| b.fill(0xaa));
+            push_all(&mut p, &[vec![5; 8]]);
+        });
+        assert_eq!(pop_n(&mut c, 1), vec![vec![5; 8]]);
+        producer.join().expect("producer");
+    });
+}

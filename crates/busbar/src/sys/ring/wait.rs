@@ -1,0 +1,64 @@
+//! How either side of a ring waits: a spin first, then a sleep on a
+//! futex word in the shared memory, which the other side wakes.
+
+use super::SLEEPING;
+use rustix::thread::futex;
+use std::sync::atomic::AtomicU32;
+use std::time::{Duration, Instant};
+
+/// The longest single futex wait (a longer timeout just waits again).
+const MAX_SLEEP: Duration = Duration::from_secs(3600);
+
+/// Polls `ready` until it holds (`Ok(true)`) or `spin` has passed since
+/// `start` (`Ok(false)`): the spin before either side of a ring sleeps.
+/// Looks at the clock only every 64 turns.
+pub(super) fn spin_until<E>(
+    start: Instant,
+    spin: Duration,
+    mut ready: impl FnMut() -> Result<bool, E>,
+) -> Result<bool, E> {
+    if spin.is_zero() {
+        return Ok(false);
+    }
+    let mut turns: u32 = 0;
+    loop {
+        std::hint::spin_loop();
+        if ready()? {
+            return Ok(true);
+        }
+        turns = turns.wrapping_add(1);
+        if turns % 64 == 0 && start.elapsed() >= spin {
+            return Ok(false);
+        }
+    }
+}
+
+/// Sleeps while `word` is [`SLEEPING`], at most `timeout` ([futex(2)] `FUTEX_WAIT`).
+///
+/// [futex(2)]: https://man7.org/linux/man-pages/man2/futex.2.html
+pub(super) fn futex_wait(word: &AtomicU32, timeout: Duration) {
+    let timeout = timeout.min(MAX_SLEEP);
+    let Ok(ts) = futex::Timespec::try_from(timeout) else {
+        return;
+    };
+    // Not FUTEX_PRIVATE: the word is shared with another process.
+    match futex::wait(word, futex::Flags::empty(), SLEEPING, Some(&ts)) {
+        Ok(()) => {}
+        // Woken before we slept, timed out, or interrupted: the caller looks again.
+        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::TIMEDOUT | rustix::io::Errno::INTR) => {}
+        Err(e) => {
+            // Should not happen; do not turn the caller's wait into a busy loop.
+            tracing::debug!(error = %e, "futex wait on a ring failed");
+            std::thread::sleep(timeout.min(Duration::from_millis(1)));
+        }
+    }
+}
+
+/// Wakes one process sleeping on `word` ([futex(2)] `FUTEX_WAKE`).
+///
+/// [futex(2)]: https://man7.org/linux/man-pages/man2/futex.2.html
+pub(super) fn futex_wake(word: &AtomicU32) {
+    if let Err(e) = futex::wake(word, futex::Flags::empty(), 1) {
+        tracing::debug!(error = %e, "futex wake on a ring failed");
+    }
+}
