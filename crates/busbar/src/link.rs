@@ -546,7 +546,7 @@ impl InLink {
     /// bytes and `control` come from [`socket::recv_control_space`].
     /// (The receiver reads with [`read_with`](InLink::read_with); the
     /// fuzzing hooks and tests with this.)
-    #[cfg_attr(not(any(test, feature = "test-hooks")), allow(dead_code))]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub(crate) fn read(
         &mut self,
         buf: &mut [u8],
@@ -564,9 +564,9 @@ impl InLink {
         }
     }
 
-    /// Like [`read`](InLink::read), but a frame due from the ring is read in
-    /// place: `in_place` gets its checked header and bytes (in shared
-    /// memory), and the frame is released when it returns.
+    /// Like `read`, but a frame due from the ring is read in place:
+    /// `in_place` gets its checked header and bytes (in shared memory), and
+    /// the frame is released when it returns.
     pub(crate) fn read_with<T>(
         &mut self,
         buf: &mut [u8],
@@ -801,8 +801,8 @@ impl InLink {
         }
     }
 
-    /// Counts a malformed frame from this link, found by [`read`](InLink::read)
-    /// or later by the decoder (a bad selector or descriptor). Whether the
+    /// Counts a malformed frame from this link, found while reading it or
+    /// later by the decoder (a bad selector or descriptor). Whether the
     /// link has now sent [`MAX_BAD_FRAMES`] and must be cut (the caller drops it).
     pub(crate) fn malformed(&mut self, e: FrameError) -> bool {
         self.bad_frames = self.bad_frames.saturating_add(1);

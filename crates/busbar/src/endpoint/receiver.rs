@@ -651,12 +651,12 @@ pub(crate) enum Decoded<R> {
 
 /// Turns a checked frame into a message. `Err` only when the payload is of
 /// a type `R` knows but does not decode ([`RecvError::Decode`]).
-#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))] // the fuzzing hooks' receiving path
+#[cfg(feature = "test-hooks")] // the fuzzing hooks' receiving path
 pub(crate) fn decode<R: MessageBox>(raw: RawFrame) -> Result<Decoded<R>, RecvError> {
     decode_with(raw, &Mutex::default())
 }
 
-/// [`decode`], with the receiver's mappings of regions.
+/// `decode`, with the receiver's mappings of regions.
 fn decode_with<R: MessageBox>(
     raw: RawFrame,
     lent: &Mutex<LentMaps>,

@@ -13,16 +13,21 @@
 //! [mmap(2)]: https://man7.org/linux/man-pages/man2/mmap.2.html
 
 use super::memfd::{self, Mapping};
-use rustix::fs::{self, MemfdFlags, SealFlags};
-use rustix::io::Errno;
+use rustix::fs::SealFlags;
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::BorrowedFd;
+#[cfg(any(test, feature = "test-hooks"))]
+use {
+    rustix::fs::{self, MemfdFlags},
+    rustix::io::Errno,
+    std::os::fd::OwnedFd,
+};
 
 /// Writes `bytes` into a new memfd and seals it against shrinking, growing and writing.
 ///
 /// Senders put large payloads in pooled regions instead (`endpoint/loan.rs`);
 /// receivers still take this form, which the fuzzing hooks and tests make.
-#[cfg_attr(not(any(test, feature = "test-hooks")), allow(dead_code))]
+#[cfg(any(test, feature = "test-hooks"))]
 pub(crate) fn write_sealed(bytes: &[u8]) -> io::Result<OwnedFd> {
     let fd = fs::memfd_create(
         "busbar-payload",

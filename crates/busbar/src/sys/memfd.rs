@@ -158,8 +158,9 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    /// Maps the whole of the file behind `fd` (see [`Mapping::prefix`]).
-    #[allow(dead_code)] // for the shared-memory ring of the link layer
+    /// Maps the whole of the file behind `fd` (see [`Mapping::prefix`]);
+    /// for the tests and the fuzzing hooks, which scribble on rings.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub(crate) fn whole(fd: BorrowedFd<'_>) -> io::Result<Mapping> {
         let size = usize::try_from(file_size(fd)?)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large to map"))?;
@@ -250,13 +251,11 @@ impl Mapping {
     }
 
     /// The first byte of the mapping (not writable when the mapping is read-only).
-    #[allow(dead_code)] // for the shared-memory ring of the link layer
     pub(crate) fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
 
     /// The length of the mapping in bytes.
-    #[allow(dead_code)] // for the shared-memory ring of the link layer
     pub(crate) fn len(&self) -> usize {
         self.len
     }
