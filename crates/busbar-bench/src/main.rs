@@ -70,7 +70,16 @@ fn main() {
     if let Err(e) = std::fs::create_dir_all(&out) {
         eprintln!("cannot create {}: {e}", out.display());
     }
-    if let Err(e) = std::fs::write(&md, report::markdown(&run)) {
+    let mut text = report::markdown(&run);
+    // The scale tables come from busbar-scale (crates/busbar-tests): keep them.
+    if let Some(section) = std::fs::read_to_string(&md)
+        .ok()
+        .and_then(|old| report::scale_section(&old))
+    {
+        text.push('\n');
+        text.push_str(&section);
+    }
+    if let Err(e) = std::fs::write(&md, text) {
         eprintln!("cannot write {}: {e}", md.display());
         failed = true;
     }

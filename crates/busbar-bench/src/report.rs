@@ -405,7 +405,16 @@ pub fn tables(run: &Run) -> String {
     out
 }
 
-/// The whole BENCHMARKS.md.
+/// The section `busbar-scale` (crates/busbar-tests) wrote into
+/// BENCHMARKS.md, between its markers: kept when the rest is rewritten.
+pub fn scale_section(old: &str) -> Option<String> {
+    const END: &str = "<!-- busbar-scale: end -->";
+    let a = old.find("<!-- busbar-scale: begin")?;
+    let b = a + old[a..].find(END)? + END.len();
+    Some(format!("{}\n", &old[a..b]))
+}
+
+/// The whole BENCHMARKS.md (without the scale section: see [`scale_section`]).
 pub fn markdown(run: &Run) -> String {
     let mut s = String::new();
     let m = &run.machine;

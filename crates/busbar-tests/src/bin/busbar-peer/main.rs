@@ -34,8 +34,8 @@
 //! | `answer` / `rounds --to L --rounds N [--pause-at K]` | a newcomer speaks at once and is answered by label with no ttl (see `causal.rs`) |
 //! | `sees --labels a,b` | waits until its directory lists each label; `SEES a,b` |
 //! | `hostile-recv` | receives while raw clients attack it; `Seq`s in order, `FDS <n>` on `fds` (see `hostile.rs`) |
-//! | `mesh --count N --index I` | waits for `N` endpoints with its label, multicasts to all, waits for `N` messages; `MESH got=<n> distinct=<d>` (see `scale.rs`) |
-//! | `member --expect N [--poll-ms P]` | polls `endpoints()` until `N` are listed with one controller: `SETTLED <dir>`; `check` on stdin: `DIR <dir>` |
+//! | `mesh --count N --index I [--hold]` | waits for `N` endpoints with its label, multicasts to all, waits for `N` messages; `MESH got=<n> distinct=<d>` (see `scale.rs`) |
+//! | `member [--expect N] [--poll-ms P] [--timing]` | polls `endpoints()` until `N` are listed with one controller: `SETTLED <dir>`; `check` on stdin: `DIR <dir>` |
 //! | `spin` | burns a core until stdin closes (`SPINNING` first); does not join |
 //!
 //! Every role also takes `--namespace DIR|xdg`, `--access

@@ -22,10 +22,11 @@ pub fn raise_fd_limit() {
     }
 }
 
-/// `mesh --count N`: waits until the directory lists `N` endpoints with our
-/// label, multicasts one `Seq` (its index, `--index`) to all of them
-/// (itself included), and waits for `N` messages; prints
-/// `MESH got=<n> distinct=<d>` and exits.
+/// `mesh --count N --index I [--hold]`: waits until the directory lists
+/// `N` endpoints with our label, multicasts one `Seq` (its index) to all of
+/// them (itself included), and waits for `N` messages; prints
+/// `MESH got=<n> distinct=<d>` and exits (with `--hold`, once stdin closes:
+/// its links stay up to be measured).
 pub fn mesh(args: &Args) -> Result {
     raise_fd_limit();
     let count: usize = args.num("count")?;
@@ -55,6 +56,9 @@ pub fn mesh(args: &Args) -> Result {
         }
     }
     println!("MESH got={got} distinct={}", seen.len());
+    if args.flag("hold") {
+        wait_for_stdin_to_close()?;
+    }
     Ok(())
 }
 
@@ -92,24 +96,35 @@ fn directory_line(tx: &EndpointSender<Mixed>) -> String {
     )
 }
 
-/// `member --expect N [--poll-ms P]`: joins, then calls `endpoints()` every
-/// `P` ms (default 2: a busy program) until the directory lists `N`
-/// endpoints and one controller; prints `SETTLED <directory>`. Then answers
+/// `member [--expect N] [--poll-ms P] [--timing]`: joins (with `--timing`
+/// prints `JOINED us=<join time> listed=<endpoints listed then>`), then
+/// calls `endpoints()` every `P` ms (default 2: a busy program) until the
+/// directory lists `N` endpoints (any number without `--expect`) and one
+/// controller; prints `SETTLED <directory>`. Then answers
 /// each stdin line `check` with `DIR <directory>` (see [`directory_line`]),
 /// still polling between lines, until stdin closes.
 pub fn member(args: &Args) -> Result {
-    let expect: usize = args.num("expect")?;
+    let expect: Option<usize> = args.opt_num("expect")?;
     let poll = Duration::from_millis(args.opt_num("poll-ms")?.unwrap_or(2));
+    let began = std::time::Instant::now();
     let (tx, _rx) = join::<Mixed, Mixed>(args)?;
+    if args.flag("timing") {
+        println!(
+            "JOINED us={} listed={}",
+            began.elapsed().as_micros(),
+            tx.endpoints().len()
+        );
+    }
     let settled = |tx: &EndpointSender<Mixed>| {
         let list = tx.endpoints();
-        list.len() == expect && list.iter().filter(|e| e.is_controller).count() == 1
+        expect.is_none_or(|n| list.len() == n)
+            && list.iter().filter(|e| e.is_controller).count() == 1
     };
     let deadline = std::time::Instant::now() + HANG;
     while !settled(&tx) {
         if std::time::Instant::now() >= deadline {
             return Err(format!(
-                "the directory did not settle at {expect} endpoints: {}",
+                "the directory did not settle at {expect:?} endpoints: {}",
                 directory_line(&tx)
             ));
         }
