@@ -77,6 +77,12 @@ impl Label {
         Arc::make_mut(&mut self.0).insert(item.into())
     }
 
+    /// Whether `other` is a clone of this label sharing its strings (not a copy).
+    #[cfg(test)]
+    pub(crate) fn shares_with(&self, other: &Label) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// Whether the label holds `s`.
     pub fn contains(&self, s: &str) -> bool {
         self.0.contains(s)
@@ -225,6 +231,17 @@ mod tests {
         m.extend(["b"]);
         assert_eq!(m, l);
         assert_eq!(l.into_iter().collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn clones_share_and_changes_copy() {
+        let a = label!("renderer", "gpu");
+        let mut b = a.clone();
+        assert!(a.shares_with(&b));
+        b.insert("cpu");
+        assert!(!a.shares_with(&b));
+        assert_eq!(a, label!("renderer", "gpu"));
+        assert_eq!(b.len(), 3);
     }
 
     #[test]

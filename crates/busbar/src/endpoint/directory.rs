@@ -190,6 +190,17 @@ impl Directory {
             .collect()
     }
 
+    /// How many [`infos`](Directory::infos) would list, without listing them.
+    pub(crate) fn count(&self) -> usize {
+        let now = Instant::now();
+        let expired = self
+            .stale
+            .iter()
+            .filter(|(id, t)| **t <= now && self.peers.contains_key(id))
+            .count();
+        self.peers.len() - expired
+    }
+
     /// Everyone, as the public API shows them.
     pub(crate) fn infos(&self) -> Vec<EndpointInfo> {
         let now = Instant::now();
@@ -232,12 +243,26 @@ mod tests {
     }
 
     #[test]
+    fn listing_endpoints_shares_their_labels_instead_of_copying_them() {
+        let mut dir = Directory::default();
+        dir.reset(1, 1, vec![record(1, "a"), record(2, "b")]);
+        let first = dir.infos();
+        let second = dir.infos();
+        assert_eq!(first.len(), 2);
+        assert_eq!(dir.count(), 2);
+        for (x, y) in first.iter().zip(&second) {
+            assert!(x.label.shares_with(&y.label), "{:?} was copied", x.label);
+        }
+    }
+
+    #[test]
     fn peers_a_new_controller_does_not_list_stay_for_the_grace_then_go() {
         let mut dir = Directory::default();
         dir.reset(1, 1, vec![record(1, "a"), record(2, "b"), record(3, "c")]);
         // After a failover the new controller (3) lists only itself so far.
         dir.reset(2, 3, vec![record(3, "c")]);
         assert_eq!(dir.matching(&Selector::multicast(true)), vec![1, 2, 3]);
+        assert_eq!(dir.count(), 3);
         assert!(
             dir.prune(Instant::now()).is_empty(),
             "still within the grace"

@@ -177,6 +177,25 @@ impl<T> EndpointSender<T> {
             .infos()
     }
 
+    /// How many endpoints [`endpoints`](EndpointSender::endpoints) would
+    /// list, without building the list: for polling until a bus has grown
+    /// to some size (the list holds a record per endpoint; this is a count).
+    ///
+    /// ```
+    /// # let bus = format!("doc.count.{}", std::process::id());
+    /// let (sender, _r) = busbar::join::<String, String>(busbar::Options::new(bus, busbar::label!("a"), "t"), None)?;
+    /// assert_eq!(sender.endpoint_count(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn endpoint_count(&self) -> usize {
+        self.core
+            .shared
+            .directory
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .count()
+    }
+
     /// How many messages sent with a `ttl` are waiting here for a matching
     /// endpoint. They live in this process: if the endpoint is dropped (or
     /// the process exits) before a match joins, they are dropped with it, so

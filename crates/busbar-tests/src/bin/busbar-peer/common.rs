@@ -33,8 +33,13 @@ pub fn options(args: &Args) -> Result<Options> {
 pub fn join<T: busbar::MessageBox, R: busbar::MessageBox>(
     args: &Args,
 ) -> Result<(EndpointSender<T>, EndpointReceiver<R>)> {
+    // `--join-timeout-s S` for runs that start hundreds of processes at once.
+    let timeout = match args.opt_num::<u64>("join-timeout-s")? {
+        Some(s) => Duration::from_secs(s),
+        None => HANG,
+    };
     let (tx, rx) =
-        busbar::join::<T, R>(options(args)?, Some(HANG)).map_err(|e| format!("join: {e}"))?;
+        busbar::join::<T, R>(options(args)?, Some(timeout)).map_err(|e| format!("join: {e}"))?;
     println!("READY {} controller={}", tx.id(), tx.is_controller());
     Ok((tx, rx))
 }

@@ -40,7 +40,8 @@
 //!
 //! Every role also takes `--namespace DIR|xdg`, `--access
 //! same-user|anyone|allow:uids=A+B,gids=C`, `--max-endpoints N` and
-//! `--max-payload N` (see `access.rs`).
+//! `--max-payload N` (see `access.rs`), and `--join-timeout-s S` (default:
+//! the 120 s hang guard).
 //!
 //! The roles are in `messaging.rs` and `attachments.rs`, one function
 //! each; `common.rs` has what they share. The payload types are in the

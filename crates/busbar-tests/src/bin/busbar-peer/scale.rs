@@ -96,7 +96,7 @@ fn directory_line(tx: &EndpointSender<Mixed>) -> String {
     )
 }
 
-/// `member [--expect N] [--poll-ms P] [--timing]`: joins (with `--timing`
+/// `member [--expect N] [--poll-ms P] [--timing] [--settle-timeout-s S]`: joins (with `--timing`
 /// prints `JOINED us=<join time> listed=<endpoints listed then>`), then
 /// calls `endpoints()` every `P` ms (default 2: a busy program) until the
 /// directory lists `N` endpoints (any number without `--expect`) and one
@@ -116,11 +116,18 @@ pub fn member(args: &Args) -> Result {
         );
     }
     let settled = |tx: &EndpointSender<Mixed>| {
+        // The count is cheap; the list only once the count is right.
+        if expect.is_some_and(|n| tx.endpoint_count() != n) {
+            return false;
+        }
         let list = tx.endpoints();
         expect.is_none_or(|n| list.len() == n)
             && list.iter().filter(|e| e.is_controller).count() == 1
     };
-    let deadline = std::time::Instant::now() + HANG;
+    let deadline = std::time::Instant::now()
+        + args
+            .opt_num::<u64>("settle-timeout-s")?
+            .map_or(HANG, Duration::from_secs);
     while !settled(&tx) {
         if std::time::Instant::now() >= deadline {
             return Err(format!(

@@ -244,7 +244,17 @@ fn storm(md: &mut String, peer: &std::path::Path, n: usize) -> Result<(), String
                     "member",
                     &bus,
                     "storm",
-                    &["--expect", &expect, "--poll-ms", "20", "--timing"],
+                    &[
+                        "--expect",
+                        &expect,
+                        "--poll-ms",
+                        "20",
+                        "--timing",
+                        "--join-timeout-s",
+                        "600",
+                        "--settle-timeout-s",
+                        "600",
+                    ],
                 ),
             )
         })

@@ -64,7 +64,13 @@ pub fn block(tables: &str, c: &Context) -> String {
          one, and so does every mesh endpoint), tasks limit {}, `pid_max` {}, \
          `somaxconn` {}; load average at the end: {}. Costs are means over the \
          endpoints from `/proc/<pid>` (`fd/`, `maps`, `VmRSS`, `RssShmem`); \
-         join times are measured inside each process around `busbar::join`.\n{tables}\n{END}\n",
+         join times are measured inside each process around `busbar::join`.\n\n\
+         Links are made on first use, so an idle endpoint holds the same few \
+         descriptors on a bus of 10 or of 1,000 (the controller's host holds one \
+         control connection per endpoint more); a join costs the controller one \
+         small `Added` per endpoint, so a storm of N joins is N² small frames in \
+         all. An endpoint that talks to all N others holds 2 (N - 1) link ends.\n\
+         {tables}\n{END}\n",
         c.when,
         c.took.as_secs_f64(),
         c.command,
