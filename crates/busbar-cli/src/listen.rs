@@ -62,6 +62,11 @@ pub struct Args {
     /// much for a message, so raise it only for senders you expect it from.
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes, default_value = "64M")]
     max_payload: u64,
+
+    /// Answer every request (`busbar request`, `EndpointSender::request`)
+    /// with TEXT, after printing it as any message.
+    #[arg(long, value_name = "TEXT")]
+    reply: Option<String>,
 }
 
 /// Runs `busbar listen`.
@@ -95,6 +100,9 @@ pub fn run(args: Args, token: &str) -> Result<(), Failure> {
         match receiver.recv(left) {
             Ok(message) => {
                 print_line(&render(&message.payload.data, args.hex))?;
+                if let Some(text) = &args.reply {
+                    crate::request::answer(&sender, &message, text);
+                }
                 received += 1;
             }
             Err(RecvError::Timeout) => {

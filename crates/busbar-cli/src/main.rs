@@ -2,6 +2,7 @@
 //!
 //! * `busbar listen` joins a bus and prints the messages it receives.
 //! * `busbar send` sends one message.
+//! * `busbar request` sends a request and prints its answer.
 //! * `busbar list` shows who is on a bus (with `--watch`, again every second).
 //! * `busbar demo` starts several processes on a fresh bus and shows
 //!   unicast, multicast, a label expression, a file descriptor and a shared
@@ -17,6 +18,7 @@ mod demo;
 mod list;
 mod listen;
 mod reach;
+mod request;
 mod send;
 
 use clap::{Parser, Subcommand};
@@ -73,6 +75,7 @@ struct Cli {
 enum Command {
     Listen(listen::Args),
     Send(send::Args),
+    Request(request::Args),
     List(list::Args),
     Demo(demo::Args),
     /// One process of `busbar demo` (started by the demo itself).
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Listen(args) => listen::run(args, &cli.token),
         Command::Send(args) => send::run(args, &cli.token),
+        Command::Request(args) => request::run(args, &cli.token),
         Command::List(args) => list::run(args, &cli.token),
         Command::Demo(args) => demo::run(args, &cli.token, cli.verbose),
         Command::DemoRole(args) => demo::run_role(args, &cli.token),

@@ -173,7 +173,7 @@ pub fn run(args: Args, token: &str) -> Result<(), Failure> {
 }
 
 /// Parses `--to`; a bad expression is a usage error that shows where it went wrong.
-fn parse_expression(text: &str) -> Result<LabelOp, Failure> {
+pub fn parse_expression(text: &str) -> Result<LabelOp, Failure> {
     text.parse::<LabelOp>().map_err(|e| {
         let caret: String = e
             .caret(text)

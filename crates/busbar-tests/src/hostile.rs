@@ -40,6 +40,8 @@ pub mod offset {
     pub const SEQ: usize = 24;
     /// Type id, 16 bytes.
     pub const TYPE: usize = 32;
+    /// Correlation id (requests and answers), 8 bytes.
+    pub const CORRELATION: usize = 48;
 }
 
 /// The first bytes of every memory region's file.
@@ -893,9 +895,12 @@ pub fn expect(input: &RawInput, hello_seen: bool) -> Expect {
     if fuzzing::check_frame(b, input.fds.len()).is_err() {
         return Expect::Drop;
     }
+    // Answers to requests only travel back to the requester: going
+    // forward on a data link they are refused (and count as bad).
+    let answer = b[offset::FLAGS] & fuzzing::FLAG_REPLY != 0;
     match b[offset::KIND] {
         KIND_HELLO if !hello_seen => expect_hello(input),
-        KIND_DATA if hello_seen => expect_data(input),
+        KIND_DATA if hello_seen && !answer => expect_data(input),
         _ => Expect::Drop,
     }
 }

@@ -265,6 +265,20 @@ fn named_lies_are_dropped_and_honest_frames_after_them_arrive() {
             "bad selector",
             vec![Mutation::Selector(b"\x00a & (".to_vec())],
         ),
+        (
+            "an answer going forward",
+            vec![Mutation::Field(
+                Field::Flags,
+                u64::from(fuzzing::FLAG_REPLY),
+            )],
+        ),
+        (
+            "request and answer at once",
+            vec![Mutation::Field(
+                Field::Flags,
+                u64::from(fuzzing::FLAG_REQUEST | fuzzing::FLAG_REPLY),
+            )],
+        ),
     ];
     for (name, mutations) in lies {
         let cases = vec![

@@ -118,9 +118,37 @@ pub enum SendError {
     /// This endpoint has shut down.
     #[error("the endpoint is disconnected from the bus")]
     Disconnected,
+    /// [`reply`](crate::EndpointSender::reply) was given a message that is
+    /// not a request (see [`Message::is_request`](crate::Message::is_request)).
+    #[error("the message is not a request: nobody waits for an answer to it")]
+    NotARequest,
     /// A system call failed.
     #[error("i/o error while sending: {0}")]
     Io(#[from] io::Error),
+}
+
+/// Why [`EndpointSender::request`](crate::EndpointSender::request) got no answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The request could not be sent: as [`send`](crate::EndpointSender::send)
+    /// fails (`NoRoute` also when its `ttl` ran out before a match
+    /// appeared; `InvalidSelector` for a multicast selector: a request
+    /// goes to one endpoint).
+    #[error("the request was not sent: {0}")]
+    Send(#[from] SendError),
+    /// No answer came within the timeout.
+    #[error("no answer within the timeout")]
+    Timeout,
+    /// The endpoint that got the request left, or its process died, before
+    /// it answered. Reported as soon as its end of the link closes, not
+    /// when the timeout runs out.
+    #[error("endpoint {0} left before it answered")]
+    ResponderGone(crate::EndpointId),
+    /// An answer came but is not what the caller asked for: a type it does
+    /// not know, a payload that does not decode, or a malformed frame.
+    #[error("the answer cannot be read: {0}")]
+    Answer(String),
 }
 
 /// Why [`EndpointReceiver::recv`](crate::EndpointReceiver::recv) returned no message.

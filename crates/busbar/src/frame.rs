@@ -1,19 +1,24 @@
 //! The wire format: one frame per `sendmsg`, checked before anything is touched.
 //!
-//! Every frame starts with a fixed 48-byte header, little-endian:
+//! Every frame starts with a fixed 56-byte header, little-endian:
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 4 | magic `BSBR` |
 //! | 4 | 2 | protocol version ([`PROTOCOL_VERSION`]) |
 //! | 6 | 1 | kind: 1 hello (its descriptors: the link's ring and the sender's eventfd), 2 data, 16 control |
-//! | 7 | 1 | flags: bit 0 = the payload travels in a sealed memfd (the last descriptor); bit 1 = the payload is lent in a memory region (the last descriptor) at the offset the frame's 8 body bytes after the selector give |
+//! | 7 | 1 | flags: bit 0 = the payload travels in a sealed memfd (the last descriptor); bit 1 = the payload is lent in a memory region (the last descriptor) at the offset the frame's 8 body bytes after the selector give (not both); bit 2 = a request: its sender waits for the answer with this correlation id; bit 3 = an answer to the request with this correlation id (not both; data frames only) |
 //! | 8 | 4 | selector length (data frames) |
 //! | 12 | 2 | number of objects (descriptors) |
 //! | 14 | 2 | number of memory regions (descriptors after the objects) |
 //! | 16 | 8 | payload length |
 //! | 24 | 8 | sequence number on this link (data frames, from 0) |
 //! | 32 | 16 | payload type id (data frames) |
+//! | 48 | 8 | correlation id (requests and answers) |
+//!
+//! Answers travel back on the request's own link, from the receiving end
+//! to the sending end (the socket only: that direction has no ring), and
+//! are the only frames that do; a data link refuses them going forward.
 //!
 //! The header is followed by the selector (data frames: one mode byte, then
 //! the label expression as text) and the payload, unless the payload rides
@@ -28,10 +33,10 @@ use std::time::Duration;
 
 /// The version of the wire protocol this build speaks. Endpoints of another
 /// version are refused at join.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 pub(crate) const MAGIC: [u8; 4] = *b"BSBR";
-pub(crate) const HEADER_LEN: usize = 48;
+pub(crate) const HEADER_LEN: usize = 56;
 /// Selector plus payload up to this size travel in the frame itself; a larger
 /// payload moves into a sealed memfd.
 pub(crate) const INLINE_MAX: usize = 64 * 1024;
@@ -47,6 +52,12 @@ pub(crate) const FLAG_PAYLOAD_IN_FD: u8 = 1;
 /// Flag: the payload is in the last descriptor, a memory region (a loan),
 /// at the offset in the 8 bytes (little-endian) after the selector.
 pub(crate) const FLAG_PAYLOAD_IN_REGION: u8 = 2;
+/// Flag: a request; the sender waits for the answer with the frame's correlation id.
+pub(crate) const FLAG_REQUEST: u8 = 4;
+/// Flag: the answer to the request with the frame's correlation id.
+pub(crate) const FLAG_REPLY: u8 = 8;
+/// Every flag a frame may carry.
+const KNOWN_FLAGS: u8 = FLAG_PAYLOAD_IN_FD | FLAG_PAYLOAD_IN_REGION | FLAG_REQUEST | FLAG_REPLY;
 /// The body bytes that locate a payload lent in a region: its offset.
 pub(crate) const REGION_LOCATOR_LEN: usize = 8;
 
@@ -84,6 +95,8 @@ pub(crate) struct Header {
     pub payload_len: u64,
     pub seq: u64,
     pub type_uuid: TypeUuidBytes,
+    /// Which request this frame is or answers (with [`FLAG_REQUEST`] or [`FLAG_REPLY`]).
+    pub correlation: u64,
 }
 
 /// Why a frame was refused.
@@ -121,10 +134,11 @@ impl Header {
             payload_len: 0,
             seq: 0,
             type_uuid: [0; 16],
+            correlation: 0,
         }
     }
 
-    /// The header's 48 bytes.
+    /// The header's bytes.
     pub(crate) fn encode(&self) -> [u8; HEADER_LEN] {
         self.encode_with_version(PROTOCOL_VERSION)
     }
@@ -142,6 +156,7 @@ impl Header {
         b[16..24].copy_from_slice(&self.payload_len.to_le_bytes());
         b[24..32].copy_from_slice(&self.seq.to_le_bytes());
         b[32..48].copy_from_slice(&self.type_uuid);
+        b[48..56].copy_from_slice(&self.correlation.to_le_bytes());
         b
     }
 
@@ -161,8 +176,10 @@ impl Header {
         }
         let kind = Kind::from_u8(b[6]).ok_or(FrameError::Kind(b[6]))?;
         let flags = b[7];
-        if flags & !(FLAG_PAYLOAD_IN_FD | FLAG_PAYLOAD_IN_REGION) != 0
-            || flags == FLAG_PAYLOAD_IN_FD | FLAG_PAYLOAD_IN_REGION
+        let both = |a: u8, b: u8| flags & (a | b) == a | b;
+        if flags & !KNOWN_FLAGS != 0
+            || both(FLAG_PAYLOAD_IN_FD, FLAG_PAYLOAD_IN_REGION)
+            || both(FLAG_REQUEST, FLAG_REPLY)
         {
             return Err(FrameError::Flags(flags));
         }
@@ -182,6 +199,7 @@ impl Header {
             payload_len: le64(16..24),
             seq: le64(24..32),
             type_uuid,
+            correlation: le64(48..56),
         })
     }
 
@@ -193,6 +211,16 @@ impl Header {
     /// Whether the payload is lent in a memory region.
     pub(crate) fn payload_in_region(&self) -> bool {
         self.flags & FLAG_PAYLOAD_IN_REGION != 0
+    }
+
+    /// Whether the sender waits for an answer to this frame.
+    pub(crate) fn is_request(&self) -> bool {
+        self.flags & FLAG_REQUEST != 0
+    }
+
+    /// Whether this frame answers a request.
+    pub(crate) fn is_reply(&self) -> bool {
+        self.flags & FLAG_REPLY != 0
     }
 
     /// How many descriptors the frame must carry.
@@ -265,26 +293,40 @@ pub(crate) fn split_body<'a>(header: &Header, bytes: &'a [u8]) -> (&'a [u8], &'a
     )
 }
 
-/// The selector's bytes on the wire: a mode byte, then the expression's text.
+/// The selector's bytes on the wire: a mode byte (0 unicast, 1 multicast,
+/// 2 one endpoint, whose id follows in 8 bytes), then the expression's text.
 pub(crate) fn encode_selector(s: &Selector) -> Vec<u8> {
     let text = s.label_op.to_string();
-    let mut out = Vec::with_capacity(1 + text.len());
-    out.push(match s.mode {
-        SelectorMode::Unicast => 0,
-        SelectorMode::Multicast => 1,
-    });
+    let mut out = Vec::with_capacity(9 + text.len());
+    match (s.endpoint, s.mode) {
+        (Some(id), _) => {
+            out.push(2);
+            out.extend_from_slice(&id.0.to_le_bytes());
+        }
+        (None, SelectorMode::Unicast) => out.push(0),
+        (None, SelectorMode::Multicast) => out.push(1),
+    }
     out.extend_from_slice(text.as_bytes());
     out
 }
 
 /// Reads a selector off the wire (its ttl is not sent: it only matters to the sender).
 pub(crate) fn decode_selector(b: &[u8]) -> Result<Selector, FrameError> {
-    let (&mode, text) = b
+    let (&mode, mut text) = b
         .split_first()
         .ok_or_else(|| FrameError::Body("empty selector".into()))?;
+    let mut endpoint = None;
     let mode = match mode {
         0 => SelectorMode::Unicast,
         1 => SelectorMode::Multicast,
+        2 => {
+            let (id, rest) = text
+                .split_first_chunk::<8>()
+                .ok_or_else(|| FrameError::Body("endpoint selector without its id".into()))?;
+            endpoint = Some(crate::EndpointId(u64::from_le_bytes(*id)));
+            text = rest;
+            SelectorMode::Unicast
+        }
         m => return Err(FrameError::Body(format!("unknown selector mode {m}"))),
     };
     let text =
@@ -295,6 +337,7 @@ pub(crate) fn decode_selector(b: &[u8]) -> Result<Selector, FrameError> {
     Ok(Selector {
         mode,
         label_op,
+        endpoint,
         ttl: Duration::ZERO,
         backpressure: None,
     })
@@ -440,7 +483,14 @@ mod tests {
         h.payload_len = 1 << 40;
         h.seq = 99;
         h.type_uuid = [7; 16];
-        assert_eq!(Header::decode(&h.encode()), Ok(h));
+        h.correlation = 1 << 50;
+        assert_eq!(Header::decode(&h.encode()), Ok(h.clone()));
+        h.flags = FLAG_PAYLOAD_IN_REGION | FLAG_REPLY;
+        assert_eq!(Header::decode(&h.encode()), Ok(h.clone()));
+        h.flags = FLAG_REQUEST | FLAG_REPLY;
+        assert_eq!(Header::decode(&h.encode()), Err(FrameError::Flags(12)));
+        h.flags = 16;
+        assert_eq!(Header::decode(&h.encode()), Err(FrameError::Flags(16)));
     }
 
     #[test]
@@ -471,6 +521,15 @@ mod tests {
             check(&h.encode(), 0),
             Err(FrameError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn endpoint_selectors_round_trip() {
+        let s = Selector::endpoint(crate::EndpointId(0xfeed)).ttl(Duration::from_secs(1));
+        let back = decode_selector(&encode_selector(&s)).expect("decodes");
+        assert_eq!(back.endpoint, Some(crate::EndpointId(0xfeed)));
+        assert_eq!(back.label_op, LabelOp::True);
+        assert!(decode_selector(&[2, 1, 2, 3]).is_err());
     }
 
     proptest::proptest! {

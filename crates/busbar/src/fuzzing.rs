@@ -66,6 +66,11 @@ pub const FLAG_PAYLOAD_IN_FD: u8 = frame::FLAG_PAYLOAD_IN_FD;
 /// Header flag: the payload is lent in the last descriptor, a memory
 /// region, at the offset in the 8 bytes after the selector.
 pub const FLAG_PAYLOAD_IN_REGION: u8 = frame::FLAG_PAYLOAD_IN_REGION;
+/// Header flag: a request (its sender waits for the answer with the correlation id).
+pub const FLAG_REQUEST: u8 = frame::FLAG_REQUEST;
+/// Header flag: an answer; refused on a data link going forward (answers
+/// only travel back, on the socket of the request's link).
+pub const FLAG_REPLY: u8 = frame::FLAG_REPLY;
 
 /// A frame header with every field free, so that it can lie.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +93,8 @@ pub struct FrameHeader {
     pub seq: u64,
     /// Payload type id.
     pub type_uuid: [u8; 16],
+    /// Correlation id (requests and answers).
+    pub correlation: u64,
 }
 
 impl FrameHeader {
@@ -103,6 +110,7 @@ impl FrameHeader {
             payload_len: 0,
             seq: 0,
             type_uuid: [0; 16],
+            correlation: 0,
         }
     }
 
@@ -117,6 +125,7 @@ impl FrameHeader {
             payload_len: self.payload_len,
             seq: self.seq,
             type_uuid: self.type_uuid,
+            correlation: self.correlation,
         };
         let mut b = h.encode_with_version(self.version);
         // The one field the encoder types: overwrite it with whatever byte we are told.

@@ -35,6 +35,32 @@
 //! [`Borrowed`], from which `&[u8]`, `&str` or a borrowing serde type can
 //! be read without a copy.
 //!
+//! # Who sent it, and answering it
+//!
+//! Every received [`Message`] says who sent it ([`Message::source`], from
+//! the link it came on, not from the payload), and that endpoint is in the
+//! receiver's directory by then: answering it by label or with
+//! [`Selector::endpoint`] works at once. [`EndpointSender::request`] sends
+//! a message and waits for the answer to it, which the other side gives
+//! with [`EndpointSender::reply`]:
+//!
+//! ```
+//! use busbar::{label, join, Message, Options, Selector};
+//! use std::time::Duration;
+//!
+//! # let bus = format!("doc.crate.request.{}", std::process::id());
+//! let (clock, mut clock_rx) = join::<u64, u64>(Options::new(&bus, label!("clock"), "token"), None)?;
+//! std::thread::spawn(move || {
+//!     while let Ok(question) = clock_rx.recv(None) {
+//!         let _ = clock.reply(&question, 1_700_000_000);
+//!     }
+//! });
+//! let (app, _app_rx) = join::<u64, u64>(Options::new(&bus, label!("app"), "token"), None)?;
+//! let now = app.request::<u64>(Message::new(Selector::unicast("clock"), 0), Duration::from_secs(5))?;
+//! assert_eq!(now.payload, 1_700_000_000);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # How it works
 //!
 //! The controller (module `controller`) only keeps the directory of
@@ -76,7 +102,7 @@ pub use endpoint::{
     join, Borrowed, EndpointId, EndpointInfo, EndpointReceiver, EndpointSender, EndpointStats,
     LinkStats, Loan,
 };
-pub use error::{JoinError, RecvError, SendError};
+pub use error::{JoinError, RecvError, RequestError, SendError};
 pub use frame::PROTOCOL_VERSION;
 pub use label::Label;
 pub use message::Message;

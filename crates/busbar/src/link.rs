@@ -34,7 +34,7 @@ use crate::sys::socket::{self, Received};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Malformed frames a link may send before it is cut.
@@ -59,10 +59,15 @@ fn coarse_ms() -> u64 {
 /// socket again (to notice a receiver that died).
 const ROOM_SLICE: Duration = Duration::from_millis(10);
 
+/// Keys that tell links apart (for the answers to requests).
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+
 /// The sending end of a data link.
 #[derive(Debug)]
 pub(crate) struct OutLink {
     fd: OwnedFd,
+    /// Unique among this process's links (never 0).
+    pub key: u64,
     /// Held for the whole of a write, so that frames leave in order.
     state: Mutex<OutState>,
     /// Frames written.
@@ -182,6 +187,7 @@ impl OutLink {
                 socket::set_nonblocking(fd.as_fd(), true)?;
                 Ok(Connected::Link(OutLink {
                     fd,
+                    key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
                     state: Mutex::new(OutState {
                         seq: 0,
                         ring: producer,
@@ -226,7 +232,7 @@ impl OutLink {
         if fds.is_empty() && len <= st.ring.max_frame_len() {
             self.push(&mut st, &head, body, len, wait)?;
         } else {
-            self.send_socket(&head, body, fds, wait)?;
+            send_whole(self.fd.as_fd(), &head, body, fds, wait)?;
         }
         st.seq += 1;
         self.sent.fetch_add(1, Ordering::Relaxed);
@@ -293,36 +299,9 @@ impl OutLink {
         }
     }
 
-    /// Writes a whole frame to the socket, waiting for room as `wait` says.
-    fn send_socket(
-        &self,
-        head: &[u8],
-        body: &[&[u8]],
-        fds: &[BorrowedFd<'_>],
-        wait: Wait,
-    ) -> Result<(), SendFailure> {
-        let mut parts: Vec<&[u8]> = Vec::with_capacity(1 + body.len());
-        parts.push(head);
-        parts.extend(body.iter().copied().filter(|b| !b.is_empty()));
-        loop {
-            match socket::send_frame(self.fd.as_fd(), &parts, fds) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let deadline = match wait {
-                        Wait::No => return Err(SendFailure::Full),
-                        Wait::Until(d) if Instant::now() >= d => return Err(SendFailure::Full),
-                        Wait::Until(d) => Some(d),
-                        Wait::Forever => None,
-                    };
-                    match poll::wait_writable(self.fd.as_fd(), deadline) {
-                        Ok(true) => {}
-                        Ok(false) => return Err(SendFailure::Full),
-                        Err(e) => return Err(SendFailure::Io(e)),
-                    }
-                }
-                Err(e) => return Err(SendFailure::Io(e)),
-            }
-        }
+    /// The link's socket: answers to requests come back on it.
+    pub(crate) fn socket(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
     /// Sets how many bytes the socket holds before the receiver counts as
@@ -351,6 +330,40 @@ impl OutLink {
     }
 }
 
+/// Writes a whole frame (header, body, descriptors) to a link's socket,
+/// waiting for room as `wait` says: a frame with descriptors or too large
+/// for the ring, or an answer going back to a requester.
+pub(crate) fn send_whole(
+    fd: BorrowedFd<'_>,
+    head: &[u8],
+    body: &[&[u8]],
+    fds: &[BorrowedFd<'_>],
+    wait: Wait,
+) -> Result<(), SendFailure> {
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(1 + body.len());
+    parts.push(head);
+    parts.extend(body.iter().copied().filter(|b| !b.is_empty()));
+    loop {
+        match socket::send_frame(fd, &parts, fds) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let deadline = match wait {
+                    Wait::No => return Err(SendFailure::Full),
+                    Wait::Until(d) if Instant::now() >= d => return Err(SendFailure::Full),
+                    Wait::Until(d) => Some(d),
+                    Wait::Forever => None,
+                };
+                match poll::wait_writable(fd, deadline) {
+                    Ok(true) => {}
+                    Ok(false) => return Err(SendFailure::Full),
+                    Err(e) => return Err(SendFailure::Io(e)),
+                }
+            }
+            Err(e) => return Err(SendFailure::Io(e)),
+        }
+    }
+}
+
 /// A frame as received, checked against its header.
 #[derive(Debug)]
 pub(crate) struct RawFrame {
@@ -375,7 +388,8 @@ impl RawFrame {
 /// The receiving end of a data link.
 #[derive(Debug)]
 pub(crate) struct InLink {
-    pub fd: OwnedFd,
+    /// The socket; requests received on it hold a weak handle to answer on.
+    fd: Arc<OwnedFd>,
     /// The sender, once its hello arrived.
     pub peer: Option<u64>,
     /// The sender's label from its hello, until [`take_hello`](InLink::take_hello) takes it.
@@ -452,7 +466,7 @@ impl InLink {
     /// A new link on an accepted socket.
     pub(crate) fn new(fd: OwnedFd) -> InLink {
         InLink {
-            fd,
+            fd: Arc::new(fd),
             peer: None,
             hello_label: None,
             ring: None,
@@ -482,6 +496,12 @@ impl InLink {
             pid: cred.pid,
             uid: cred.uid,
         })
+    }
+
+    /// The way back to the sender, for answers to its requests: its socket,
+    /// as long as the link lasts.
+    pub(crate) fn back(&self) -> std::sync::Weak<OwnedFd> {
+        Arc::downgrade(&self.fd)
     }
 
     /// The sender claimed an id that belongs to another process: the link is
@@ -699,7 +719,7 @@ impl InLink {
         };
         let popped = ring.try_pop_with(|bytes| {
             let header = frame::check(bytes, 0)?;
-            if header.kind != Kind::Data {
+            if header.kind != Kind::Data || header.is_reply() {
                 return Err(FrameError::Body(format!(
                     "unexpected {:?} frame in a ring",
                     header.kind
@@ -776,11 +796,13 @@ impl InLink {
                         self.hello_label = Some(hello.label);
                         Read::Nothing
                     }
-                    Kind::Data if self.peer.is_some() => Read::Frame(RawFrame {
-                        header,
-                        bytes: bytes.to_vec(),
-                        fds,
-                    }),
+                    Kind::Data if self.peer.is_some() && !header.is_reply() => {
+                        Read::Frame(RawFrame {
+                            header,
+                            bytes: bytes.to_vec(),
+                            fds,
+                        })
+                    }
                     _ => self.bad(FrameError::Body(format!(
                         "unexpected {:?} frame on a data link",
                         header.kind

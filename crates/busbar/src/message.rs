@@ -1,6 +1,6 @@
 //! A message: a selector, a payload, and attachments.
 
-use crate::{MemoryRegion, Object, Selector};
+use crate::{EndpointId, MemoryRegion, Object, Selector};
 
 /// A message: where it goes, what it says, and what it carries along.
 ///
@@ -19,6 +19,17 @@ pub struct Message<T> {
     pub objects: Vec<Object>,
     /// Shared memory that travels with it.
     pub memory_regions: Vec<MemoryRegion>,
+    /// On a received message, the endpoint that sent it, as the receiving
+    /// side knows it from the data link it came on (the link's hello,
+    /// checked against the process at the other end): not something the
+    /// sender can put in the payload. Its [`EndpointInfo`](crate::EndpointInfo)
+    /// is in the receiver's directory by the time the message is handed
+    /// over, so `Selector::endpoint(m.source)` (or the sender's label)
+    /// reaches it until it leaves. Ignored when sending; `Message::new`
+    /// sets `EndpointId(0)`.
+    pub source: EndpointId,
+    /// On a received request: where and how to answer it.
+    pub(crate) reply_to: Option<crate::endpoint::ReplyTo>,
 }
 
 impl<T> Message<T> {
@@ -29,7 +40,16 @@ impl<T> Message<T> {
             payload,
             objects: Vec::new(),
             memory_regions: Vec::new(),
+            source: EndpointId(0),
+            reply_to: None,
         }
+    }
+
+    /// Whether this received message is a request its sender waits for an
+    /// answer to ([`EndpointSender::request`](crate::EndpointSender::request)):
+    /// answer it with [`EndpointSender::reply`](crate::EndpointSender::reply).
+    pub fn is_request(&self) -> bool {
+        self.reply_to.is_some()
     }
 
     /// Adds an object (builder style).

@@ -683,6 +683,10 @@ pub struct Selector {
     pub mode: SelectorMode,
     /// The expression the receivers' labels must satisfy.
     pub label_op: LabelOp,
+    /// Exactly this endpoint (and only if its label satisfies `label_op`
+    /// too): see [`Selector::endpoint`].
+    #[serde(default)]
+    pub endpoint: Option<crate::EndpointId>,
     /// How long a message that no endpoint matches waits for one to join.
     /// Zero, the default, means the send fails at once.
     pub ttl: Duration,
@@ -708,6 +712,7 @@ impl Selector {
         Selector {
             mode: SelectorMode::Unicast,
             label_op: op.into(),
+            endpoint: None,
             ttl: Duration::ZERO,
             backpressure: None,
         }
@@ -724,6 +729,36 @@ impl Selector {
         Selector {
             mode: SelectorMode::Multicast,
             label_op: op.into(),
+            endpoint: None,
+            ttl: Duration::ZERO,
+            backpressure: None,
+        }
+    }
+
+    /// A selector for exactly the endpoint `id`, whatever its label: the
+    /// way to answer whoever sent a message ([`Message::source`](crate::Message::source)).
+    /// Once that endpoint has left, a send fails with
+    /// [`SendError::NoRoute`](crate::SendError::NoRoute) (or, with a
+    /// [`ttl`](Selector::ttl), waits that long for it to come back, which
+    /// it never does: ids are not reused). Backpressure applies as to any
+    /// unicast.
+    ///
+    /// ```
+    /// use busbar::{label, Message, Options, Selector, SendError};
+    /// # let bus = format!("doc.endpoint.{}", std::process::id());
+    /// let (tx, mut rx) = busbar::join::<String, String>(Options::new(bus, label!("a"), "t"), None)?;
+    /// tx.send(Message::new(Selector::endpoint(tx.id()), "to me".to_string()))?;
+    /// let m = rx.recv(None)?;
+    /// assert_eq!((m.payload.as_str(), m.source), ("to me", tx.id()));
+    /// let gone = Selector::endpoint(busbar::EndpointId(7));
+    /// assert!(matches!(tx.send(Message::new(gone, "x".into())), Err(SendError::NoRoute(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn endpoint(id: crate::EndpointId) -> Self {
+        Selector {
+            mode: SelectorMode::Unicast,
+            label_op: LabelOp::True,
+            endpoint: Some(id),
             ttl: Duration::ZERO,
             backpressure: None,
         }
@@ -758,10 +793,15 @@ impl Selector {
     }
 }
 
-/// Prints `unicast(a & b)`, with `, ttl=…` added when the ttl is not zero.
+/// Prints `unicast(a & b)` (`endpoint(<id>)`, `endpoint(<id>, a & b)`),
+/// with `, ttl=…` added when the ttl is not zero.
 impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}({}", self.mode, self.label_op)?;
+        match self.endpoint {
+            Some(id) if self.label_op == LabelOp::True => write!(f, "endpoint({id}")?,
+            Some(id) => write!(f, "endpoint({id}, {}", self.label_op)?,
+            None => write!(f, "{}({}", self.mode, self.label_op)?,
+        }
         if !self.ttl.is_zero() {
             write!(f, ", ttl={:?}", self.ttl)?;
         }

@@ -17,6 +17,7 @@ mod hostile;
 mod join;
 mod liveness;
 mod payloads;
+mod request;
 mod routing;
 mod scale;
 mod ttl;

@@ -149,6 +149,8 @@ pub struct Borrowed<'a> {
     pub objects: Vec<Object>,
     /// Memory regions that came with it (yours to keep).
     pub memory_regions: Vec<MemoryRegion>,
+    /// The endpoint that sent it (see [`Message::source`](crate::Message::source)).
+    pub source: crate::EndpointId,
     type_uuid: TypeUuidBytes,
     payload: &'a [u8],
     /// Whether `payload` can no longer change (our copy, a sealed memfd).
@@ -165,11 +167,13 @@ impl<'a> Borrowed<'a> {
         type_uuid: TypeUuidBytes,
         payload: &'a [u8],
         stable: bool,
+        source: crate::EndpointId,
     ) -> Borrowed<'a> {
         Borrowed {
             selector,
             objects,
             memory_regions,
+            source,
             type_uuid,
             payload,
             stable,

@@ -173,6 +173,14 @@ impl Directory {
     /// The endpoints whose labels satisfy the selector, in id order.
     pub(crate) fn matching(&self, selector: &Selector) -> Vec<u64> {
         let now = Instant::now();
+        if let Some(id) = selector.endpoint {
+            return self
+                .peers
+                .get(&id.0)
+                .filter(|p| self.live(id.0, now) && selector.label_op.matches(&p.label))
+                .map(|p| vec![p.record.id])
+                .unwrap_or_default();
+        }
         self.peers
             .values()
             .filter(|p| self.live(p.record.id, now) && selector.label_op.matches(&p.label))

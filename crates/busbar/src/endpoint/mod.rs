@@ -21,6 +21,7 @@ mod loan;
 pub(crate) mod namespace;
 mod outgoing;
 pub(crate) mod receiver;
+mod request;
 mod route;
 mod sender;
 mod stats;
@@ -28,6 +29,7 @@ mod stats;
 pub use borrowed::Borrowed;
 pub use loan::Loan;
 pub use receiver::EndpointReceiver;
+pub(crate) use request::{ReplyPath, ReplyTo};
 pub use sender::EndpointSender;
 pub use stats::{EndpointStats, LinkStats};
 
@@ -48,8 +50,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// An endpoint's id on its bus: random, fixed for the endpoint's life, kept across failovers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// An endpoint's id on its bus: random, fixed for the endpoint's life, kept
+/// across failovers, never reused. Printed as 16 hex digits.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct EndpointId(pub u64);
 
 impl std::fmt::Display for EndpointId {
@@ -112,6 +117,8 @@ pub(crate) struct Shared {
     pub selectors: outgoing::SelectorCache,
     /// Regions received as payloads, kept mapped for the next message in them.
     pub lent: Mutex<lent::LentMaps>,
+    /// Requests waiting for their answers.
+    pub requests: Arc<request::Requests>,
 }
 
 /// Owned by the sender and receiver handles; the endpoint shuts down when the last one goes.
@@ -212,6 +219,7 @@ pub fn join<T: MessageBox, R: MessageBox>(
         loans: Arc::default(),
         selectors: outgoing::SelectorCache::default(),
         lent: Mutex::default(),
+        requests: Arc::new(request::Requests::new()?),
     });
     let driver = driver::spawn(shared.clone(), listener, joined.conn, controller)?;
     let core = Arc::new(Core {

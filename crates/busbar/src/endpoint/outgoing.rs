@@ -2,8 +2,9 @@
 //! to any number of links (routing is in `route.rs`).
 
 use super::loan::{Loan, LoanPool};
+use super::request::Ticket;
 use crate::error::SendError;
-use crate::frame::{self, Header, Kind, FLAG_PAYLOAD_IN_REGION};
+use crate::frame::{self, Header, Kind, FLAG_PAYLOAD_IN_REGION, FLAG_REPLY, FLAG_REQUEST};
 use crate::link::{OutLink, RawFrame, SendFailure, Wait};
 use crate::payload::MessageBox;
 use crate::selector::{LabelOp, SelectorMode};
@@ -30,6 +31,8 @@ pub(crate) struct OutFrame {
     /// Whether the regions' own counts (those of the handles in the
     /// message) are still here to give to the first receiver.
     own_counts: AtomicBool,
+    /// For a request: tells its slot where it went.
+    ticket: Option<Ticket>,
 }
 
 impl Drop for OutFrame {
@@ -50,20 +53,26 @@ impl Drop for OutFrame {
 #[derive(Debug, Default)]
 pub(crate) struct SelectorCache(Mutex<Option<Encoded>>);
 
-/// A selector's mode and expression, and its bytes on the wire.
-type Encoded = (SelectorMode, LabelOp, Arc<[u8]>);
+/// A selector's mode, expression and endpoint, and its bytes on the wire.
+type Encoded = (SelectorMode, LabelOp, Option<crate::EndpointId>, Arc<[u8]>);
 
 impl SelectorCache {
     /// The selector's bytes on the wire, if it can travel.
     pub(crate) fn bytes(&self, selector: &Selector) -> Result<Arc<[u8]>, SendError> {
         let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((mode, op, bytes)) = last.as_ref() {
-            if *mode == selector.mode && *op == selector.label_op {
+        if let Some((mode, op, endpoint, bytes)) = last.as_ref() {
+            if *mode == selector.mode && *op == selector.label_op && *endpoint == selector.endpoint
+            {
                 return Ok(bytes.clone());
             }
         }
         let bytes: Arc<[u8]> = check_selector(selector)?.into();
-        *last = Some((selector.mode, selector.label_op.clone(), bytes.clone()));
+        *last = Some((
+            selector.mode,
+            selector.label_op.clone(),
+            selector.endpoint,
+            bytes.clone(),
+        ));
         Ok(bytes)
     }
 }
@@ -145,6 +154,7 @@ impl OutFrame {
             regions: msg.memory_regions,
             lent,
             own_counts: AtomicBool::new(true),
+            ticket: None,
         })
     }
 
@@ -182,7 +192,54 @@ impl OutFrame {
             regions: Vec::new(),
             lent: Some((region, pool)),
             own_counts: AtomicBool::new(true),
+            ticket: None,
         })
+    }
+
+    /// Makes this frame a request: its sender waits for the answer with the
+    /// ticket's correlation id.
+    pub(crate) fn into_request(mut self, ticket: Ticket) -> OutFrame {
+        self.header.flags |= FLAG_REQUEST;
+        self.header.correlation = ticket.corr();
+        self.ticket = Some(ticket);
+        self
+    }
+
+    /// Makes this frame the answer to the request `corr`.
+    pub(crate) fn into_reply(mut self, corr: u64) -> OutFrame {
+        self.header.flags |= FLAG_REPLY;
+        self.header.correlation = corr;
+        self
+    }
+
+    /// The frame is about to be written to `link`, to endpoint `peer`
+    /// (`None`: to ourselves, endpoint `peer`): a request learns where its
+    /// answer will come from.
+    pub(super) fn delivering(&self, link: Option<&Arc<OutLink>>, peer: u64) {
+        match (&self.ticket, link) {
+            (Some(t), Some(link)) => t.sent(link, peer),
+            (Some(t), None) => t.sent_local(peer),
+            (None, _) => {}
+        }
+    }
+
+    /// It was not written after all ([`delivering`](Self::delivering)).
+    pub(super) fn undelivered(&self) {
+        if let Some(t) = &self.ticket {
+            t.unsent();
+        }
+    }
+
+    /// Writes the frame, whole, to the socket of the link a request came
+    /// on, back to its sender (an answer), waiting for room as `wait` says.
+    pub(super) fn write_back(&self, fd: BorrowedFd<'_>, wait: Wait) -> Result<(), SendFailure> {
+        let own = self.take_counts();
+        let body: [&[u8]; 2] = [&self.selector_bytes, &self.payload];
+        let result = crate::link::send_whole(fd, &self.header.encode(), &body, &self.fds(), wait);
+        if result.is_err() {
+            self.return_counts(own);
+        }
+        result
     }
 
     fn fds(&self) -> Vec<BorrowedFd<'_>> {
@@ -211,7 +268,7 @@ impl OutFrame {
     }
 
     /// Takes back the counts of a copy that did not go out.
-    pub(super) fn return_counts(&self, own: bool) {
+    pub(crate) fn return_counts(&self, own: bool) {
         if let Some((r, _)) = &self.lent {
             r.drop_in_flight_ref();
         }

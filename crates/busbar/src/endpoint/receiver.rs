@@ -4,18 +4,22 @@ use super::borrowed::{Borrowed, Opened, Unopened};
 use super::inbox::BELL;
 use super::lent::LentMaps;
 use super::{Core, EndpointId};
+use super::{ReplyPath, ReplyTo};
 use crate::error::RecvError;
+use crate::frame::Header;
 use crate::frame::{FrameError, MAX_FRAME};
-use crate::link::{RawFrame, ReadWith, MAX_BAD_FRAMES};
+use crate::link::{InLink, RawFrame, ReadWith, MAX_BAD_FRAMES};
 use crate::payload::MessageBox;
 use crate::sys::socket;
 use crate::Message;
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 /// Frames read from one link before looking at the others (fairness).
@@ -136,8 +140,8 @@ impl<R: MessageBox> EndpointReceiver<R> {
     fn next_ready(&mut self) -> Result<Option<Message<R>>, RecvError> {
         while let Some((token, ready)) = self.ready.pop_front() {
             let counters = &self.core.shared.counters;
-            let raw = match ready {
-                Ready::Raw(raw) => raw,
+            let (raw, origin) = match ready {
+                Ready::Raw(raw, origin) => (raw, origin),
                 Ready::Decoded(m) => {
                     count_handed(counters, &m);
                     return m.map(Some);
@@ -150,7 +154,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
                 count_handed::<Option<Message<R>>>(counters, &out);
                 return out;
             }
-            let decoded = decode_with(raw, &self.core.shared.lent)?;
+            let decoded = decode_with(raw, &self.core.shared.lent, &origin)?;
             match decoded {
                 Decoded::Message(m) => {
                     counters.received.fetch_add(1, Ordering::Relaxed);
@@ -226,12 +230,13 @@ impl<R: MessageBox> EndpointReceiver<R> {
         loop {
             if self.ready.is_empty() {
                 let mut local = inbox.local.lock().unwrap_or_else(|p| p.into_inner());
+                let me = Origin::local(core.shared.id);
                 self.ready
-                    .extend(local.drain(..).map(|f| (BELL, Ready::Raw(f))));
+                    .extend(local.drain(..).map(|f| (BELL, Ready::Raw(f, me.clone()))));
             }
             while let Some((token, ready)) = self.ready.pop_front() {
                 let out = match ready {
-                    Ready::Raw(raw) => self.lend_owned(token, raw, max, f),
+                    Ready::Raw(raw, origin) => self.lend_owned(token, raw, &origin, max, f),
                     Ready::Decoded(m) => lend_decoded(m, f),
                 };
                 if let Some(out) = out {
@@ -243,12 +248,13 @@ impl<R: MessageBox> EndpointReceiver<R> {
             let mut gone = Vec::new();
             let mut read_ahead = false;
             'links: for (&token, link) in links.iter_mut() {
+                let mut origin = Origin::of(link);
                 for _ in 0..BATCH {
                     let got = link.read_with(&mut self.buf, &mut self.control, |header, bytes| {
                         if header.payload_len > max {
                             return Ok(Err(too_large(header.payload_len, max)));
                         }
-                        lend_in_place(header, bytes, f).map(Ok)
+                        lend_in_place(header, bytes, &origin, f).map(Ok)
                     });
                     match got {
                         ReadWith::InPlace(Ok(out)) => {
@@ -271,7 +277,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
                         }
                         ReadWith::Frame(raw) => {
                             // From the socket: lent from our copy, in order.
-                            self.ready.push_back((token, Ready::Raw(raw)));
+                            self.ready.push_back((token, Ready::Raw(raw, origin)));
                             read_ahead = true;
                             break 'links;
                         }
@@ -284,6 +290,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
                                 gone.push(token);
                                 continue 'links;
                             }
+                            origin = Origin::of(link);
                         }
                         ReadWith::Empty => break,
                         ReadWith::Closed => {
@@ -310,6 +317,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
         &mut self,
         token: u64,
         raw: RawFrame,
+        origin: &Origin,
         max: u64,
         f: &mut Option<F>,
     ) -> Option<Result<T, RecvError>> {
@@ -339,6 +347,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
             opened.type_uuid,
             payload,
             stable,
+            EndpointId(origin.source),
         );
         f.take().map(|f| Ok(f(lent)))
     }
@@ -452,7 +461,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .drain(..)
-                .map(|f| (BELL, Ready::Raw(f))),
+                .map(|f| (BELL, Ready::Raw(f, Origin::local(self.core.shared.id)))),
         );
         let counters = &self.core.shared.counters;
         let max = self.core.shared.options.limits.max_payload;
@@ -462,6 +471,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
             let bad_before = link.bad_frames();
             let mut closed = false;
             let mut taken = 0usize;
+            let mut origin = Origin::of(link);
             for _ in 0..BATCH {
                 // Decoded messages wait in `ready` as allocations; frames
                 // left in the ring cost nothing. A few at a time keeps the
@@ -473,10 +483,12 @@ impl<R: MessageBox> EndpointReceiver<R> {
                 // private copy); those off the socket are decoded later.
                 let scratch = &mut self.scratch;
                 let got = link.read_with(&mut self.buf, &mut self.control, |header, bytes| {
-                    decode_in_place::<R>(header, bytes, max, scratch)
+                    decode_in_place::<R>(header, bytes, max, scratch, &origin)
                 });
                 match got {
-                    ReadWith::Frame(f) => self.ready.push_back((token, Ready::Raw(f))),
+                    ReadWith::Frame(f) => {
+                        self.ready.push_back((token, Ready::Raw(f, origin.clone())))
+                    }
                     ReadWith::InPlace(Ok(Decoded::Message(m))) => {
                         taken += self.scratch.len();
                         self.ready.push_back((token, Ready::Decoded(Ok(m))))
@@ -496,6 +508,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
                             closed = true;
                             break;
                         }
+                        origin = Origin::of(link);
                     }
                     ReadWith::Empty => break,
                     ReadWith::Closed => {
@@ -551,10 +564,53 @@ fn learn_sender(shared: &super::Shared, link: &mut crate::link::InLink) -> bool 
     false
 }
 
+/// Where a frame came from: the sender, and the way back to it.
+#[derive(Clone)]
+pub(crate) struct Origin {
+    /// The sending endpoint, as the link's hello introduced it.
+    pub source: u64,
+    /// The link's socket, for answers to requests (`None`: from ourselves).
+    back: Option<Weak<OwnedFd>>,
+}
+
+impl Origin {
+    /// Frames from a link.
+    fn of(link: &InLink) -> Origin {
+        Origin {
+            source: link.peer.unwrap_or(0),
+            back: Some(link.back()),
+        }
+    }
+
+    /// Frames this endpoint (`id`) sent itself.
+    fn local(id: u64) -> Origin {
+        Origin {
+            source: id,
+            back: None,
+        }
+    }
+
+    /// Frames from `source` that are never requests (answers).
+    pub(crate) fn answer(source: u64) -> Origin {
+        Origin { source, back: None }
+    }
+
+    /// How to answer a frame with this header, if it is a request.
+    fn reply_to(&self, header: &Header) -> Option<ReplyTo> {
+        header.is_request().then(|| ReplyTo {
+            corr: header.correlation,
+            path: match &self.back {
+                Some(back) => ReplyPath::Link(back.clone()),
+                None => ReplyPath::Local,
+            },
+        })
+    }
+}
+
 /// A frame read from a link, waiting for `recv`.
 enum Ready<R> {
     /// Read off a socket (or sent to ourselves): decoded when its turn comes.
-    Raw(RawFrame),
+    Raw(RawFrame, Origin),
     /// Decoded in place from a ring as it was read.
     Decoded(Result<Message<R>, RecvError>),
 }
@@ -585,6 +641,7 @@ fn lend_decoded<R: MessageBox, T, F: FnOnce(Borrowed<'_>) -> T>(
         m.payload.type_uuid(),
         &payload,
         true,
+        m.source,
     );
     f.take().map(|f| Ok(f(lent)))
 }
@@ -614,6 +671,7 @@ fn decode_in_place<R: MessageBox>(
     shared: &[u8],
     max: u64,
     scratch: &mut Vec<u8>,
+    origin: &Origin,
 ) -> Result<Decoded<R>, RecvError> {
     if header.payload_len > max {
         return Err(too_large(header.payload_len, max));
@@ -631,6 +689,8 @@ fn decode_in_place<R: MessageBox>(
             payload,
             objects: Vec::new(),
             memory_regions: Vec::new(),
+            source: EndpointId(origin.source),
+            reply_to: origin.reply_to(&header),
         }),
         None => Decoded::Skipped,
     })
@@ -653,14 +713,16 @@ pub(crate) enum Decoded<R> {
 /// a type `R` knows but does not decode ([`RecvError::Decode`]).
 #[cfg(feature = "test-hooks")] // the fuzzing hooks' receiving path
 pub(crate) fn decode<R: MessageBox>(raw: RawFrame) -> Result<Decoded<R>, RecvError> {
-    decode_with(raw, &Mutex::default())
+    decode_with(raw, &Mutex::default(), &Origin::answer(0))
 }
 
-/// `decode`, with the receiver's mappings of regions.
-fn decode_with<R: MessageBox>(
+/// `decode`, with the receiver's mappings of regions, for a frame from `origin`.
+pub(crate) fn decode_with<R: MessageBox>(
     raw: RawFrame,
     lent: &Mutex<LentMaps>,
+    origin: &Origin,
 ) -> Result<Decoded<R>, RecvError> {
+    let reply_to = origin.reply_to(&raw.header);
     let mut opened = match Opened::open(raw, lent) {
         Ok(o) => o,
         Err(Unopened::Skipped) => return Ok(Decoded::Skipped),
@@ -688,6 +750,8 @@ fn decode_with<R: MessageBox>(
             payload,
             objects: opened.objects,
             memory_regions: opened.memory_regions,
+            source: EndpointId(origin.source),
+            reply_to,
         })),
         None => {
             tracing::debug!(type_id = %uuid::Uuid::from_bytes(type_uuid), "skipped a message of a type this receiver does not know");
@@ -701,6 +765,7 @@ fn decode_with<R: MessageBox>(
 fn lend_in_place<T, F: FnOnce(Borrowed<'_>) -> T>(
     header: crate::frame::Header,
     bytes: &[u8],
+    origin: &Origin,
     f: &mut Option<F>,
 ) -> Result<T, FrameError> {
     let (selector, payload) = crate::frame::split_body(&header, bytes);
@@ -714,6 +779,7 @@ fn lend_in_place<T, F: FnOnce(Borrowed<'_>) -> T>(
         header.type_uuid,
         payload,
         false,
+        EndpointId(origin.source),
     );
     f.take()
         .map(|f| f(lent))

@@ -349,9 +349,11 @@ impl Shared {
                 return Ok(Delivery::Gone);
             }
             let (raw, own) = frame.local_copy()?;
+            frame.delivering(None, self.id);
             if let Err(raw) = self.inbox.push_local(raw) {
                 drop(raw);
                 frame.return_counts(own);
+                frame.undelivered();
                 return Ok(Delivery::Full);
             }
             self.counters.sent.fetch_add(1, Ordering::Relaxed);
@@ -362,7 +364,14 @@ impl Shared {
             Link::Gone => return Ok(Delivery::Gone),
             Link::Busy => return Ok(Delivery::Full),
         };
-        match frame.write_to(&link, wait) {
+        // A request waits on this link before it is written: its answer
+        // can come back before `write_to` returns.
+        frame.delivering(Some(&link), target);
+        let written = frame.write_to(&link, wait);
+        if written.is_err() {
+            frame.undelivered();
+        }
+        match written {
             Ok(()) => {
                 self.counters.sent.fetch_add(1, Ordering::Relaxed);
                 Ok(Delivery::Delivered)

@@ -3,12 +3,18 @@
 use super::outgoing::OutFrame;
 use super::route::Call;
 use super::{Core, EndpointId, EndpointInfo, EndpointStats};
-use crate::error::SendError;
+use crate::error::{RequestError, SendError};
+use crate::link::{SendFailure, Wait};
 use crate::payload::MessageBox;
-use crate::{Loan, Message, Selector};
+use crate::sys::socket;
+use crate::{Backpressure, Loan, Message, Selector, SelectorMode};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How long [`EndpointSender::reply`] waits for room (under `Block`) when
+/// the requester has left that many answers unread.
+const REPLY_ROOM_WAIT: Duration = Duration::from_secs(1);
 
 /// Sends messages of type `T` on the bus. Cheap to clone; every clone sends
 /// from the same endpoint, from any thread.
@@ -137,6 +143,156 @@ impl<T: MessageBox> EndpointSender<T> {
             OutFrame::from_loan(selector, loan, shared.options.limits.max_payload)?,
             Call::Send,
         )
+    }
+
+    /// Sends `msg` as a request and waits, up to `timeout`, for the answer
+    /// to it (the receiver answers with [`reply`](Self::reply)): the
+    /// message an [`EndpointReceiver`](crate::EndpointReceiver) of `R`
+    /// would get, its [`source`](Message::source) the endpoint that answered.
+    ///
+    /// The request is routed as [`send`](Self::send) routes a unicast (a
+    /// multicast selector is refused: a request goes to one endpoint), and
+    /// with its `ttl` waits for a match; `timeout` bounds the whole call,
+    /// waiting for room in a full receiver included (under
+    /// `Backpressure::DropNewest` a request to a full receiver fails with
+    /// `Full` rather than being dropped). The answer is matched to the
+    /// request by a correlation id in the frame's header and comes back on
+    /// the request's own link, so it never reaches this endpoint's
+    /// receiver, and other messages keep arriving there as usual. Any
+    /// number of threads may wait for answers at once.
+    ///
+    /// When the endpoint that got the request leaves or dies before it
+    /// answers, the call fails at once with [`RequestError::ResponderGone`].
+    ///
+    /// ```
+    /// use busbar::{label, Message, Options, Selector};
+    /// use std::time::Duration;
+    /// # let bus = format!("doc.request.{}", std::process::id());
+    /// let (client, _client_rx) = busbar::join::<String, String>(Options::new(&bus, label!("client"), "t"), None)?;
+    /// let (server, mut server_rx) = busbar::join::<String, String>(Options::new(&bus, label!("upper"), "t"), None)?;
+    /// let answering = std::thread::spawn(move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    ///     let question = server_rx.recv(None)?;
+    ///     server.reply(&question, question.payload.to_uppercase())?;
+    ///     Ok(())
+    /// });
+    /// let to_upper = Selector::unicast("upper").ttl(Duration::from_secs(5));
+    /// let answer = client.request::<String>(Message::new(to_upper, "hi".to_string()), Duration::from_secs(5))?;
+    /// assert_eq!(answer.payload, "HI");
+    /// # answering.join().unwrap().unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn request<R: MessageBox>(
+        &self,
+        mut msg: Message<T>,
+        timeout: Duration,
+    ) -> Result<Message<R>, RequestError> {
+        if msg.selector.mode == SelectorMode::Multicast && msg.selector.endpoint.is_none() {
+            return Err(RequestError::Send(SendError::InvalidSelector(
+                "a request goes to one endpoint: use a unicast selector".into(),
+            )));
+        }
+        let shared = &self.core.shared;
+        let policy = msg
+            .selector
+            .backpressure
+            .unwrap_or(shared.options.backpressure);
+        if policy == Backpressure::DropNewest {
+            msg.selector.backpressure = Some(Backpressure::FailFast);
+        }
+        let deadline = Instant::now() + timeout;
+        let ticket = shared.requests.open();
+        let corr = ticket.corr();
+        let frame = match OutFrame::encode(
+            msg,
+            shared.options.limits.max_payload,
+            &shared.loans,
+            &shared.selectors,
+        ) {
+            Ok(f) => f.into_request(ticket),
+            // The ticket is dropped: the request never went anywhere.
+            Err(e) => return Err(RequestError::Send(e)),
+        };
+        shared.request(frame, corr, deadline)
+    }
+
+    /// Answers a request this endpoint received (see
+    /// [`request`](Self::request) and [`Message::is_request`]) with
+    /// `payload`: it goes back to the requester on the link the request
+    /// came on, matched to it by its correlation id. Fails with
+    /// [`SendError::NotARequest`] for a message that is not a request, and
+    /// with [`SendError::NoRoute`] when the requester has left. An answer to
+    /// a requester that stopped waiting (its timeout ran out) is dropped
+    /// there. Each request takes one answer; more are dropped.
+    ///
+    /// Waiting for room, when the requester has left many answers unread:
+    /// under `Backpressure::Block` (the default) for up to a second, then
+    /// [`SendError::Full`]; under the other policies not at all.
+    ///
+    /// ```
+    /// use busbar::{label, Message, Options, Selector};
+    /// use std::time::Duration;
+    /// # let bus = format!("doc.reply.{}", std::process::id());
+    /// let (me, mut rx) = busbar::join::<u32, u32>(Options::new(&bus, label!("squares"), "t"), None)?;
+    /// let server = me.clone();
+    /// let answering = std::thread::spawn(move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    ///     let m = rx.recv(None)?;
+    ///     assert!(m.is_request());
+    ///     server.reply(&m, m.payload * m.payload)?;
+    ///     Ok(())
+    /// });
+    /// let answer = me.request::<u32>(Message::new(Selector::unicast("squares"), 12), Duration::from_secs(5))?;
+    /// assert_eq!((answer.payload, answer.source), (144, me.id()));
+    /// # answering.join().unwrap().unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reply<Q>(&self, request: &Message<Q>, payload: T) -> Result<(), SendError> {
+        let Some(to) = &request.reply_to else {
+            return Err(SendError::NotARequest);
+        };
+        let shared = &self.core.shared;
+        let selector = Selector::endpoint(request.source);
+        let gone = || SendError::NoRoute(selector.to_string());
+        let frame = OutFrame::encode(
+            Message::new(selector.clone(), payload),
+            shared.options.limits.max_payload,
+            &shared.loans,
+            &shared.selectors,
+        )?
+        .into_reply(to.corr);
+        match &to.path {
+            super::ReplyPath::Local => {
+                let (raw, own) = frame.local_copy()?;
+                if shared.requests.answer_local(to.corr, raw).is_err() {
+                    // Nobody waits for it any more: dropped, its counts given back.
+                    frame.return_counts(own);
+                }
+                Ok(())
+            }
+            super::ReplyPath::Link(back) => {
+                let Some(fd) = back.upgrade() else {
+                    return Err(gone());
+                };
+                let wait = match shared.options.backpressure {
+                    Backpressure::Block => Wait::Until(Instant::now() + REPLY_ROOM_WAIT),
+                    _ => Wait::No,
+                };
+                match frame.write_back(std::os::fd::AsFd::as_fd(&*fd), wait) {
+                    Ok(()) => {
+                        shared
+                            .counters
+                            .sent
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        Ok(())
+                    }
+                    Err(SendFailure::Full) => Err(SendError::Full {
+                        delivered: 0,
+                        full: 1,
+                    }),
+                    Err(SendFailure::Io(e)) if socket::is_peer_gone(&e) => Err(gone()),
+                    Err(SendFailure::Io(e)) => Err(e.into()),
+                }
+            }
+        }
     }
 
     fn route(&self, msg: Message<T>, call: Call) -> Result<(), SendError> {

@@ -32,6 +32,8 @@
 //! | `expect-timeout --ms M` | `recv` with a timeout on an idle endpoint; `TIMEOUT elapsed_ms=<t>` |
 //! | `crash-watch`, `crash-sink`, `crash-send`, `crash-region-send`, `crash-victim` | the crash tests' processes (see `crash.rs`) |
 //! | `answer` / `rounds --to L --rounds N [--pause-at K]` | a newcomer speaks at once and is answered by label with no ttl (see `causal.rs`) |
+//! | `respond [--hold-after N --held K]` / `requests --to L --threads T --count N [--expect-gone]` | answer requests with their payload / make them from T threads and match every answer (see `requests.rs`) |
+//! | `sources` | `FROM <source> <text> listed=<bool>` per message, `END <n>` at the fence |
 //! | `sees --labels a,b` | waits until its directory lists each label; `SEES a,b` |
 //! | `hostile-recv` | receives while raw clients attack it; `Seq`s in order, `FDS <n>` on `fds` (see `hostile.rs`) |
 //! | `mesh --count N --index I [--hold]` | waits for `N` endpoints with its label, multicasts to all, waits for `N` messages; `MESH got=<n> distinct=<d>` (see `scale.rs`) |
@@ -55,6 +57,7 @@ mod crash;
 mod hostile;
 mod messaging;
 mod pressure;
+mod requests;
 mod scale;
 mod zero_copy;
 
@@ -102,6 +105,9 @@ fn main() -> ExitCode {
         "mesh" => scale::mesh(&args),
         "member" => scale::member(&args),
         "spin" => scale::spin(&args),
+        "respond" => requests::respond(&args),
+        "requests" => requests::requests(&args),
+        "sources" => requests::sources(&args),
         other => Err(format!("unknown role {other:?}")),
     };
     match result {
