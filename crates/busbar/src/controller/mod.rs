@@ -205,7 +205,7 @@ impl State {
                     }
                 }
             }
-            self.expire(Instant::now());
+            self.expire(Instant::now(), &mut buf, &mut control);
             if let Some(summary) = self.load.take(Instant::now()) {
                 self.broadcast(&Control::Load(summary), None);
             }
@@ -519,7 +519,7 @@ impl State {
         }
     }
 
-    fn expire(&mut self, now: Instant) {
+    fn expire(&mut self, now: Instant, buf: &mut [u8], control: &mut [std::mem::MaybeUninit<u8>]) {
         let late: Vec<u64> = self
             .conns
             .iter()
@@ -527,7 +527,13 @@ impl State {
             .map(|(t, _)| *t)
             .collect();
         for t in late {
-            self.close(t);
+            // Its join request may be there, unread only because a busy
+            // controller had others to answer first (a storm of joins): take
+            // it before giving up on the connection.
+            self.read_conn(t, buf, control);
+            if self.conns.get(&t).is_some_and(|c| c.id.is_none()) {
+                self.close(t);
+            }
         }
         if self.grace.is_some_and(|g| now >= g) {
             self.grace = None;
