@@ -52,6 +52,15 @@ impl<T> Message<T> {
         self.reply_to.is_some()
     }
 
+    /// For a received request, what it takes to answer it later, once the
+    /// message itself is gone (see [`EndpointSender::reply_with`](crate::EndpointSender::reply_with)).
+    pub fn reply_handle(&self) -> Option<crate::ReplyHandle> {
+        self.reply_to.clone().map(|to| crate::ReplyHandle {
+            source: self.source,
+            to,
+        })
+    }
+
     /// Adds an object (builder style).
     pub fn with_object(mut self, object: Object) -> Message<T> {
         self.objects.push(object);

@@ -143,3 +143,29 @@ fn an_endpoint_selector_reaches_that_endpoint_only_and_fails_once_it_left() {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+#[test]
+fn a_request_lent_by_recv_with_is_answered_through_its_handle() {
+    let bus = bus("lent");
+    let (client, _client_rx) =
+        join::<String, String>(Options::new(&bus, label!("client"), "t"), Some(WAIT)).unwrap();
+    let (server, mut server_rx) =
+        join::<String, String>(Options::new(&bus, label!("server"), "t"), Some(WAIT)).unwrap();
+    let client_id = client.id();
+    let asking = std::thread::spawn(move || {
+        let to_server = Selector::unicast("server").ttl(WAIT);
+        client.request::<String>(Message::new(to_server, "shout".into()), WAIT)
+    });
+    // A small message without attachments: lent in place from the link's ring.
+    let (handle, text) = server_rx
+        .recv_with(Some(WAIT), |m| {
+            assert!(m.is_request());
+            assert_eq!(m.source, client_id);
+            (m.reply_handle(), m.as_str().map(str::to_uppercase))
+        })
+        .unwrap();
+    let handle = handle.expect("a request has a handle");
+    assert_eq!(handle.source(), client_id);
+    server.reply_with(&handle, text.unwrap()).unwrap();
+    assert_eq!(asking.join().unwrap().unwrap().payload, "SHOUT");
+}

@@ -151,6 +151,8 @@ pub struct Borrowed<'a> {
     pub memory_regions: Vec<MemoryRegion>,
     /// The endpoint that sent it (see [`Message::source`](crate::Message::source)).
     pub source: crate::EndpointId,
+    /// For a request: how to answer it.
+    reply_to: Option<super::ReplyTo>,
     type_uuid: TypeUuidBytes,
     payload: &'a [u8],
     /// Whether `payload` can no longer change (our copy, a sealed memfd).
@@ -167,13 +169,14 @@ impl<'a> Borrowed<'a> {
         type_uuid: TypeUuidBytes,
         payload: &'a [u8],
         stable: bool,
-        source: crate::EndpointId,
+        (source, reply_to): (crate::EndpointId, Option<super::ReplyTo>),
     ) -> Borrowed<'a> {
         Borrowed {
             selector,
             objects,
             memory_regions,
             source,
+            reply_to,
             type_uuid,
             payload,
             stable,
@@ -188,6 +191,43 @@ impl<'a> Borrowed<'a> {
             return self.payload;
         }
         self.private.get_or_init(|| self.payload.to_vec())
+    }
+
+    /// Whether this is a request its sender waits for an answer to (see
+    /// [`EndpointSender::request`](crate::EndpointSender::request)).
+    pub fn is_request(&self) -> bool {
+        self.reply_to.is_some()
+    }
+
+    /// For a request, what it takes to answer it, after the closure too:
+    /// keep it, and answer with
+    /// [`EndpointSender::reply_with`](crate::EndpointSender::reply_with).
+    ///
+    /// ```
+    /// use busbar::{label, BytesMessage, Message, Options, Selector};
+    /// use std::time::Duration;
+    /// # let bus = format!("doc.reply_handle.{}", std::process::id());
+    /// let (me, mut rx) = busbar::join::<BytesMessage, BytesMessage>(Options::new(&bus, label!("sum"), "t"), None)?;
+    /// let server = me.clone();
+    /// let answering = std::thread::spawn(move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    ///     let (handle, sum) = rx.recv_with(None, |m| {
+    ///         let sum: u32 = m.bytes().map_or(0, |(_, b)| b.iter().map(|&x| u32::from(x)).sum());
+    ///         (m.reply_handle(), sum)
+    ///     })?;
+    ///     server.reply_with(&handle.expect("a request"), BytesMessage::new(0, sum.to_le_bytes().to_vec()))?;
+    ///     Ok(())
+    /// });
+    /// let ask = Message::new(Selector::unicast("sum"), BytesMessage::new(0, vec![1, 2, 3]));
+    /// let answer = me.request::<BytesMessage>(ask, Duration::from_secs(5))?;
+    /// assert_eq!(answer.payload.data, 6u32.to_le_bytes());
+    /// # answering.join().unwrap().unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reply_handle(&self) -> Option<crate::ReplyHandle> {
+        self.reply_to.clone().map(|to| crate::ReplyHandle {
+            source: self.source,
+            to,
+        })
     }
 
     /// The type id the sender gave the payload.

@@ -29,6 +29,7 @@ mod stats;
 pub use borrowed::Borrowed;
 pub use loan::Loan;
 pub use receiver::EndpointReceiver;
+pub use request::ReplyHandle;
 pub(crate) use request::{ReplyPath, ReplyTo};
 pub use sender::EndpointSender;
 pub use stats::{EndpointStats, LinkStats};

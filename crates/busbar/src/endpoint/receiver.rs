@@ -324,6 +324,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
         if raw.header.payload_len > max {
             return Some(Err(too_large(raw.header.payload_len, max)));
         }
+        let reply_to = origin.reply_to(&raw.header);
         let mut opened = match Opened::open(raw, &self.core.shared.lent) {
             Ok(o) => o,
             Err(Unopened::Skipped) => return None,
@@ -347,7 +348,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
             opened.type_uuid,
             payload,
             stable,
-            EndpointId(origin.source),
+            (EndpointId(origin.source), reply_to),
         );
         f.take().map(|f| Ok(f(lent)))
     }
@@ -641,7 +642,7 @@ fn lend_decoded<R: MessageBox, T, F: FnOnce(Borrowed<'_>) -> T>(
         m.payload.type_uuid(),
         &payload,
         true,
-        m.source,
+        (m.source, m.reply_to),
     );
     f.take().map(|f| Ok(f(lent)))
 }
@@ -779,7 +780,7 @@ fn lend_in_place<T, F: FnOnce(Borrowed<'_>) -> T>(
         header.type_uuid,
         payload,
         false,
-        EndpointId(origin.source),
+        (EndpointId(origin.source), origin.reply_to(&header)),
     );
     f.take()
         .map(|f| f(lent))

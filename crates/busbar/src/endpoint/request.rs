@@ -61,6 +61,27 @@ pub(crate) enum ReplyPath {
     Local,
 }
 
+/// What it takes to answer a received request, apart from the message:
+/// from [`Borrowed::reply_handle`](crate::Borrowed::reply_handle) (a
+/// request lent by [`recv_with`](crate::EndpointReceiver::recv_with), whose
+/// message is gone when the closure returns) or
+/// [`Message::reply_handle`](crate::Message::reply_handle); answer with
+/// [`EndpointSender::reply_with`](crate::EndpointSender::reply_with).
+/// Cheap to clone; it does not keep the link open.
+#[derive(Debug, Clone)]
+pub struct ReplyHandle {
+    /// Who asked.
+    pub(crate) source: EndpointId,
+    pub(crate) to: ReplyTo,
+}
+
+impl ReplyHandle {
+    /// The endpoint that sent the request.
+    pub fn source(&self) -> EndpointId {
+        self.source
+    }
+}
+
 /// Travels with a request's frame until it is written to a link: tells
 /// the request's slot where it went (or that it never went anywhere).
 #[derive(Debug)]

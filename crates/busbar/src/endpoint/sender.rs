@@ -246,11 +246,21 @@ impl<T: MessageBox> EndpointSender<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn reply<Q>(&self, request: &Message<Q>, payload: T) -> Result<(), SendError> {
-        let Some(to) = &request.reply_to else {
-            return Err(SendError::NotARequest);
-        };
+        match request.reply_handle() {
+            Some(handle) => self.reply_with(&handle, payload),
+            None => Err(SendError::NotARequest),
+        }
+    }
+
+    /// Answers the request `handle` stands for, as [`reply`](Self::reply)
+    /// does: for a request lent by
+    /// [`recv_with`](crate::EndpointReceiver::recv_with)
+    /// ([`Borrowed::reply_handle`](crate::Borrowed::reply_handle)), or one
+    /// answered after its message was dropped.
+    pub fn reply_with(&self, handle: &super::ReplyHandle, payload: T) -> Result<(), SendError> {
+        let to = &handle.to;
         let shared = &self.core.shared;
-        let selector = Selector::endpoint(request.source);
+        let selector = Selector::endpoint(handle.source);
         let gone = || SendError::NoRoute(selector.to_string());
         let frame = OutFrame::encode(
             Message::new(selector.clone(), payload),
