@@ -104,6 +104,7 @@ impl Shm {
         Ok(shm)
     }
 
+    #[inline]
     fn header(&self) -> &Header {
         // SAFETY: `Shm::map` checked that the mapping is at least
         // `HEADER_LEN == size_of::<Header>()` bytes long and that its start
@@ -117,6 +118,7 @@ impl Shm {
     }
 
     /// The `len` bytes at data offset `off`, for the producer to fill.
+    #[inline]
     pub(super) fn slice_mut(&mut self, off: usize, len: usize) -> Option<&mut [u8]> {
         if off.checked_add(len)? > self.cap {
             return None;
@@ -132,32 +134,42 @@ impl Shm {
     }
 }
 
+// The accessors are `#[inline]`: `Producer` and `Consumer` call them for
+// every frame from other modules (and other codegen units).
 impl Memory for Shm {
     type U64 = AtomicU64;
     type U32 = AtomicU32;
 
+    #[inline]
     fn tail(&self) -> &AtomicU64 {
         &self.header().tail.0
     }
+    #[inline]
     fn head(&self) -> &AtomicU64 {
         &self.header().head.0
     }
+    #[inline]
     fn sleeping(&self) -> &AtomicU32 {
         &self.header().wake.0.sleeping
     }
+    #[inline]
     fn closed(&self) -> &AtomicU32 {
         &self.header().wake.0.closed
     }
+    #[inline]
     fn room(&self) -> &AtomicU32 {
         &self.header().wake.0.room
     }
+    #[inline]
     fn gone(&self) -> &AtomicU32 {
         &self.header().wake.0.gone
     }
+    #[inline]
     fn capacity(&self) -> usize {
         self.cap
     }
 
+    #[inline]
     fn load_record(&self, off: usize) -> Option<u64> {
         if off.checked_add(RECORD)? > self.cap {
             return None;
@@ -170,6 +182,7 @@ impl Memory for Shm {
         )
     }
 
+    #[inline]
     fn store_record(&mut self, off: usize, word: u64) -> Option<()> {
         if off.checked_add(RECORD)? > self.cap {
             return None;
@@ -180,6 +193,7 @@ impl Memory for Shm {
         Some(())
     }
 
+    #[inline]
     fn read<R>(&self, off: usize, len: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         if off.checked_add(len)? > self.cap {
             return None;
@@ -199,6 +213,7 @@ impl Memory for Shm {
     }
 
     #[cfg(test)]
+    #[inline]
     fn write<R>(&mut self, off: usize, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
         Some(f(self.slice_mut(off, len)?))
     }
@@ -220,6 +235,7 @@ impl Memory for Shm {
         futex_wake(self.room());
     }
 
+    #[inline]
     fn fence(&self) {
         std::sync::atomic::fence(Ordering::SeqCst);
     }
