@@ -1,7 +1,7 @@
 //! Many endpoints on one bus: an all-to-all mesh of processes, and joins
 //! while the controller's process is starved.
 
-use crate::harness::{bus_name, Peer};
+use crate::harness::{bus_name, controller_holder, Peer};
 
 /// Every one of 200 processes waits until it sees all 200, multicasts to
 /// all at once and gets all 200 messages. Each sender connects to 199
@@ -147,4 +147,26 @@ fn a_directory_larger_than_one_frame_reaches_every_joiner() {
     for p in &mut peers {
         p.wait_success();
     }
+}
+
+/// A join to a controller that does not answer (its process is stopped)
+/// ends when the caller's budget (2 s) runs out, with `Timeout`; it used
+/// to wait a fixed 5 s for the answer whatever the budget, then fail with
+/// a protocol error.
+#[test]
+fn a_join_to_a_stopped_controller_times_out_with_the_callers_budget() {
+    let bus = bus_name("budget");
+    let mut holder = controller_holder(&bus);
+    holder.stop();
+    let mut joiner = Peer::start(
+        "joiner",
+        "join-error",
+        &bus,
+        "joiner",
+        &["--join-timeout-s", "2"],
+    );
+    joiner.expect_line("REFUSED Timeout");
+    joiner.wait_success();
+    holder.resume();
+    holder.wait_success();
 }

@@ -28,7 +28,7 @@
 //! | `region-a --to L` / `region-b --reply-to L` | a shared region written, read, counted, freed and reused |
 //! | `loan-send --to L --sizes A,B [--multicast] [--acks N]` | one `loan` per size, filled with the pattern, `send_loan`; `POOL <n>` after each `N` acks (see `zero_copy.rs`) |
 //! | `borrow-recv [--ack-to L]` | `recv_with` until the fence: `BORROWED format=<f> len=<n> pattern=<bool>`, `SEQ <n>`, `END <n>` |
-//! | `join-error [--version V]` | expects `join` to be refused; prints `REFUSED <kind> ...` |
+//! | `join-error [--version V]` | expects `join` to be refused (or to time out); prints `REFUSED <kind> ...` |
 //! | `expect-timeout --ms M` | `recv` with a timeout on an idle endpoint; `TIMEOUT elapsed_ms=<t>` |
 //! | `crash-watch`, `crash-sink`, `crash-send`, `crash-region-send`, `crash-victim` | the crash tests' processes (see `crash.rs`) |
 //! | `answer` / `rounds --to L --rounds N [--pause-at K]` | a newcomer speaks at once and is answered by label with no ttl (see `causal.rs`) |

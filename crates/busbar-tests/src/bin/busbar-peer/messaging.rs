@@ -200,7 +200,10 @@ pub fn join_error(args: &Args) -> Result {
     }
     // Never host the controller ourselves: the one already there must answer.
     options.controller_affinity = false;
-    let refusal = match busbar::join::<Mixed, Mixed>(options, Some(HANG)) {
+    let timeout = args
+        .opt_num::<u64>("join-timeout-s")?
+        .map_or(HANG, Duration::from_secs);
+    let refusal = match busbar::join::<Mixed, Mixed>(options, Some(timeout)) {
         Ok((tx, _rx)) => {
             return Err(format!(
                 "JOINED as {} although it should have been refused",
@@ -214,6 +217,7 @@ pub fn join_error(args: &Args) -> Result {
         Err(JoinError::PermissionDenied { uid }) => format!("PermissionDenied uid={uid}"),
         Err(JoinError::UntrustedController { uid, .. }) => format!("UntrustedController uid={uid}"),
         Err(JoinError::BusFull { max }) => format!("BusFull max={max}"),
+        Err(JoinError::Timeout) => "Timeout".to_string(),
         Err(e) => format!("Other {e}"),
     };
     println!("REFUSED {refusal}");
