@@ -48,6 +48,17 @@ impl<T> Message<T> {
     /// Whether this received message is a request its sender waits for an
     /// answer to ([`EndpointSender::request`](crate::EndpointSender::request)):
     /// answer it with [`EndpointSender::reply`](crate::EndpointSender::reply).
+    ///
+    /// ```
+    /// use busbar::{label, Message, Options, Selector};
+    /// # let bus = format!("doc.is_request.{}", std::process::id());
+    /// let (tx, mut rx) = busbar::join::<String, String>(Options::new(bus, label!("a"), "t"), None)?;
+    /// tx.send(Message::new(Selector::unicast("a"), "just news".to_string()))?;
+    /// let m = rx.recv(None)?;
+    /// assert!(!m.is_request() && m.reply_handle().is_none());
+    /// assert_eq!(m.source, tx.id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_request(&self) -> bool {
         self.reply_to.is_some()
     }
