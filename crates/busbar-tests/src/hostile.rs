@@ -323,8 +323,34 @@ impl Case {
     }
 }
 
-/// Where a frame's flags byte says its payload lies. The one place the
-/// oracle and the mutations read the flags: a new flag goes here.
+/// What a frame's flags byte says. The one place the oracle and the
+/// mutations read the flags: a new flag goes here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flags {
+    /// Where the payload lies.
+    pub payload: PayloadAt,
+    /// A request: its sender waits for the answer.
+    pub request: bool,
+    /// An answer to a request: it only travels back, on the request's own
+    /// link, so a data link refuses it going forward.
+    pub reply: bool,
+}
+
+impl Flags {
+    /// The flags of `bytes` (`None` when the frame has no flags byte; flags
+    /// the receiver refuses read as something here, and [`expect`] drops
+    /// such frames before it asks).
+    pub fn of(bytes: &[u8]) -> Option<Flags> {
+        let flags = *bytes.get(offset::FLAGS)?;
+        Some(Flags {
+            payload: PayloadAt::of(flags),
+            request: flags & fuzzing::FLAG_REQUEST != 0,
+            reply: flags & fuzzing::FLAG_REPLY != 0,
+        })
+    }
+}
+
+/// Where a frame's flags say its payload lies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayloadAt {
     /// In the frame, after the selector.
@@ -337,18 +363,15 @@ pub enum PayloadAt {
 }
 
 impl PayloadAt {
-    /// What the flags byte of `bytes` says (`None` when the frame has no
-    /// flags byte; flags the receiver refuses read as [`PayloadAt::InLine`]
-    /// here, and [`expect`] drops such frames before it asks).
-    pub fn of(bytes: &[u8]) -> Option<PayloadAt> {
-        let flags = *bytes.get(offset::FLAGS)?;
-        Some(if flags & fuzzing::FLAG_PAYLOAD_IN_FD != 0 {
+    /// What the flags byte `flags` says.
+    fn of(flags: u8) -> PayloadAt {
+        if flags & fuzzing::FLAG_PAYLOAD_IN_FD != 0 {
             PayloadAt::Memfd
         } else if flags & fuzzing::FLAG_PAYLOAD_IN_REGION != 0 {
             PayloadAt::Region
         } else {
             PayloadAt::InLine
-        })
+        }
     }
 }
 
@@ -400,14 +423,15 @@ pub fn apply(input: &mut RawInput, m: &Mutation) {
             write_le(bytes, offset::SELECTOR_LEN, 4, new.len() as u64);
         }
         Mutation::Payload(new) => {
-            let (Some(sel), Some(at)) = (
-                read_le(bytes, offset::SELECTOR_LEN, 4),
-                PayloadAt::of(bytes),
-            ) else {
+            let (Some(sel), Some(flags)) =
+                (read_le(bytes, offset::SELECTOR_LEN, 4), Flags::of(bytes))
+            else {
                 return;
             };
             match input.fds.last_mut() {
-                Some(FdSpec::Blob(blob)) if at == PayloadAt::Memfd => *blob = new.clone(),
+                Some(FdSpec::Blob(blob)) if flags.payload == PayloadAt::Memfd => {
+                    *blob = new.clone()
+                }
                 _ => {
                     let start = (HEADER_LEN + sel as usize).min(bytes.len());
                     bytes.truncate(start);
@@ -437,7 +461,7 @@ pub fn apply(input: &mut RawInput, m: &Mutation) {
             }
         }
         Mutation::PayloadFd(spec) => {
-            let in_fd = PayloadAt::of(bytes).is_some_and(|at| at != PayloadAt::InLine);
+            let in_fd = Flags::of(bytes).is_some_and(|f| f.payload != PayloadAt::InLine);
             if let (true, Some(slot)) = (in_fd, input.fds.last_mut()) {
                 *slot = spec.clone();
             }
@@ -571,7 +595,17 @@ fn random_value(rng: &mut Rng, field: Field) -> u64 {
             3,
             255,
         ]),
-        Field::Flags => rng.pick(&[0, 1, 2, 3, 0x80, 0xff]),
+        Field::Flags => {
+            // One draw, as ever (so that the batches of a seed stay what
+            // they were): its low bits pick a payload flag, or (a third of
+            // the time) its high bits pick a request flag, both request
+            // flags, or bits no flag uses.
+            let x = rng.next_u64();
+            match [0, 1, 2, 3, 0x80, 0xff][(x % 6) as usize] {
+                0x80 | 0xff => [4, 5, 6, 8, 12, 0x80, 0xff][((x >> 32) % 7) as usize],
+                flags => flags,
+            }
+        }
         Field::TypeLow | Field::TypeHigh if rng.chance(30) => {
             // Another half of the BytesMessage id: the other half decides.
             let id = BytesMessage::TYPE_UUID;
@@ -692,6 +726,8 @@ pub enum Expect {
         objects: usize,
         /// Region sizes.
         regions: Vec<usize>,
+        /// Whether it is a request.
+        request: bool,
     },
     /// Drop it as malformed.
     Drop,
@@ -836,7 +872,8 @@ fn expect_data(input: &RawInput) -> Expect {
         }
     }
     let last = input.fds.get(n_objects + n_regions);
-    let data = match PayloadAt::of(b) {
+    let flags = Flags::of(b);
+    let data = match flags.map(|f| f.payload) {
         Some(PayloadAt::Memfd) => last.and_then(|spec| payload_from(spec, payload_len)),
         Some(PayloadAt::Region) => {
             // `check_frame` passed: exactly 8 bytes follow the selector.
@@ -857,6 +894,7 @@ fn expect_data(input: &RawInput) -> Expect {
             payload,
             objects: n_objects,
             regions,
+            request: flags.is_some_and(|f| f.request),
         },
         Ok(None) => Expect::Skip,
         Err(_) => Expect::DecodeError,
@@ -897,7 +935,7 @@ pub fn expect(input: &RawInput, hello_seen: bool) -> Expect {
     }
     // Answers to requests only travel back to the requester: going
     // forward on a data link they are refused (and count as bad).
-    let answer = b[offset::FLAGS] & fuzzing::FLAG_REPLY != 0;
+    let answer = Flags::of(b).is_some_and(|f| f.reply);
     match b[offset::KIND] {
         KIND_HELLO if !hello_seen => expect_hello(input),
         KIND_DATA if hello_seen && !answer => expect_data(input),
@@ -950,7 +988,8 @@ pub fn judge(cases: &[Case], inputs: &[RawInput], report: &FeedReport) -> Result
                         if d.payload == spec.message()
                             && d.selector == spec.selector
                             && d.objects == spec.objects
-                            && d.regions == spec.regions => {}
+                            && d.regions == spec.regions
+                            && !d.request => {}
                     _ => return fail("a truthful message was not delivered as sent"),
                 }
             }
@@ -986,11 +1025,12 @@ pub fn judge(cases: &[Case], inputs: &[RawInput], report: &FeedReport) -> Result
                     payload,
                     objects,
                     regions,
+                    request,
                 },
                 Outcome::Delivered(d),
             ) => {
-                if (&d.selector, &d.payload, d.objects, &d.regions)
-                    != (selector, payload, *objects, regions)
+                if (&d.selector, &d.payload, d.objects, &d.regions, d.request)
+                    != (selector, payload, *objects, regions, *request)
                 {
                     return fail("delivered something other than what was sent");
                 }

@@ -400,3 +400,36 @@ fn the_link_is_cut_after_max_bad_frames() {
     assert_eq!(tally.delivered, u64::from(MAX_BAD_FRAMES) - 1);
     assert!(matches!(report.outcomes.last(), Some(Outcome::NotSent(_))));
 }
+
+/// The request flag goes through to the message; an answer going forward
+/// on a data link is refused; both request flags at once are malformed.
+#[test]
+fn requests_are_delivered_as_requests_and_answers_going_forward_are_dropped() {
+    let message = HonestSpec {
+        selector: Selector::unicast("a"),
+        format: 3,
+        len: 10,
+        objects: 0,
+        regions: Vec::new(),
+        spill: false,
+    };
+    for (flags, request) in [(4, Some(true)), (8, None), (12, None), (5, None)] {
+        let cases = vec![
+            Case::hello(1),
+            Case {
+                base: Base::Honest(message.clone()),
+                mutations: vec![Mutation::Field(Field::Flags, flags)],
+            },
+            Case::honest(message.clone()),
+        ];
+        let inputs = hostile::build_batch(&cases);
+        match (hostile::expect(&inputs[1], true), request) {
+            (hostile::Expect::Deliver { request: got, .. }, Some(want)) => assert_eq!(got, want),
+            (hostile::Expect::Drop, None) => {}
+            (other, _) => panic!("flags {flags}: the model says {other:?}"),
+        }
+        if let Err(why) = hostile::run_batch(&cases) {
+            panic!("flags {flags}: {why}");
+        }
+    }
+}

@@ -309,6 +309,21 @@ pub struct Delivered {
     pub objects: usize,
     /// The sizes of the regions that came with it (dropped since).
     pub regions: Vec<usize>,
+    /// Whether it is a request (its sender waits for an answer).
+    pub request: bool,
+}
+
+impl Delivered {
+    /// What the application got: `m`, its attachments counted (and let go).
+    fn of(m: crate::Message<BytesMessage>) -> Delivered {
+        Delivered {
+            objects: m.objects.len(),
+            regions: m.memory_regions.iter().map(MemoryRegion::size).collect(),
+            request: m.is_request(),
+            selector: m.selector,
+            payload: m.payload,
+        }
+    }
 }
 
 /// What became of one frame.
@@ -456,15 +471,7 @@ fn receive_one(
     let bad_before = link.bad_frames();
     match link.read(buf, control) {
         Read::Frame(raw) => match decode::<BytesMessage>(raw) {
-            Ok(Decoded::Message(m)) => {
-                let delivered = Delivered {
-                    objects: m.objects.len(),
-                    regions: m.memory_regions.iter().map(MemoryRegion::size).collect(),
-                    selector: m.selector,
-                    payload: m.payload,
-                };
-                (Outcome::Delivered(delivered), End::Open)
-            }
+            Ok(Decoded::Message(m)) => (Outcome::Delivered(Delivered::of(m)), End::Open),
             Ok(Decoded::Skipped) => (Outcome::Skipped, End::Open),
             Ok(Decoded::Malformed(e)) => {
                 let end = if link.malformed(e) {
@@ -1119,12 +1126,7 @@ impl RingLink {
                 match decode::<BytesMessage>(raw) {
                     Ok(Decoded::Message(m)) => RingRead::Delivered {
                         seq,
-                        message: Delivered {
-                            objects: m.objects.len(),
-                            regions: m.memory_regions.iter().map(MemoryRegion::size).collect(),
-                            selector: m.selector,
-                            payload: m.payload,
-                        },
+                        message: Delivered::of(m),
                     },
                     Ok(Decoded::Skipped) => RingRead::Skipped,
                     Ok(Decoded::Malformed(e)) => {
