@@ -127,6 +127,24 @@ pub fn open_fd_count() -> std::io::Result<usize> {
         .saturating_sub(1))
 }
 
+/// Raises this process's soft limit on open descriptors to its hard limit
+/// (an endpoint in a mesh of N holds a few per link; a harness of N
+/// processes three pipes each); gives the limit now in force.
+pub fn raise_fd_limit() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        );
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
 /// A seqpacket socket connected to the abstract address `name` (no leading
 /// NUL): how the hostile tests reach an endpoint's data address directly.
 /// Panics when it cannot (a test helper).

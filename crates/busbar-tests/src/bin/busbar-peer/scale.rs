@@ -9,26 +9,13 @@ use std::collections::BTreeSet;
 use std::io::BufRead;
 use std::time::Duration;
 
-/// Raises this process's soft limit on open descriptors to its hard limit:
-/// an endpoint in a mesh of N holds a few descriptors per link.
-pub fn raise_fd_limit() {
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    if limit.current < limit.maximum {
-        let raised = rustix::process::Rlimit {
-            current: limit.maximum,
-            maximum: limit.maximum,
-        };
-        let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, raised);
-    }
-}
-
 /// `mesh --count N --index I [--hold]`: waits until the directory lists
 /// `N` endpoints with our label, multicasts one `Seq` (its index) to all of
 /// them (itself included), and waits for `N` messages; prints
 /// `MESH got=<n> distinct=<d>` and exits (with `--hold`, once stdin closes:
 /// its links stay up to be measured).
 pub fn mesh(args: &Args) -> Result {
-    raise_fd_limit();
+    busbar_tests::raise_fd_limit();
     let count: usize = args.num("count")?;
     let index: u64 = args.num("index")?;
     let label = args.req("label")?.to_string();

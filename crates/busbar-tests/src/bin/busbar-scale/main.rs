@@ -36,7 +36,8 @@ macro_rules! out {
     }};
 }
 
-use procs::{percentile, raise_fd_limit, Cost, Proc};
+use busbar_tests::raise_fd_limit;
+use procs::{percentile, Cost, Proc};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;

@@ -163,23 +163,6 @@ impl Cost {
     }
 }
 
-/// Raises this process's soft limit on open descriptors to its hard limit
-/// (each child holds three pipes here); gives the limit now in force.
-pub fn raise_fd_limit() -> u64 {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if limit.current < limit.maximum {
-        let _ = setrlimit(
-            Resource::Nofile,
-            Rlimit {
-                current: limit.maximum,
-                maximum: limit.maximum,
-            },
-        );
-    }
-    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
-}
-
 /// The `p`-th percentile (0..=100) of sorted values.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
