@@ -89,6 +89,7 @@ pub mod fuzzing;
 mod label;
 mod link;
 mod message;
+mod namespace;
 mod object;
 mod options;
 pub mod payload;

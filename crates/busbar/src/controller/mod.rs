@@ -18,7 +18,6 @@ mod load;
 mod stale;
 
 use crate::departed::Departed;
-use crate::endpoint::control::Seed;
 use crate::frame::{self, Control, Kind, PeerRecord};
 use crate::sys::poll::{Doorbell, Poller};
 use crate::sys::socket::{self, Listener, PeerCred, Received};
@@ -49,6 +48,15 @@ fn record_bytes(r: &PeerRecord) -> usize {
 
 const STOP: u64 = 0;
 const LISTENER: u64 = 1;
+
+/// What a new controller starts from.
+pub(crate) struct Seed {
+    pub epoch: u64,
+    pub peers: Vec<PeerRecord>,
+    /// Endpoints known to be gone (the host of the previous controller):
+    /// their socket files are removed once nobody listens there.
+    pub departed: Vec<u64>,
+}
 
 /// A running controller. Dropping it stops the thread and closes the bus
 /// address, which makes the other endpoints elect a new one.

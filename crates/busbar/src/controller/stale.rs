@@ -9,7 +9,7 @@
 //! [`WATCH_FOR`]; an endpoint that keeps answering is alive (it left only
 //! the directory) and keeps its file.
 
-use crate::endpoint::control;
+use crate::namespace;
 use crate::sys::dir;
 use crate::sys::socket::{self, Probe};
 use crate::Options;
@@ -40,7 +40,7 @@ impl Stale {
     /// Nothing to watch yet, for a bus with `options`.
     pub(super) fn new(options: &Options) -> Stale {
         Stale {
-            options: crate::endpoint::namespace::directory(options).map(|_| options.clone()),
+            options: namespace::directory(options).map(|_| options.clone()),
             checks: Vec::new(),
         }
     }
@@ -72,7 +72,7 @@ impl Stale {
             if c.at > now {
                 return true;
             }
-            let Ok(addr) = control::link_address(options, c.id) else {
+            let Ok(addr) = namespace::link_address(options, c.id) else {
                 return false;
             };
             let Some(file) = addr.file() else {

@@ -1,26 +1,16 @@
 //! The endpoint's side of the control plane: find (or become) the
 //! controller, and join it.
 
-use super::namespace;
-use crate::controller::Controller;
+use crate::controller::{Controller, Seed};
 use crate::error::JoinError;
 use crate::frame::{self, Control, Kind, PeerRecord, Refusal};
+use crate::namespace;
 use crate::sys::dir;
 use crate::sys::socket::{self, Address, Bind, Connect, Listener, Received};
 use crate::Options;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
-
-/// The address of a bus's controller (see `namespace.rs`).
-pub(crate) fn bus_address(options: &Options) -> io::Result<Address> {
-    namespace::bus_address(options)
-}
-
-/// The address where endpoint `id` accepts data links (see `namespace.rs`).
-pub(crate) fn link_address(options: &Options, id: u64) -> io::Result<Address> {
-    namespace::link_address(options, id)
-}
 
 /// A joined control connection and what the controller said.
 pub(crate) struct Joined {
@@ -52,15 +42,6 @@ pub(crate) struct Asked {
 pub(crate) enum Begun {
     Asked(Asked),
     Retry,
-}
-
-/// What a new controller starts from.
-pub(crate) struct Seed {
-    pub epoch: u64,
-    pub peers: Vec<PeerRecord>,
-    /// Endpoints known to be gone (the host of the previous controller):
-    /// their socket files are removed once nobody listens there.
-    pub departed: Vec<u64>,
 }
 
 /// Tries once to join the bus, waiting for the controller until
@@ -96,7 +77,7 @@ pub(crate) fn begin(
     seed: impl FnOnce() -> Seed,
     limit: Option<Duration>,
 ) -> Result<Begun, JoinError> {
-    let addr = bus_address(options)?;
+    let addr = namespace::bus_address(options)?;
     let mut started = None;
     let conn = match socket::connect_within(&addr, limit)? {
         Connect::Connected(conn) => conn,

@@ -2,9 +2,10 @@
 //! directory current, releases messages waiting for their `ttl`, and
 //! runs the failover when the controller goes away.
 
-use super::control::{self, Begun, Seed};
+use super::control::{self, Begun};
 use super::Shared;
 use crate::controller::Controller;
+use crate::controller::Seed;
 use crate::frame::{self, Control, Kind, LinkLoad, LoadReport};
 use crate::sys::poll::Poller;
 use crate::sys::socket::{self, Listener, Received};

@@ -52,7 +52,7 @@ impl Shared {
     /// any. Never waits: a listener whose backlog is full (it has not
     /// accepted its earlier connections yet) tells nothing.
     fn pid_at(&self, id: u64) -> Option<u32> {
-        let addr = super::control::link_address(&self.options, id).ok()?;
+        let addr = crate::namespace::link_address(&self.options, id).ok()?;
         let socket::Connect::Connected(conn) =
             socket::connect_within(&addr, Some(std::time::Duration::ZERO)).ok()?
         else {

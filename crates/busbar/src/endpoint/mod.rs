@@ -18,7 +18,6 @@ mod inbox;
 mod learn;
 mod lent;
 mod loan;
-pub(crate) mod namespace;
 mod outgoing;
 pub(crate) mod receiver;
 mod request;
@@ -34,13 +33,15 @@ pub(crate) use request::{ReplyPath, ReplyTo};
 pub use sender::EndpointSender;
 pub use stats::{EndpointStats, LinkStats};
 
+use crate::controller::Seed;
 use crate::error::JoinError;
 use crate::link::OutLink;
+use crate::namespace;
 use crate::payload::MessageBox;
 use crate::sys::poll::Doorbell;
 use crate::sys::socket::{self, Bind};
 use crate::{Label, Options};
-use control::{Attempt, Seed};
+use control::Attempt;
 use directory::Directory;
 use inbox::Inbox;
 use route::Pending;
@@ -173,7 +174,7 @@ pub fn join<T: MessageBox, R: MessageBox>(
     // Open our own data address first, so that peers can reach us as soon as they learn of us.
     let (id, listener) = loop {
         let id = uuid::Uuid::new_v4().as_u64_pair().0;
-        if let Bind::Bound(l) = socket::bind_listener(&control::link_address(&options, id)?)? {
+        if let Bind::Bound(l) = socket::bind_listener(&namespace::link_address(&options, id)?)? {
             break (id, l);
         }
     };

@@ -401,7 +401,7 @@ impl Shared {
         {
             return Ok(Link::Ready(l.clone()));
         }
-        let addr = super::control::link_address(&self.options, target)?;
+        let addr = crate::namespace::link_address(&self.options, target)?;
         let limits = &self.options.limits;
         let made = OutLink::connect(
             &addr,

@@ -2,7 +2,7 @@
 //! the lock that elects its controller, and removing stale socket files.
 //!
 //! Whether a directory is private enough is decided above this module
-//! (`endpoint::namespace`); this one only makes the calls and reports what
+//! (`crate::namespace`); this one only makes the calls and reports what
 //! the kernel said.
 
 use rustix::fs::{self, FileType, FlockOperation, Mode, OFlags};

@@ -7,7 +7,7 @@
 //! kernel frees when the last socket bound to them closes: a crashed
 //! controller leaves nothing behind; or, in the filesystem namespace, they
 //! are socket files, which a [`Listener`] removes when it closes (a crashed
-//! process leaves its files behind: see `endpoint::namespace`).
+//! process leaves its files behind: see `crate::namespace`).
 
 use rustix::io::Errno;
 use rustix::net::{
