@@ -32,8 +32,10 @@
 //! [`send_loan`](EndpointSender::send_loan) hands the same memory to every
 //! receiver; [`EndpointReceiver::recv_with`] lends each message to a
 //! closure where it lies (a link's ring, or the sender's region) as a
-//! [`Borrowed`], from which `&[u8]`, `&str` or a borrowing serde type can
-//! be read without a copy.
+//! [`Borrowed`]: its bytes are read in place, and `&str` or a borrowing
+//! serde type is checked and read from one private copy where the sender
+//! could still change the bytes (a plain `recv` copies a ring frame once,
+//! too, before decoding it).
 //!
 //! # Who sent it, and answering it
 //!
@@ -66,7 +68,7 @@
 //! The controller (module `controller`) only keeps the directory of
 //! endpoints and pushes it to everyone; messages go straight from the sender
 //! to each receiver over a data link (module `link`): a shared-memory ring
-//! for frames without descriptors, read in place by a receiver that spins
+//! for frames without descriptors, read by a receiver that spins
 //! briefly before it sleeps, and a unix seqpacket socket for descriptors
 //! (`SCM_RIGHTS`). Payloads larger than 64 KiB travel in a shared-memory
 //! region the receiver maps. The wire format is in module `frame`; every
