@@ -116,7 +116,8 @@ pub fn run(args: Args, token: &str) -> Result<(), Failure> {
         op
     };
     let selector = if args.multicast {
-        Selector::multicast(route.clone())
+        // Exit 0 means someone got it: a multicast to nobody is an error here.
+        Selector::multicast(route.clone()).require_receiver()
     } else {
         Selector::unicast(route.clone())
     };

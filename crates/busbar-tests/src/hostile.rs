@@ -798,8 +798,24 @@ fn has(seals: u8, want: u8) -> bool {
     seals & want == want
 }
 
-/// The size a region slot holding `spec` is adopted with, or `None` when it must be refused.
+/// The length a region slot holding `spec` is adopted with, or `None`
+/// when it must be refused: the length its header gives (bytes 16..24),
+/// never more than its capacity.
 fn region_size(spec: &FdSpec) -> Option<usize> {
+    let capacity = region_capacity(spec)?;
+    Some(match spec {
+        FdSpec::Memfd { len, contents, .. } => {
+            let header = padded(contents, *len);
+            let claimed = u64::from_ne_bytes(header[16..24].try_into().unwrap_or_default());
+            usize::try_from(claimed).map_or(capacity, |c| c.min(capacity))
+        }
+        _ => capacity,
+    })
+}
+
+/// The user bytes a region slot holding `spec` holds (its file less the
+/// header), or `None` when it must be refused.
+fn region_capacity(spec: &FdSpec) -> Option<usize> {
     match spec {
         FdSpec::Region(n) => Some(*n),
         FdSpec::Memfd {
@@ -834,10 +850,10 @@ fn payload_from(spec: &FdSpec, len: u64) -> Option<Vec<u8>> {
 
 /// The payload bytes a lent payload of `len` bytes at offset `at` of the
 /// region slot holding `spec` yields, or `None` when it must be refused:
-/// the slot must hold a region ([`region_size`]'s rules) and the payload
-/// must lie inside it. A fresh [`FdSpec::Region`] holds zeros.
+/// the slot must hold a region ([`region_capacity`]'s rules) and the payload
+/// must lie inside its memory. A fresh [`FdSpec::Region`] holds zeros.
 fn lent_from(spec: &FdSpec, at: u64, len: u64) -> Option<Vec<u8>> {
-    let size = region_size(spec)? as u64;
+    let size = region_capacity(spec)? as u64;
     let end = at.checked_add(len).filter(|&end| end <= size)?;
     let (at, end) = (at as usize, end as usize);
     match spec {

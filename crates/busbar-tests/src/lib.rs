@@ -120,6 +120,27 @@ fn fnv1a_extend(mut h: u64, data: &[u8]) -> u64 {
     h
 }
 
+/// The environment variable that makes the bus names of the ipmb example
+/// mirrors (`src/bin/ipmb/`) unique: the tests set it, and the processes an
+/// example starts inherit it.
+pub const EXAMPLE_BUS_ENV: &str = "BUSBAR_EXAMPLE_BUS";
+
+/// The bus an ipmb example mirror joins: ipmb's fixed `name`, plus `.` and
+/// the value of [`EXAMPLE_BUS_ENV`] when it is set, so that parallel test
+/// runs (and other people's) never share a bus.
+pub fn example_bus(name: &str) -> String {
+    example_bus_with(name, &std::env::var(EXAMPLE_BUS_ENV).unwrap_or_default())
+}
+
+/// [`example_bus`] for the suffix `suffix` (none when empty).
+pub fn example_bus_with(name: &str, suffix: &str) -> String {
+    if suffix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}.{suffix}")
+    }
+}
+
 /// How many descriptors this process has open (not counting the one used to count).
 pub fn open_fd_count() -> std::io::Result<usize> {
     Ok(std::fs::read_dir("/proc/self/fd")?

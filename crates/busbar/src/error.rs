@@ -70,8 +70,10 @@ pub enum JoinError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
-    /// No endpoint matches the selector and its `ttl` is zero. (With a `ttl`,
-    /// the message waits instead.)
+    /// No endpoint matches a unicast selector (or a multicast one that
+    /// [requires a receiver](crate::Selector::require_receiver)) and its
+    /// `ttl` is zero. (With a `ttl`, the message waits instead; a multicast
+    /// that nobody matches is not an error.)
     #[error("no endpoint matches {0}")]
     NoRoute(String),
     /// The message has more descriptors than one frame can carry.
@@ -96,6 +98,22 @@ pub enum SendError {
         delivered: usize,
         /// Receivers that had no room.
         full: usize,
+    },
+    /// This endpoint's own queue of messages to itself is full, the send
+    /// would have to wait for room, and the thread sending is the one
+    /// receiving from this endpoint (it sends from inside `recv_with`'s
+    /// closure, say): only it could make room, so waiting would never end.
+    /// Receive on another thread, or send to a selector that does not
+    /// match this endpoint. For multicast, `delivered` receivers got the
+    /// message.
+    ///
+    /// A send waits for room in its own endpoint's queue as for any
+    /// receiver's when another thread (or nobody yet) may receive; this is
+    /// returned only when that cannot be.
+    #[error("this endpoint's own queue is full and the thread sending is the one receiving from it: waiting for room would never end ({delivered} other receiver(s) got the message)")]
+    WouldDeadlock {
+        /// Receivers that got the message.
+        delivered: usize,
     },
     /// The payload is larger than [`Limits::max_payload`](crate::Limits::max_payload).
     #[error("payload of {size} bytes is over the limit of {max}")]

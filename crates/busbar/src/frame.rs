@@ -340,6 +340,7 @@ pub(crate) fn decode_selector(b: &[u8]) -> Result<Selector, FrameError> {
         endpoint,
         ttl: Duration::ZERO,
         backpressure: None,
+        require_receiver: false,
     })
 }
 

@@ -181,18 +181,67 @@ impl<'a> IntoIterator for &'a Label {
 
 /// Builds a [`Label`] from string expressions.
 ///
+/// Each argument is borrowed, so a `String` stays usable afterwards (as in
+/// ipmb): anything `AsRef<str>` (`&str`, `String`, `Cow<str>`, ...) is
+/// taken as its string, anything else that implements `ToString`
+/// (`Display`: a number, a `char`, ...) as what it prints.
+///
 /// ```
 /// use busbar::label;
 ///
 /// let label = label!("renderer", "gpu");
 /// assert!(label.contains("renderer"));
 /// assert!(label!().is_empty());
+///
+/// let name = String::from("earth");
+/// let label = label!(name, 3, format!("moon-{}", 1));
+/// assert_eq!(label.to_string(), "3,earth,moon-1");
+/// assert_eq!(name, "earth"); // still ours
 /// ```
 #[macro_export]
 macro_rules! label {
-    ($($s:expr),* $(,)?) => {
-        $crate::Label::new::<_, ::std::string::String>([$(::std::string::String::from($s)),*])
-    };
+    ($($s:expr),* $(,)?) => {{
+        #[allow(unused_imports)]
+        use $crate::__label_item::{ViaAsRef as _, ViaToString as _};
+        $crate::Label::new::<_, ::std::string::String>(
+            [$((&$crate::__label_item::Item(&$s)).label_item()),*]
+        )
+    }};
+}
+
+/// How [`label!`](crate::label!) turns a borrowed argument into a string:
+/// by `AsRef<str>` when the argument has it, else by `ToString`. The
+/// choice is made by method lookup (the `AsRef` method takes `&Item`, the
+/// `ToString` one `&&Item`, which lookup reaches only when the first does
+/// not apply), so no two impls overlap.
+#[doc(hidden)]
+pub mod item {
+    /// One borrowed `label!` argument.
+    pub struct Item<'a, T: ?Sized>(pub &'a T);
+
+    /// Arguments that are strings already.
+    pub trait ViaAsRef {
+        /// The label string.
+        fn label_item(&self) -> String;
+    }
+
+    impl<T: AsRef<str> + ?Sized> ViaAsRef for Item<'_, T> {
+        fn label_item(&self) -> String {
+            self.0.as_ref().to_owned()
+        }
+    }
+
+    /// Arguments that print as one.
+    pub trait ViaToString {
+        /// The label string.
+        fn label_item(&self) -> String;
+    }
+
+    impl<T: ToString + ?Sized> ViaToString for &Item<'_, T> {
+        fn label_item(&self) -> String {
+            self.0.to_string()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -207,6 +256,51 @@ mod tests {
         let l = label!("renderer", name, "gpu",);
         assert_eq!(l.len(), 2);
         assert!(l.contains("gpu") && l.contains("renderer") && !l.contains("cpu"));
+    }
+
+    /// Every argument is borrowed; strings by `AsRef<str>`, the rest by `ToString`.
+    #[test]
+    fn macro_borrows_its_arguments() {
+        use std::borrow::Cow;
+        use std::rc::Rc;
+        let owned = String::from("a");
+        let s: &str = "b";
+        let cow: Cow<str> = Cow::Owned("c".into());
+        let boxed: Box<str> = "d".into();
+        let rc: Rc<str> = "e".into();
+        let l = label!(
+            owned,
+            &owned,
+            s,
+            &s,
+            cow,
+            boxed,
+            rc,
+            'f',
+            7u8,
+            -1,
+            owned.clone() + "g"
+        );
+        assert_eq!(l.to_string(), "-1,7,a,ag,b,c,d,e,f");
+        // All still usable: nothing was moved.
+        assert_eq!(
+            (owned.as_str(), s, &*cow, &*boxed, &*rc),
+            ("a", "b", "c", "d", "e")
+        );
+        // An argument that is only AsRef<str> (no Display) works too.
+        struct Name;
+        impl AsRef<str> for Name {
+            fn as_ref(&self) -> &str {
+                "name"
+            }
+        }
+        assert_eq!(label!(Name), label!("name"));
+        // As in ipmb: a temporary, and a variable used again later.
+        let i = 3;
+        assert_eq!(label!(i.to_string()), label!("3"));
+        let label = String::from("x");
+        let options = crate::Options::new("bus", label!(label), "");
+        assert_eq!((options.label, label), (label!("x"), String::from("x")));
     }
 
     #[test]

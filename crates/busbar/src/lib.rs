@@ -107,6 +107,8 @@ pub use endpoint::{
 };
 pub use error::{JoinError, RecvError, RequestError, SendError};
 pub use frame::PROTOCOL_VERSION;
+#[doc(hidden)]
+pub use label::item as __label_item;
 pub use label::Label;
 pub use message::Message;
 pub use object::Object;

@@ -9,15 +9,22 @@
 //! | 0 | 8 | magic, `u64::from_le_bytes(*b"busbarR1")` (native endian, like every field) |
 //! | 8 | 4 | reference count, atomic `u32` |
 //! | 12 | 4 | reserved, zero |
-//! | 16 | 8 | user size in bytes, `u64` (informational only) |
+//! | 16 | 8 | length in bytes of the current allocation, `u64` |
 //! | 24 | 40 | reserved, zero |
 //! | 64 | size | the user's bytes |
 //!
 //! The file is sealed against shrinking, growing and further sealing right
 //! after it is created, before it is ever sent, so no holder can resize it
-//! and make another one's mapping fault. A receiver trusts nothing in the
-//! header but the count (which it only ever increments and decrements): it
-//! checks the seals and the magic and takes the size from the file itself.
+//! and make another one's mapping fault. The user's bytes (the file's
+//! *capacity*) may be more than the region's *length*: a
+//! [`MemoryRegistry`] rounds new regions up to whole pages and reuses a
+//! larger free one, and a region is as long as its allocation asked. The
+//! length travels in the header: whoever hands a region out writes it
+//! there while nobody else holds the region, and a receiver reads it once,
+//! when the region arrives. A receiver trusts nothing in the header but
+//! the count (which it only ever increments and decrements) and the
+//! length, which it clamps to the capacity: it checks the seals and the
+//! magic and takes the capacity from the file itself.
 
 use crate::sys::memfd::{self, Mapping};
 use std::fmt;
@@ -101,6 +108,9 @@ pub struct MemoryRegion {
     /// Whether this handle holds one of the shared count (false once its
     /// count was handed to a receiver of a message it travelled in).
     counted: bool,
+    /// The bytes this handle shows: what its allocation asked for, at
+    /// most the capacity.
+    len: usize,
 }
 
 /// What all handles of a region in one process share.
@@ -108,7 +118,8 @@ struct Shared {
     fd: OwnedFd,
     /// The first `HEADER_SIZE` bytes; only ever accessed through atomics.
     header: Mapping,
-    /// The user's size, from `fstat` (never from the header).
+    /// The capacity: the user's bytes in the file, from `fstat` (never
+    /// from the header).
     size: usize,
 }
 
@@ -180,17 +191,44 @@ impl MemoryRegion {
             shared: Arc::new(shared),
             data: None,
             counted: true,
+            len: size,
         })
     }
 
-    /// The number of usable bytes (the header is not counted).
+    /// The region's length in bytes: what [`new`](MemoryRegion::new) or
+    /// [`MemoryRegistry::alloc`] was asked for (the header is not
+    /// counted). A receiver sees the same length.
+    ///
+    /// ```
+    /// let mut registry = busbar::MemoryRegistry::new();
+    /// let mut region = registry.alloc(16, None)?; // a page underneath
+    /// assert_eq!((region.size(), region.map(..)?.len()), (16, 16));
+    /// # Ok::<(), busbar::RegionError>(())
+    /// ```
     pub fn size(&self) -> usize {
-        self.shared.size
+        self.len
     }
 
     /// [`size`](MemoryRegion::size) as a `u64`, the name and type ipmb used.
     pub fn buffer_size(&self) -> u64 {
-        self.shared.size as u64
+        self.len as u64
+    }
+
+    /// The bytes the memfd holds for the user, at least [`size`](MemoryRegion::size).
+    pub(crate) fn capacity(&self) -> usize {
+        self.shared.size
+    }
+
+    /// Another handle, `len` bytes long (at most the capacity), whose
+    /// length is written to the header for receivers. Only for a region
+    /// nobody else holds: the header is shared.
+    fn handed_out(&self, len: usize) -> MemoryRegion {
+        let mut region = self.clone();
+        region.len = len.min(self.capacity());
+        if let Some(h) = self.shared.header.atomic_u64(SIZE_OFFSET) {
+            h.store(region.len as u64, Ordering::Release);
+        }
+        region
     }
 
     /// The bytes in `range` (`..`, `a..b`, `a..=b`, `a..`, `..b`), mapped
@@ -225,7 +263,7 @@ impl MemoryRegion {
         }
         let data = match self.data.take() {
             Some(data) => data,
-            None => Mapping::prefix(self.shared.fd.as_fd(), HEADER_SIZE + self.shared.size)
+            None => Mapping::prefix(self.shared.fd.as_fd(), HEADER_SIZE + self.len)
                 .map_err(|e| RegionError(format!("cannot map {} bytes: {e}", self.size())))?,
         };
         self.data
@@ -331,10 +369,15 @@ impl MemoryRegion {
                 "received memfd does not start with the region magic",
             ));
         }
+        // The sender's length, read once; never more than the file holds.
+        let len = shared.header.atomic_u64(SIZE_OFFSET).map_or(size, |l| {
+            usize::try_from(l.load(Ordering::Acquire)).map_or(size, |l| l.min(size))
+        });
         Ok(MemoryRegion {
             shared: Arc::new(shared),
             data: None,
             counted: true,
+            len,
         })
     }
 }
@@ -375,6 +418,7 @@ impl Clone for MemoryRegion {
             shared: Arc::clone(&self.shared),
             data: None,
             counted: true,
+            len: self.len,
         }
     }
 }
@@ -392,6 +436,7 @@ impl fmt::Debug for MemoryRegion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryRegion")
             .field("size", &self.size())
+            .field("capacity", &self.capacity())
             .field("ref_count", &self.ref_count())
             .field("fd", &self.shared.fd.as_raw_fd())
             .finish()
@@ -469,9 +514,10 @@ pub struct RegistryStats {
     pub regions: usize,
     /// Of those, regions nobody else holds (ready for reuse).
     pub free_regions: usize,
-    /// Usable bytes of all held regions.
+    /// Bytes of all held regions (their memory, which may be more than
+    /// their allocations asked for).
     pub bytes: usize,
-    /// Usable bytes of the free regions.
+    /// Bytes of the free regions.
     pub free_bytes: usize,
 }
 
@@ -511,9 +557,12 @@ impl MemoryRegistry {
         self
     }
 
-    /// A region of at least `min_size` bytes, reused when a free one with
-    /// the same `tag` fits, created otherwise. Its size may be larger than
-    /// asked: new regions are rounded up to whole pages.
+    /// A region of `min_size` bytes: a free one with the same `tag` whose
+    /// memory fits, reused, or a new one. The memory underneath may be
+    /// larger (new regions are rounded up to whole pages, and a larger free
+    /// one is reused), but the region shows `min_size` bytes, to its
+    /// receivers too: [`size`](MemoryRegion::size) and
+    /// [`map(..)`](MemoryRegion::map) give what was asked for.
     ///
     /// # Errors
     ///
@@ -526,7 +575,7 @@ impl MemoryRegistry {
     ///
     /// let mut registry = MemoryRegistry::default();
     /// let a = registry.alloc(100, None)?;
-    /// assert!(a.size() >= 100);
+    /// assert_eq!(a.size(), 100);
     /// let b = registry.alloc(100, None)?; // `a` is still held: a new region
     /// assert_eq!(registry.len(), 2);
     /// # Ok::<(), busbar::RegionError>(())
@@ -589,9 +638,9 @@ impl MemoryRegistry {
             .filter(|(_, e)| {
                 e.free
                     && e.tag.as_deref() == tag
-                    && (min_size..=max_size).contains(&e.region.size())
+                    && (min_size..=max_size).contains(&e.region.capacity())
             })
-            .min_by_key(|(_, e)| e.region.size())
+            .min_by_key(|(_, e)| e.region.capacity())
             .map(|(i, _)| i);
         let region = match best {
             Some(i) => {
@@ -599,18 +648,19 @@ impl MemoryRegistry {
                 entry.last_alloc = now;
                 entry.free = false;
                 entry.on_free = on_free;
-                entry.region.clone()
+                entry.region.handed_out(min_size)
             }
             None => {
                 let region = MemoryRegion::new(rounded_size(min_size))?;
+                let handed = region.handed_out(min_size);
                 self.entries.push(Entry {
-                    region: region.clone(),
+                    region,
                     tag: tag.map(str::to_owned),
                     last_alloc: now,
                     free: false,
                     on_free,
                 });
-                region
+                handed
             }
         };
         self.evict(now);
@@ -641,7 +691,7 @@ impl MemoryRegistry {
     pub fn stats(&self) -> RegistryStats {
         let mut stats = RegistryStats::default();
         for e in &self.entries {
-            let size = e.region.size();
+            let size = e.region.capacity();
             stats.regions += 1;
             stats.bytes = stats.bytes.saturating_add(size);
             if e.region.ref_count() == 1 {
@@ -673,7 +723,7 @@ impl MemoryRegistry {
                 age < idle
             } else if busy.is_some_and(|t| age >= t) {
                 tracing::debug!(
-                    size = e.region.size(),
+                    size = e.region.capacity(),
                     ref_count = e.region.ref_count(),
                     "memory registry gives up a region still in use"
                 );
@@ -686,7 +736,7 @@ impl MemoryRegistry {
             .entries
             .iter()
             .filter(|e| e.free)
-            .fold(0usize, |n, e| n.saturating_add(e.region.size()));
+            .fold(0usize, |n, e| n.saturating_add(e.region.capacity()));
         while free_bytes > self.max_free_bytes {
             let oldest = self
                 .entries
@@ -697,7 +747,7 @@ impl MemoryRegistry {
                 .map(|(i, _)| i);
             let Some(i) = oldest else { break };
             let entry = self.entries.swap_remove(i);
-            free_bytes -= entry.region.size();
+            free_bytes -= entry.region.capacity();
         }
     }
 }
@@ -904,7 +954,7 @@ mod tests {
             .expect("field")
             .store(0, Ordering::SeqCst);
         let mut b = MemoryRegion::from_received_fd(a.fd().try_clone_to_owned()?)?;
-        assert_eq!(b.size(), 100, "size comes from the file, not the header");
+        assert_eq!(b.size(), 100, "a length is never more than the file holds");
         assert!(b.map(..200).is_err());
         b.map(..)?.fill(1);
         drop(b); // count wraps around: no panic
@@ -913,11 +963,60 @@ mod tests {
         Ok(())
     }
 
+    /// A pooled region is as long as its allocation asked, however much
+    /// memory is underneath, for its receivers too (the length travels in
+    /// the header), and each reuse has its own length.
+    #[test]
+    fn pooled_region_is_as_long_as_asked() -> Result {
+        let mut registry = MemoryRegistry::new();
+        let mut a = registry.alloc(16, None)?;
+        assert!(a.capacity() > 16, "a page underneath");
+        assert_eq!((a.size(), a.buffer_size(), a.map(..)?.len()), (16, 16, 16));
+        a.map(..)?[0] = 0x2e;
+        assert!(a.map(..17).is_err());
+        let a_ino = inode(&a);
+        let mut got = MemoryRegion::from_received_fd(send(&a))?;
+        assert_eq!((got.size(), got.map(..)?.len()), (16, 16));
+        assert_eq!(got.map(..1)?, &[0x2e]);
+        let copy = got.clone();
+        assert_eq!(copy.size(), 16);
+        drop((a, got, copy));
+
+        // Reused for 32 bytes: 32 here and there; the old 16 is gone.
+        let mut b = registry.alloc(32, None)?;
+        assert_eq!(inode(&b), a_ino, "reused");
+        assert_eq!(b.map(..)?.len(), 32);
+        let got = MemoryRegion::from_received_fd(send(&b))?;
+        assert_eq!(got.size(), 32);
+        drop((b, got));
+        let zero = registry.alloc(0, None)?;
+        assert_eq!((zero.size(), registry.len()), (0, 1));
+        // A region made directly is as long as asked as well.
+        let direct = MemoryRegion::new(5)?;
+        assert_eq!(MemoryRegion::from_received_fd(send(&direct))?.size(), 5);
+        Ok(())
+    }
+
+    /// A header claiming less than the file holds is believed (it only
+    /// shortens what the receiver shows); more is clamped.
+    #[test]
+    fn received_length_is_clamped_to_the_file() -> Result {
+        let a = MemoryRegion::new(4000)?;
+        let h = a.shared.header.atomic_u64(SIZE_OFFSET).expect("field");
+        h.store(10, Ordering::SeqCst);
+        let mut b = MemoryRegion::from_received_fd(send(&a))?;
+        assert_eq!((b.size(), b.map(..)?.len()), (10, 10));
+        h.store(5000, Ordering::SeqCst);
+        assert_eq!(b.size(), 10, "read once, on arrival");
+        assert_eq!(MemoryRegion::from_received_fd(send(&a))?.size(), 4000);
+        Ok(())
+    }
+
     #[test]
     fn registry_reuses_only_free_regions() -> Result {
         let mut registry = MemoryRegistry::new();
         let a = registry.alloc(1000, None)?;
-        assert!(a.size() >= 1000);
+        assert_eq!(a.size(), 1000);
         assert_eq!(a.ref_count(), 2, "the registry keeps a handle");
         let a_ino = inode(&a);
 
@@ -1038,8 +1137,8 @@ mod tests {
             RegistryStats {
                 regions: 2,
                 free_regions: 1,
-                bytes: 2 * held.size(),
-                free_bytes: held.size(),
+                bytes: 2 * held.capacity(),
+                free_bytes: held.capacity(),
             }
         );
         std::thread::sleep(Duration::from_millis(350));

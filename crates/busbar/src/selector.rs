@@ -687,12 +687,23 @@ pub struct Selector {
     /// too): see [`Selector::endpoint`].
     #[serde(default)]
     pub endpoint: Option<crate::EndpointId>,
-    /// How long a message that no endpoint matches waits for one to join.
-    /// Zero, the default, means the send fails at once.
+    /// How long a message that no endpoint matches waits for one to join
+    /// (a multicast then goes to every match there is when the first one
+    /// appears). Zero, the default, decides at once: a unicast fails with
+    /// [`SendError::NoRoute`](crate::SendError::NoRoute), a multicast goes
+    /// to nobody, which is not an error unless
+    /// [`require_receiver`](Selector::require_receiver) is set.
     pub ttl: Duration,
     /// What to do when a receiver is full; `None` (the default) uses the
     /// endpoint's [`Options::backpressure`](crate::Options::backpressure).
     pub backpressure: Option<crate::Backpressure>,
+    /// Whether a multicast with no `ttl` that no endpoint matches fails
+    /// with [`SendError::NoRoute`](crate::SendError::NoRoute), as a unicast
+    /// does, rather than going to nobody (`false`, the default). With a
+    /// `ttl`, either waits for a match, and one that finds none in time is
+    /// dropped and counted ([`EndpointStats::ttl_expired`](crate::EndpointStats::ttl_expired)).
+    #[serde(default)]
+    pub require_receiver: bool,
 }
 
 impl Selector {
@@ -715,15 +726,29 @@ impl Selector {
             endpoint: None,
             ttl: Duration::ZERO,
             backpressure: None,
+            require_receiver: false,
         }
     }
 
-    /// A selector for every endpoint whose label matches `op`.
+    /// A selector for every endpoint whose label matches `op` (the sender
+    /// too, when its own label matches).
+    ///
+    /// A multicast that matches nobody is not an error, as a published
+    /// message nobody subscribes to is not: `send` returns `Ok` and nobody
+    /// gets it. With a [`ttl`](Selector::ttl) it waits that long for a
+    /// first match; [`require_receiver`](Selector::require_receiver) makes
+    /// "nobody" an error, as it is for a unicast.
     ///
     /// ```
-    /// use busbar::{Selector, SelectorMode};
+    /// use busbar::{label, Message, Options, Selector, SelectorMode, SendError};
     ///
     /// assert_eq!(Selector::multicast(true).mode, SelectorMode::Multicast);
+    /// # let bus = format!("doc.multicast.{}", std::process::id());
+    /// let (sender, _r) = busbar::join::<String, String>(Options::new(bus, label!("a"), "t"), None)?;
+    /// sender.send(Message::new(Selector::multicast("nobody"), "lost".to_string()))?;
+    /// let strict = Selector::multicast("nobody").require_receiver();
+    /// assert!(matches!(sender.send(Message::new(strict, "x".to_string())), Err(SendError::NoRoute(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn multicast(op: impl Into<LabelOp>) -> Self {
         Selector {
@@ -732,6 +757,7 @@ impl Selector {
             endpoint: None,
             ttl: Duration::ZERO,
             backpressure: None,
+            require_receiver: false,
         }
     }
 
@@ -761,6 +787,7 @@ impl Selector {
             endpoint: Some(id),
             ttl: Duration::ZERO,
             backpressure: None,
+            require_receiver: false,
         }
     }
 
@@ -775,6 +802,22 @@ impl Selector {
     /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
+        self
+    }
+
+    /// Makes a multicast that no endpoint matches fail with
+    /// [`SendError::NoRoute`](crate::SendError::NoRoute), as a unicast
+    /// does, instead of going to nobody: for when "nobody got it" is a
+    /// failure to act on. (With a `ttl`, the message waits for a match
+    /// either way.)
+    ///
+    /// ```
+    /// use busbar::Selector;
+    ///
+    /// assert!(Selector::multicast("renderer").require_receiver().require_receiver);
+    /// ```
+    pub fn require_receiver(mut self) -> Self {
+        self.require_receiver = true;
         self
     }
 

@@ -148,3 +148,168 @@ fn waiting_messages_are_bounded_in_bytes_and_descriptors() {
     assert!(matches!(err, SendError::PendingFull(_)), "{err}");
     assert_eq!(a.pending(), 1);
 }
+
+/// Fills this endpoint's own queue with `try_send`s to itself; how many fit.
+fn fill_own_queue(tx: &EndpointSender<u32>, to: &str) -> u32 {
+    let mut n = 0;
+    loop {
+        match tx.try_send(Message::new(Selector::unicast(to), n)) {
+            Ok(()) => n += 1,
+            Err(SendError::Full {
+                delivered: 0,
+                full: 1,
+            }) => return n,
+            Err(e) => panic!("filling the own queue: {e}"),
+        }
+    }
+}
+
+/// `Block` blocks for one's own queue too: a sender whose receiver another
+/// thread drains waits for room instead of failing (ipmb's `reliability`
+/// multicasts to everyone, itself included, this way).
+#[test]
+fn block_waits_for_room_in_its_own_queue_drained_by_another_thread() {
+    let bus = bus("own-block");
+    let (tx, mut rx) = join::<u32, u32>(Options::new(&bus, label!("me"), "t"), WAIT).unwrap();
+    // Full first, so that the first blocking send finds no room.
+    let fitted = fill_own_queue(&tx, "me");
+    const N: u32 = 5000;
+    let drain = std::thread::spawn(move || {
+        (0..fitted + N)
+            .map(|_| rx.recv(WAIT).unwrap().payload)
+            .collect::<Vec<u32>>()
+    });
+    for i in fitted..fitted + N {
+        tx.send(Message::new(Selector::multicast(busbar::LabelOp::True), i))
+            .unwrap();
+    }
+    assert_eq!(drain.join().unwrap(), (0..fitted + N).collect::<Vec<_>>());
+}
+
+/// Not waiting means not waiting: `try_send`, `send_timeout` and
+/// `FailFast` report the full own queue as `Full`.
+#[test]
+fn try_send_and_send_timeout_report_a_full_own_queue() {
+    let bus = bus("own-full");
+    let (tx, mut rx) = join::<u32, u32>(Options::new(&bus, label!("me"), "t"), WAIT).unwrap();
+    let fitted = fill_own_queue(&tx, "me");
+    assert!(fitted > 0);
+    let err = tx
+        .send_timeout(
+            Message::new(Selector::unicast("me"), 0),
+            Duration::from_millis(20),
+        )
+        .unwrap_err();
+    assert!(matches!(err, SendError::Full { .. }), "{err}");
+    let fail_fast = Selector::unicast("me").backpressure(busbar::Backpressure::FailFast);
+    let err = tx.send(Message::new(fail_fast, 0)).unwrap_err();
+    assert!(matches!(err, SendError::Full { .. }), "{err}");
+    // Everything that was accepted arrives, in order.
+    for i in 0..fitted {
+        assert_eq!(rx.recv(WAIT).unwrap().payload, i);
+    }
+    assert!(matches!(rx.try_recv(), Err(RecvError::Empty)));
+}
+
+/// Sending to oneself from inside a receive of the same endpoint, with the
+/// queue full: only this thread could make room, so waiting would never
+/// end and the send says so instead of hanging (the other receivers of a
+/// multicast still get it).
+#[test]
+fn a_send_that_only_its_own_thread_could_make_room_for_fails_with_would_deadlock() {
+    let bus = bus("own-deadlock");
+    let (tx, mut rx) =
+        join::<u32, u32>(Options::new(&bus, label!("me", "all"), "t"), WAIT).unwrap();
+    let (_other, mut other_rx) =
+        join::<u32, u32>(Options::new(&bus, label!("other", "all"), "t"), WAIT).unwrap();
+    // A fence: `tx` knows of `other` once it arrives.
+    let fence = Selector::unicast("other").ttl(Duration::from_secs(30));
+    tx.send(Message::new(fence, 7)).unwrap();
+    assert_eq!(other_rx.recv(WAIT).unwrap().payload, 7);
+
+    tx.send(Message::new(Selector::unicast("me"), 1)).unwrap();
+    let (fitted, unicast, multicast, timeout) = rx
+        .recv_with(WAIT, |_| {
+            let fitted = fill_own_queue(&tx, "me");
+            let send = |s: Selector| tx.send(Message::new(s, 2)).unwrap_err();
+            let unicast = send(Selector::unicast("me"));
+            let multicast = send(Selector::multicast("all"));
+            let timeout = tx
+                .send_timeout(Message::new(Selector::unicast("me"), 3), WAIT.unwrap())
+                .unwrap_err();
+            (fitted, unicast, multicast, timeout)
+        })
+        .unwrap();
+    assert!(fitted > 0);
+    assert!(
+        matches!(unicast, SendError::WouldDeadlock { delivered: 0 }),
+        "{unicast}"
+    );
+    assert!(
+        matches!(multicast, SendError::WouldDeadlock { delivered: 1 }),
+        "{multicast}"
+    );
+    assert!(
+        matches!(timeout, SendError::WouldDeadlock { delivered: 0 }),
+        "{timeout}"
+    );
+    assert_eq!(
+        other_rx.recv(WAIT).unwrap().payload,
+        2,
+        "the other receiver got the multicast"
+    );
+    // Outside the receive, the same thread may wait again: the queue
+    // drains as it is read.
+    for i in 0..fitted {
+        assert_eq!(rx.recv(WAIT).unwrap().payload, i);
+    }
+    tx.send(Message::new(Selector::unicast("me"), 4)).unwrap();
+    assert_eq!(rx.recv(WAIT).unwrap().payload, 4);
+}
+
+/// A sender waiting for room in its own queue stops waiting when the
+/// receiver goes away; nothing hangs.
+#[test]
+fn a_sender_waiting_for_its_own_queue_returns_when_the_receiver_is_dropped() {
+    let bus = bus("own-dropped");
+    let (tx, rx) = join::<u32, u32>(Options::new(&bus, label!("me"), "t"), WAIT).unwrap();
+    let fitted = fill_own_queue(&tx, "me");
+    let dropper = std::thread::spawn(move || drop(rx));
+    // Whether the receiver goes before this send or while it waits, the
+    // send ends: nobody is there to take it any more.
+    let r = tx.send(Message::new(Selector::unicast("me"), fitted));
+    assert!(matches!(r, Err(SendError::NoRoute(_))), "{r:?}");
+    dropper.join().unwrap();
+}
+
+/// A multicast nobody listens to is no failure; `require_receiver` makes
+/// it one; with a ttl, a multicast waits for its first receiver.
+#[test]
+fn a_multicast_that_matches_nobody_is_not_an_error_unless_required() {
+    let bus = bus("multicast-nobody");
+    let (tx, _rx) = join::<String, String>(Options::new(&bus, label!("a"), "t"), WAIT).unwrap();
+    tx.send(Message::new(Selector::multicast("nobody"), "x".into()))
+        .unwrap();
+    tx.send(Message::new(Selector::multicast(false), "x".into()))
+        .unwrap();
+    let err = tx
+        .send(Message::new(
+            Selector::multicast("nobody").require_receiver(),
+            "x".into(),
+        ))
+        .unwrap_err();
+    assert!(matches!(err, SendError::NoRoute(_)), "{err}");
+    let err = tx
+        .send(Message::new(Selector::unicast("nobody"), "x".into()))
+        .unwrap_err();
+    assert!(matches!(err, SendError::NoRoute(_)), "{err}");
+    assert_eq!(tx.stats().sent, 0);
+
+    // With a ttl it waits, and goes to every match there is when the first one joins.
+    let later = Selector::multicast("late").ttl(Duration::from_secs(60));
+    tx.send(Message::new(later, "waited".into())).unwrap();
+    assert_eq!(tx.pending(), 1);
+    let (_late, mut late_rx) =
+        join::<String, String>(Options::new(&bus, label!("late"), "t"), WAIT).unwrap();
+    assert_eq!(late_rx.recv(WAIT).unwrap().payload, "waited");
+}

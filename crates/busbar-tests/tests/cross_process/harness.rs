@@ -70,14 +70,20 @@ impl Peer {
         let mut cmd = Command::new(PEER);
         cmd.arg(role)
             .args(["--bus", bus, "--label", label])
-            .args(extra)
-            .stdin(Stdio::piped())
+            .args(extra);
+        configure(&mut cmd);
+        Peer::spawn(name, cmd)
+    }
+
+    /// Starts `cmd` (any program that speaks in stdout lines) with its
+    /// stdin, stdout and stderr piped to the test.
+    pub fn spawn(name: &str, mut cmd: Command) -> Peer {
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        configure(&mut cmd);
         let mut child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start peer {name} ({PEER}): {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {name} ({:?}): {e}", cmd.get_program()));
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {

@@ -14,6 +14,7 @@ mod causal;
 mod crash;
 mod failover;
 mod hostile;
+mod ipmb_examples;
 mod join;
 mod liveness;
 mod payloads;

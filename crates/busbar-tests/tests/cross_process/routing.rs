@@ -127,14 +127,8 @@ fn each_label_op_form_routes_right() {
     ];
     for (name, typed, _) in forms {
         let answer = tx.ask(&format!("multicast 0 text:{name} {typed}"));
-        if name == "false" {
-            assert!(
-                answer.starts_with("ERR NoRoute"),
-                "`false` matches nobody, and ttl 0 says so: {answer}"
-            );
-        } else {
-            assert_eq!(answer, "OK", "{name}");
-        }
+        // `false` matches nobody: a multicast nobody listens to is no error.
+        assert_eq!(answer, "OK", "{name}");
     }
     assert_eq!(tx.ask("multicast 0 text:END a | b | c"), "OK");
 

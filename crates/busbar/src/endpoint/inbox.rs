@@ -1,16 +1,53 @@
 //! Where an endpoint's incoming links and its messages to itself meet.
 
 use crate::frame::FrameError;
-use crate::link::{InLink, RawFrame};
+use crate::link::{InLink, RawFrame, Wait};
 use crate::sys::poll::{Doorbell, Poller};
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// How many messages to itself an endpoint holds before it counts as full.
 pub(crate) const LOCAL_MAX: usize = 1024;
+
+/// How long a `send` waits for room in its own endpoint's queue, with
+/// nothing taken out of it, before it logs that it may wait for ever.
+const STALL_WARNING: Duration = Duration::from_secs(5);
+
+thread_local! {
+    /// The inboxes this thread is receiving from right now (inside `recv`,
+    /// `try_recv` or `recv_with`, whose closure may send), innermost last.
+    static RECEIVING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks the current thread as receiving from an inbox until dropped.
+pub(crate) struct Receiving(usize);
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        let _ = RECEIVING.try_with(|r| {
+            let mut r = r.borrow_mut();
+            if let Some(i) = r.iter().rposition(|&k| k == self.0) {
+                r.remove(i);
+            }
+        });
+    }
+}
+
+/// Why a message to oneself was not queued.
+pub(crate) enum LocalRefusal {
+    /// No room within the wait.
+    Full(RawFrame),
+    /// No room, and the thread that would have to make room is the one
+    /// sending: it is inside a receive of this very endpoint.
+    WouldDeadlock(RawFrame),
+    /// The receiver is gone.
+    Closed(RawFrame),
+}
 
 /// The poller token of the doorbell that rings for local frames.
 pub(crate) const BELL: u64 = 0;
@@ -26,7 +63,14 @@ pub(crate) struct Inbox {
     /// the receiver, which holds `links` while it lends a message to its
     /// caller's closure.
     incoming: Mutex<Vec<(u64, InLink)>>,
-    pub local: Mutex<VecDeque<RawFrame>>,
+    local: Mutex<VecDeque<RawFrame>>,
+    /// Rung when the receiver takes the local queue or goes away: for
+    /// senders waiting for room in it.
+    room: Condvar,
+    /// Senders waiting on `room` (changed with `local` locked).
+    waiting: AtomicUsize,
+    /// How many times the receiver took the local queue.
+    taken: AtomicU64,
     pub bell: Doorbell,
     next_token: AtomicU64,
     open: AtomicBool,
@@ -42,6 +86,9 @@ impl Inbox {
             links: Mutex::new(HashMap::new()),
             incoming: Mutex::new(Vec::new()),
             local: Mutex::new(VecDeque::new()),
+            room: Condvar::new(),
+            waiting: AtomicUsize::new(0),
+            taken: AtomicU64::new(0),
             bell,
             next_token: AtomicU64::new(BELL + 1),
             open: AtomicBool::new(true),
@@ -78,17 +125,95 @@ impl Inbox {
         links
     }
 
-    /// Queues a frame this endpoint sent itself; gives it back when
-    /// [`LOCAL_MAX`] of them wait already (the receiver is full).
-    pub(crate) fn push_local(&self, frame: RawFrame) -> Result<(), RawFrame> {
+    /// Queues a frame this endpoint sent itself. When [`LOCAL_MAX`] of them
+    /// wait already, waits for the receiver to take them as `wait` allows,
+    /// like a write to a full link, unless the current thread is itself
+    /// receiving from this inbox: then nobody else can make room, and it
+    /// says so ([`LocalRefusal::WouldDeadlock`]) instead of waiting.
+    pub(crate) fn push_local(&self, frame: RawFrame, wait: Wait) -> Result<(), LocalRefusal> {
         let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
-        if local.len() >= LOCAL_MAX {
-            return Err(frame);
+        let started = Instant::now();
+        let taken_before = self.taken.load(Ordering::Relaxed);
+        let mut warned = false;
+        loop {
+            // `close` marks the inbox closed before it empties the queue:
+            // an emptied queue must not take the frame.
+            if !self.is_open() {
+                return Err(LocalRefusal::Closed(frame));
+            }
+            if local.len() < LOCAL_MAX {
+                break;
+            }
+            let now = Instant::now();
+            let slice = match wait {
+                Wait::No => return Err(LocalRefusal::Full(frame)),
+                _ if self.is_receiving_here() => return Err(LocalRefusal::WouldDeadlock(frame)),
+                Wait::Until(d) if now >= d => return Err(LocalRefusal::Full(frame)),
+                Wait::Until(d) => d - now,
+                Wait::Forever => STALL_WARNING,
+            };
+            if !warned
+                && now.duration_since(started) >= STALL_WARNING
+                && self.taken.load(Ordering::Relaxed) == taken_before
+            {
+                warned = true;
+                tracing::warn!(
+                    "send has waited {:?} for room among the {LOCAL_MAX} unread messages this endpoint sent itself, \
+                     and its receiver took none meanwhile: if no other thread receives on this endpoint, it waits \
+                     for ever (receive on another thread, drop the receiver, or use send_timeout or try_send)",
+                    now.duration_since(started)
+                );
+            }
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+            local = self
+                .room
+                .wait_timeout(local, slice)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
         }
         local.push_back(frame);
         drop(local);
         self.bell.ring();
         Ok(())
+    }
+
+    /// Hands every frame this endpoint sent itself to `f`, in order, and
+    /// wakes senders waiting for room.
+    pub(crate) fn take_local(&self, f: impl FnMut(RawFrame)) {
+        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        if local.is_empty() {
+            return;
+        }
+        local.drain(..).for_each(f);
+        self.taken.fetch_add(1, Ordering::Relaxed);
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            self.room.notify_all();
+        }
+    }
+
+    /// Whether a frame this endpoint sent itself waits.
+    pub(crate) fn has_local(&self) -> bool {
+        !self
+            .local
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// Marks the current thread as receiving from this inbox until the
+    /// guard is dropped: a send from it (say, from a `recv_with` closure)
+    /// must not wait for room only this thread could make.
+    pub(crate) fn receiving(&self) -> Receiving {
+        let key = self as *const Inbox as usize;
+        RECEIVING.with(|r| r.borrow_mut().push(key));
+        Receiving(key)
+    }
+
+    /// Whether the current thread is receiving from this inbox.
+    fn is_receiving_here(&self) -> bool {
+        let key = self as *const Inbox as usize;
+        RECEIVING.with(|r| r.borrow().contains(&key))
     }
 
     /// A frame from the link of poller token `token` turned out malformed
@@ -127,6 +252,9 @@ impl Inbox {
             self.unwatch(&link);
         }
         drop(links);
-        self.local.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        local.clear();
+        // Senders waiting for room see the receiver gone.
+        self.room.notify_all();
     }
 }

@@ -105,7 +105,7 @@ impl LentMaps {
             }
         };
         let view = LentView { map, off, len };
-        let size = view.map.region.size();
+        let size = view.map.region.capacity();
         if off.checked_add(len).is_none_or(|end| end > size) {
             // Dropping the view gives the count back.
             return Err(RegionError(format!(
@@ -119,14 +119,19 @@ impl LentMaps {
         let mut region = MemoryRegion::from_received_fd(fd)?;
         // The count the sender added is given back by each message's view.
         region.hand_over_count();
-        let data = Mapping::read_only(region.fd(), HEADER_SIZE + region.size())
+        let data = Mapping::read_only(region.fd(), HEADER_SIZE + region.capacity())
             .map_err(|e| RegionError(format!("cannot map a lent payload: {e}")))?;
         Ok(LentMap { region, data })
     }
 
     /// Lets the least recently used mappings go while there are too many.
     fn evict(&mut self) {
-        let bytes = |entries: &[Entry]| entries.iter().map(|e| e.map.region.size()).sum::<usize>();
+        let bytes = |entries: &[Entry]| {
+            entries
+                .iter()
+                .map(|e| e.map.region.capacity())
+                .sum::<usize>()
+        };
         while self.entries.len() > MAX_REGIONS
             || (self.entries.len() > 1 && bytes(&self.entries) > MAX_BYTES)
         {

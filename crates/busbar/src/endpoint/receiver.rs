@@ -100,6 +100,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
     /// ```
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Message<R>, RecvError> {
         let deadline = timeout.map(|t| Instant::now() + t);
+        let _receiving = self.core.shared.inbox.receiving();
         loop {
             if let Some(m) = self.next_ready()? {
                 return Ok(m);
@@ -121,6 +122,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_recv(&mut self) -> Result<Message<R>, RecvError> {
+        let _receiving = self.core.shared.inbox.receiving();
         loop {
             if let Some(m) = self.next_ready()? {
                 return Ok(m);
@@ -206,6 +208,9 @@ impl<R: MessageBox> EndpointReceiver<R> {
     ) -> Result<T, RecvError> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut f = Some(f);
+        // `f` may send: a send to ourselves then cannot wait for room, since
+        // only this thread could make it.
+        let _receiving = self.core.shared.inbox.receiving();
         loop {
             if let Some(out) = self.lend_next(&mut f) {
                 return out;
@@ -229,10 +234,8 @@ impl<R: MessageBox> EndpointReceiver<R> {
         let max = core.shared.options.limits.max_payload;
         loop {
             if self.ready.is_empty() {
-                let mut local = inbox.local.lock().unwrap_or_else(|p| p.into_inner());
                 let me = Origin::local(core.shared.id);
-                self.ready
-                    .extend(local.drain(..).map(|f| (BELL, Ready::Raw(f, me.clone()))));
+                inbox.take_local(|f| self.ready.push_back((BELL, Ready::Raw(f, me.clone()))));
             }
             while let Some((token, ready)) = self.ready.pop_front() {
                 let out = match ready {
@@ -430,12 +433,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
     fn rings_have_frames(&mut self) -> bool {
         let inbox = &self.core.shared.inbox;
         let mut links = inbox.links();
-        links.values_mut().any(|l| l.ring_has_frame())
-            || !inbox
-                .local
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_empty()
+        links.values_mut().any(|l| l.ring_has_frame()) || inbox.has_local()
     }
 
     /// Tells the links the poller reported that their sockets are ready;
@@ -456,14 +454,8 @@ impl<R: MessageBox> EndpointReceiver<R> {
     /// frames from each link. Whether anything is ready.
     fn scan(&mut self) -> bool {
         let inbox = &self.core.shared.inbox;
-        self.ready.extend(
-            inbox
-                .local
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .drain(..)
-                .map(|f| (BELL, Ready::Raw(f, Origin::local(self.core.shared.id)))),
-        );
+        let me = Origin::local(self.core.shared.id);
+        inbox.take_local(|f| self.ready.push_back((BELL, Ready::Raw(f, me.clone()))));
         let counters = &self.core.shared.counters;
         let max = self.core.shared.options.limits.max_payload;
         let mut links = inbox.links();

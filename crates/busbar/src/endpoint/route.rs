@@ -2,6 +2,7 @@
 //! full, and the queue of messages waiting for their ttl.
 
 use super::directory::Directory;
+use super::inbox::LocalRefusal;
 use super::outgoing::OutFrame;
 use super::Shared;
 use crate::error::SendError;
@@ -45,6 +46,23 @@ pub(crate) struct Pending {
 struct Outcome {
     delivered: Vec<u64>,
     full: Vec<u64>,
+    /// One of `full` is this endpoint, and the thread sending is the one
+    /// receiving from it: waiting for room could never end.
+    would_deadlock: bool,
+}
+
+impl Outcome {
+    fn push(&mut self, t: u64, d: Delivery) {
+        match d {
+            Delivery::Delivered => self.delivered.push(t),
+            Delivery::Full => self.full.push(t),
+            Delivery::WouldDeadlock => {
+                self.full.push(t);
+                self.would_deadlock = true;
+            }
+            Delivery::Gone => {}
+        }
+    }
 }
 
 /// A link to a receiver, or why there is none.
@@ -59,6 +77,9 @@ enum Link {
 enum Delivery {
     Delivered,
     Full,
+    /// This endpoint's own queue is full and the thread sending is the one
+    /// receiving from it.
+    WouldDeadlock,
     /// The receiver is gone (or was never reachable): try another.
     Gone,
 }
@@ -103,6 +124,10 @@ impl Shared {
         if !out.full.is_empty() {
             if policy == Backpressure::DropNewest {
                 self.count_drops(&out.full);
+            } else if out.would_deadlock {
+                return Err(SendError::WouldDeadlock {
+                    delivered: out.delivered.len(),
+                });
             } else {
                 return Err(SendError::Full {
                     delivered: out.delivered.len(),
@@ -111,6 +136,13 @@ impl Shared {
             }
         }
         if !out.delivered.is_empty() || !out.full.is_empty() {
+            return Ok(());
+        }
+        // Nobody matches. A multicast nobody listens to is no failure (unless
+        // its selector requires a receiver); with a ttl it waits for a first one.
+        let selector = &frame.selector;
+        if selector.ttl.is_zero() && Directory::is_multicast(selector) && !selector.require_receiver
+        {
             return Ok(());
         }
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -284,9 +316,8 @@ impl Shared {
             let mut full = Vec::new();
             for t in targets {
                 match self.deliver_to(t, frame, Wait::No) {
-                    Ok(Delivery::Delivered) => out.delivered.push(t),
                     Ok(Delivery::Full) => full.push(t),
-                    Ok(Delivery::Gone) => {}
+                    Ok(d) => out.push(t, d),
                     Err(e) => first_error = first_error.or(Some(e)),
                 }
             }
@@ -297,9 +328,7 @@ impl Shared {
                     self.deliver_to(t, frame, wait)
                 };
                 match d {
-                    Ok(Delivery::Delivered) => out.delivered.push(t),
-                    Ok(Delivery::Full) => out.full.push(t),
-                    Ok(Delivery::Gone) => {}
+                    Ok(d) => out.push(t, d),
                     Err(e) => first_error = first_error.or(Some(e)),
                 }
             }
@@ -318,23 +347,26 @@ impl Shared {
                     out.delivered.push(t);
                     return Ok(out);
                 }
-                Delivery::Full => full.push(t),
+                Delivery::Full | Delivery::WouldDeadlock => full.push(t),
                 Delivery::Gone => {}
             }
         }
         if wait != Wait::No {
+            // A full queue of our own that only this thread could empty
+            // does not stop us from waiting for another match.
+            let mut stuck_on_self = None;
             for &t in &full {
                 match self.deliver_to(t, frame, wait)? {
-                    Delivery::Delivered => {
-                        out.delivered.push(t);
-                        return Ok(out);
-                    }
-                    Delivery::Full => {
-                        out.full.push(t);
-                        return Ok(out);
-                    }
                     Delivery::Gone => {}
+                    Delivery::WouldDeadlock => stuck_on_self = Some(t),
+                    d => {
+                        out.push(t, d);
+                        return Ok(out);
+                    }
                 }
+            }
+            if let Some(t) = stuck_on_self {
+                out.push(t, Delivery::WouldDeadlock);
             }
             return Ok(out);
         }
@@ -348,16 +380,22 @@ impl Shared {
             if !self.inbox.is_open() {
                 return Ok(Delivery::Gone);
             }
+            // Our own queue is bounded like a link, and waited for the same way.
             let (raw, own) = frame.local_copy()?;
             frame.delivering(None, self.id);
-            if let Err(raw) = self.inbox.push_local(raw) {
-                drop(raw);
-                frame.return_counts(own);
-                frame.undelivered();
-                return Ok(Delivery::Full);
-            }
-            self.counters.sent.fetch_add(1, Ordering::Relaxed);
-            return Ok(Delivery::Delivered);
+            let (raw, refused) = match self.inbox.push_local(raw, wait) {
+                Ok(()) => {
+                    self.counters.sent.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Delivery::Delivered);
+                }
+                Err(LocalRefusal::Full(raw)) => (raw, Delivery::Full),
+                Err(LocalRefusal::WouldDeadlock(raw)) => (raw, Delivery::WouldDeadlock),
+                Err(LocalRefusal::Closed(raw)) => (raw, Delivery::Gone),
+            };
+            drop(raw);
+            frame.return_counts(own);
+            frame.undelivered();
+            return Ok(refused);
         }
         let link = match self.link_to(target, wait)? {
             Link::Ready(link) => link,

@@ -54,7 +54,10 @@ impl<T: MessageBox> EndpointSender<T> {
     ///
     /// `Ok` means the message is in the receivers' queues, or, when nobody
     /// matches and the selector has a `ttl`, waiting here for a match. With
-    /// no match and no ttl it fails with [`SendError::NoRoute`]. Messages
+    /// no match and no ttl, a unicast fails with [`SendError::NoRoute`]; a
+    /// multicast goes to nobody and returns `Ok` (publish–subscribe: a
+    /// message nobody listens to is no failure), unless its selector
+    /// [requires a receiver](Selector::require_receiver). Messages
     /// from one sender to one receiver arrive in the order they were sent.
     ///
     /// Each receiver's queue is bounded ([`Limits::link_buffer`](crate::Limits::link_buffer)).
@@ -62,7 +65,12 @@ impl<T: MessageBox> EndpointSender<T> {
     /// selector (or else of the endpoint) decides: `Block` (the default) waits
     /// for room, `DropNewest` skips that receiver and counts the drop,
     /// `FailFast` returns [`SendError::Full`]. A unicast goes to a matching
-    /// receiver with room before it waits for a full one.
+    /// receiver with room before it waits for a full one. This endpoint's
+    /// own queue (a message to itself) is bounded and waited for the same
+    /// way, for as long as another thread may receive from it; when the
+    /// thread sending is the one receiving (it sends from a
+    /// [`recv_with`](crate::EndpointReceiver::recv_with) closure), waiting
+    /// could never end and the send fails with [`SendError::WouldDeadlock`].
     ///
     /// ```
     /// use busbar::{label, Message, Options, Selector, SendError};
