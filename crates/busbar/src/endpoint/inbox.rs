@@ -63,7 +63,15 @@ pub(crate) struct Inbox {
     /// the receiver, which holds `links` while it lends a message to its
     /// caller's closure.
     incoming: Mutex<Vec<(u64, InLink)>>,
+    /// Set after a link is put in `incoming`, cleared by the receiver
+    /// before it takes them: the receiver's every look at its links
+    /// (many per microsecond while it spins) skips `incoming`'s lock
+    /// while nothing new came.
+    has_incoming: AtomicBool,
     local: Mutex<VecDeque<RawFrame>>,
+    /// Whether `local` holds frames (changed with `local` locked), for the
+    /// spinning receiver to look at without taking the lock.
+    has_local: AtomicBool,
     /// Rung when the receiver takes the local queue or goes away: for
     /// senders waiting for room in it.
     room: Condvar,
@@ -85,7 +93,9 @@ impl Inbox {
             poller,
             links: Mutex::new(HashMap::new()),
             incoming: Mutex::new(Vec::new()),
+            has_incoming: AtomicBool::new(false),
             local: Mutex::new(VecDeque::new()),
+            has_local: AtomicBool::new(false),
             room: Condvar::new(),
             waiting: AtomicUsize::new(0),
             taken: AtomicU64::new(0),
@@ -115,13 +125,18 @@ impl Inbox {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((token, link));
+        // After the push: a receiver that clears the flag before taking
+        // finds the link, or sees the flag again on its next look.
+        self.has_incoming.store(true, Ordering::Release);
     }
 
     /// The links the receiver reads, with those accepted since it last looked.
     pub(crate) fn links(&self) -> MutexGuard<'_, HashMap<u64, InLink>> {
         let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-        let new = std::mem::take(&mut *self.incoming.lock().unwrap_or_else(|p| p.into_inner()));
-        links.extend(new);
+        if self.has_incoming.swap(false, Ordering::AcqRel) {
+            let new = std::mem::take(&mut *self.incoming.lock().unwrap_or_else(|p| p.into_inner()));
+            links.extend(new);
+        }
         links
     }
 
@@ -173,6 +188,7 @@ impl Inbox {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
         }
         local.push_back(frame);
+        self.has_local.store(true, Ordering::Release);
         drop(local);
         self.bell.ring();
         Ok(())
@@ -181,10 +197,14 @@ impl Inbox {
     /// Hands every frame this endpoint sent itself to `f`, in order, and
     /// wakes senders waiting for room.
     pub(crate) fn take_local(&self, f: impl FnMut(RawFrame)) {
+        if !self.has_local() {
+            return;
+        }
         let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
         if local.is_empty() {
             return;
         }
+        self.has_local.store(false, Ordering::Release);
         local.drain(..).for_each(f);
         self.taken.fetch_add(1, Ordering::Relaxed);
         if self.waiting.load(Ordering::Relaxed) > 0 {
@@ -194,11 +214,7 @@ impl Inbox {
 
     /// Whether a frame this endpoint sent itself waits.
     pub(crate) fn has_local(&self) -> bool {
-        !self
-            .local
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
+        self.has_local.load(Ordering::Acquire)
     }
 
     /// Marks the current thread as receiving from this inbox until the
@@ -254,6 +270,7 @@ impl Inbox {
         drop(links);
         let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
         local.clear();
+        self.has_local.store(false, Ordering::Release);
         // Senders waiting for room see the receiver gone.
         self.room.notify_all();
     }
