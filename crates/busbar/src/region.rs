@@ -1127,7 +1127,9 @@ mod tests {
 
     #[test]
     fn maintain_drops_idle_free_regions_only() -> Result {
-        let mut registry = MemoryRegistry::new().with_idle_timeout(Duration::from_millis(300));
+        // No sleeps: the timeout is moved instead of the clock, so a
+        // descheduled test thread cannot make a region look idle early.
+        let mut registry = MemoryRegistry::new().with_idle_timeout(Duration::from_secs(3600));
         let held = registry.alloc(64, None)?;
         drop(registry.alloc(64, None)?);
         registry.maintain();
@@ -1141,12 +1143,11 @@ mod tests {
                 free_bytes: held.capacity(),
             }
         );
-        std::thread::sleep(Duration::from_millis(350));
+        registry.idle_timeout = Duration::ZERO;
         registry.maintain();
         assert_eq!(registry.len(), 1, "the free one went");
         assert_eq!(held.ref_count(), 2, "the held one stays");
         drop(held);
-        std::thread::sleep(Duration::from_millis(350));
         registry.maintain();
         assert!(registry.is_empty());
         Ok(())
