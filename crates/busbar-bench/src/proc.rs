@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The argument that marks a child process (hidden from `--help`).
@@ -150,7 +150,7 @@ impl Proc {
 
     /// An error naming this child, with the end of its log.
     pub fn fail(&self, what: &str) -> Box<dyn std::error::Error + Send + Sync> {
-        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        let log = self.log.locked();
         let tail: Vec<&str> = log.iter().rev().take(6).map(|s| s.as_str()).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         format!("{}: {what}; log: {}", self.label, tail.join(" | ")).into()
@@ -194,7 +194,7 @@ fn spawn_reader(
                     let _ = tx.send(msg.to_string());
                 }
                 _ => {
-                    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut log = log.locked();
                     if log.len() == LOG_LINES {
                         log.pop_front();
                     }
@@ -257,5 +257,17 @@ impl Ctl {
                 .ok_or_else(|| format!("expected {word}, got {l}").into()),
             None => Err(format!("no {word} from the parent").into()),
         }
+    }
+}
+
+/// A [`Mutex`] taken whether or not it is poisoned: a log is still worth
+/// reading after the thread filling it panicked.
+trait Locked<T: ?Sized> {
+    fn locked(&self) -> MutexGuard<'_, T>;
+}
+
+impl<T: ?Sized> Locked<T> for Mutex<T> {
+    fn locked(&self) -> MutexGuard<'_, T> {
+        self.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -183,6 +183,21 @@ pub fn connect_abstract(name: &str) -> std::os::fd::OwnedFd {
     fd
 }
 
+/// [`Mutex`](std::sync::Mutex) taken whether or not it is poisoned: a
+/// thread that panicked holding it has failed its test already, and the
+/// others still report what they saw.
+pub trait Locked<T: ?Sized> {
+    /// Waits for the lock.
+    fn locked(&self) -> std::sync::MutexGuard<'_, T>;
+}
+
+impl<T: ?Sized> Locked<T> for std::sync::Mutex<T> {
+    fn locked(&self) -> std::sync::MutexGuard<'_, T> {
+        self.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

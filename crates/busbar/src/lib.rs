@@ -97,6 +97,7 @@ mod options;
 pub mod payload;
 mod region;
 mod selector;
+mod sync;
 #[allow(unsafe_code)] // The platform layer is the one place allowed `unsafe`.
 mod sys;
 

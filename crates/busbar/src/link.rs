@@ -28,6 +28,7 @@
 //! holds up only its own link).
 
 use crate::frame::{self, FrameError, Header, Kind};
+use crate::sync::Lock;
 use crate::sys::poll;
 use crate::sys::ring::{self, Consumer, Producer, PushError, RingError};
 use crate::sys::socket::{self, Received};
@@ -214,7 +215,7 @@ impl OutLink {
         fds: &[BorrowedFd<'_>],
         wait: Wait,
     ) -> Result<(), SendFailure> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self.state.locked();
         let mut h = header.clone();
         h.seq = st.seq;
         let head = h.encode();
@@ -314,11 +315,7 @@ impl OutLink {
     /// Never waits: while a sender holds the link (perhaps waiting for
     /// room), the ring's count is the one seen last.
     pub(crate) fn queued_bytes(&self) -> usize {
-        let ring = match self.state.try_lock() {
-            Ok(mut st) => Some(st.ring.queued()),
-            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner().ring.queued()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        };
+        let ring = self.state.try_locked().map(|mut st| st.ring.queued());
         let ring = match ring {
             Some(q) => {
                 self.queued_hint.store(q, Ordering::Relaxed);

@@ -5,6 +5,7 @@
 //! message. A [`Peer`] is killed when dropped, so a failing test leaves no
 //! process behind.
 
+use busbar_tests::Locked;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -100,9 +101,7 @@ impl Peer {
         let stderr_reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n @ 1..) = err_pipe.read(&mut buf) {
-                sink.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.locked().push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         Peer {
@@ -296,22 +295,14 @@ impl Peer {
 
     /// How many times `needle` appears in what the peer wrote to stderr (its log) so far.
     pub fn stderr_count(&self, needle: &str) -> usize {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .matches(needle)
-            .count()
+        self.stderr.locked().matches(needle).count()
     }
 
     /// Waits up to [`GUARD`] until the peer's stderr (its log) contains `needle`.
     pub fn wait_stderr(&self, needle: &str) {
         let deadline = Instant::now() + GUARD;
         loop {
-            let found = self
-                .stderr
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(needle);
+            let found = self.stderr.locked().contains(needle);
             if found {
                 return;
             }
@@ -326,11 +317,7 @@ impl Peer {
 
     /// Fails the test with everything known about this peer.
     pub fn fail(&self, why: &str) -> ! {
-        let stderr = self
-            .stderr
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let stderr = self.stderr.locked().clone();
         let tail: Vec<&String> = self
             .seen
             .iter()

@@ -8,6 +8,7 @@ use super::lent::{LentMaps, LentView};
 use crate::frame::{self, FrameError, REGION_LOCATOR_LEN};
 use crate::link::RawFrame;
 use crate::payload::TypeUuidBytes;
+use crate::sync::Lock;
 use crate::sys::{blob, memfd::Mapping};
 use crate::{BytesMessage, MemoryRegion, Object, Selector, TypeUuid};
 use std::os::fd::AsFd;
@@ -104,8 +105,7 @@ impl Opened {
                 .map_err(|_| Unopened::Malformed(FrameError::Body("no payload offset".into())))?;
             let offset = usize::try_from(u64::from_le_bytes(locator)).unwrap_or(usize::MAX);
             let view = lent
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .locked()
                 .open(fd, offset, len)
                 .map_err(|e| Unopened::Malformed(FrameError::Body(format!("lent payload: {e}"))))?;
             Payload::Lent(view)

@@ -7,6 +7,7 @@ use super::Shared;
 use crate::controller::Controller;
 use crate::controller::Seed;
 use crate::frame::{self, Control, Kind, LinkLoad, LoadReport};
+use crate::sync::{Lock, ReadWrite};
 use crate::sys::poll::Poller;
 use crate::sys::socket::{self, Listener, Received};
 use std::io;
@@ -125,19 +126,9 @@ impl Driver {
         let mut buf = vec![0u8; frame::MAX_FRAME];
         let mut space = socket::recv_control_space();
         while !self.shared.closed.load(Ordering::SeqCst) {
-            let expiry = self
-                .shared
-                .directory
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .next_expiry();
+            let expiry = self.shared.directory.read_locked().next_expiry();
             let trim = self.shared.loans.trim(Instant::now());
-            let unmap = self
-                .shared
-                .lent
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .trim(Instant::now());
+            let unmap = self.shared.lent.locked().trim(Instant::now());
             let deadline = [
                 expiry,
                 trim,
@@ -176,11 +167,7 @@ impl Driver {
     /// closes our links to them.
     fn prune_directory(&self) {
         let gone = {
-            let mut dir = self
-                .shared
-                .directory
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut dir = self.shared.directory.write_locked();
             if dir.next_expiry().is_none_or(|t| Instant::now() < t) {
                 return;
             }
@@ -309,11 +296,7 @@ impl Driver {
                 continue;
             }
             let msg = frame::check(bytes, fds).and_then(|_| frame::decode_small::<Control>(bytes));
-            let mut dir = self
-                .shared
-                .directory
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut dir = self.shared.directory.write_locked();
             match msg {
                 Ok(Control::Added(record)) => dir.add(record),
                 Ok(Control::Removed(id)) => {
@@ -346,11 +329,7 @@ impl Driver {
         match welcome {
             Ok(w) => {
                 let known = {
-                    let mut dir = self
-                        .shared
-                        .directory
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner());
+                    let mut dir = self.shared.directory.write_locked();
                     dir.reset(w.epoch, w.controller, w.peers);
                     dir.records()
                 };
@@ -395,11 +374,7 @@ impl Driver {
             self.poller.remove(conn.as_fd());
         }
         let old = {
-            let mut dir = self
-                .shared
-                .directory
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut dir = self.shared.directory.write_locked();
             let old = dir.controller.take();
             if let Some(id) = old {
                 if id != self.shared.id {
@@ -434,7 +409,7 @@ impl Driver {
     fn rejoin(&mut self) {
         let shared = &self.shared;
         let seed = || {
-            let dir = shared.directory.read().unwrap_or_else(|p| p.into_inner());
+            let dir = shared.directory.read_locked();
             Seed {
                 epoch: dir.epoch + 1,
                 peers: dir.records(),

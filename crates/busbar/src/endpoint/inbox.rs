@@ -2,6 +2,7 @@
 
 use crate::frame::FrameError;
 use crate::link::{InLink, RawFrame, Wait};
+use crate::sync::{CondvarWait, Lock};
 use crate::sys::poll::{Doorbell, Poller};
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -121,10 +122,7 @@ impl Inbox {
             tracing::warn!("could not watch an incoming link: {e}");
             return;
         }
-        self.incoming
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((token, link));
+        self.incoming.locked().push((token, link));
         // After the push: a receiver that clears the flag before taking
         // finds the link, or sees the flag again on its next look.
         self.has_incoming.store(true, Ordering::Release);
@@ -132,9 +130,9 @@ impl Inbox {
 
     /// The links the receiver reads, with those accepted since it last looked.
     pub(crate) fn links(&self) -> MutexGuard<'_, HashMap<u64, InLink>> {
-        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let mut links = self.links.locked();
         if self.has_incoming.swap(false, Ordering::AcqRel) {
-            let new = std::mem::take(&mut *self.incoming.lock().unwrap_or_else(|p| p.into_inner()));
+            let new = std::mem::take(&mut *self.incoming.locked());
             links.extend(new);
         }
         links
@@ -146,7 +144,7 @@ impl Inbox {
     /// receiving from this inbox: then nobody else can make room, and it
     /// says so ([`LocalRefusal::WouldDeadlock`]) instead of waiting.
     pub(crate) fn push_local(&self, frame: RawFrame, wait: Wait) -> Result<(), LocalRefusal> {
-        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        let mut local = self.local.locked();
         let started = Instant::now();
         let taken_before = self.taken.load(Ordering::Relaxed);
         let mut warned = false;
@@ -180,11 +178,7 @@ impl Inbox {
                 );
             }
             self.waiting.fetch_add(1, Ordering::Relaxed);
-            local = self
-                .room
-                .wait_timeout(local, slice)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            local = self.room.wait_locked(local, slice);
             self.waiting.fetch_sub(1, Ordering::Relaxed);
         }
         local.push_back(frame);
@@ -200,7 +194,7 @@ impl Inbox {
         if !self.has_local() {
             return;
         }
-        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        let mut local = self.local.locked();
         if local.is_empty() {
             return;
         }
@@ -268,7 +262,7 @@ impl Inbox {
             self.unwatch(&link);
         }
         drop(links);
-        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        let mut local = self.local.locked();
         local.clear();
         self.has_local.store(false, Ordering::Release);
         // Senders waiting for room see the receiver gone.

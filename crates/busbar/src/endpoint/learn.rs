@@ -14,6 +14,7 @@
 
 use super::Shared;
 use crate::frame::PeerRecord;
+use crate::sync::ReadWrite;
 use crate::sys::socket;
 use std::os::fd::AsFd;
 
@@ -23,7 +24,7 @@ impl Shared {
     /// the id belongs to another process (the caller cuts the link).
     pub(crate) fn learn_sender(&self, hello: PeerRecord) -> bool {
         {
-            let dir = self.directory.read().unwrap_or_else(|p| p.into_inner());
+            let dir = self.directory.read_locked();
             if let Some(pid) = dir.pid_of(hello.id) {
                 return pid == hello.pid;
             }
@@ -35,10 +36,7 @@ impl Shared {
         }
         match self.pid_at(hello.id) {
             Some(pid) if pid == hello.pid => {
-                self.directory
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .learn(hello);
+                self.directory.write_locked().learn(hello);
                 true
             }
             Some(_) => false,

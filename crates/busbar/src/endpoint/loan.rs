@@ -11,6 +11,7 @@
 //! reads it in place.
 
 use crate::error::SendError;
+use crate::sync::Lock;
 use crate::{MemoryRegion, RegionError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -163,9 +164,9 @@ impl LoanPool {
 
     /// A free region of at least `need` bytes (at most four times that), or a new one.
     fn take(&self, need: usize) -> Result<MemoryRegion, SendError> {
-        *self.used.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        *self.used.locked() = Some(Instant::now());
         {
-            let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+            let mut free = self.free.locked();
             let fits = |r: &MemoryRegion| {
                 // Only our handle counts: every receiver dropped its message.
                 r.ref_count() == 1 && r.size() >= need && r.size() / 4 <= need.max(MIN_REGION)
@@ -187,7 +188,7 @@ impl LoanPool {
     /// Keeps a region (still mapped) for a later loan: busy ones too, since
     /// receivers will drop theirs; the oldest go when the pool is full.
     pub(crate) fn give_back(&self, region: MemoryRegion) {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        let mut free = self.free.locked();
         free.push(region);
         while free.len() > POOL_REGIONS || free.iter().map(|r| r.size()).sum::<usize>() > POOL_BYTES
         {
@@ -199,14 +200,14 @@ impl LoanPool {
 impl LoanPool {
     /// How many regions the pool keeps.
     pub(crate) fn len(&self) -> usize {
-        self.free.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.free.locked().len()
     }
 
     /// Lets every kept region go once nothing was lent for [`POOL_IDLE`].
     /// When to call again (`None`: the pool is empty).
     pub(crate) fn trim(&self, now: Instant) -> Option<Instant> {
-        let used = *self.used.lock().unwrap_or_else(|p| p.into_inner());
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        let used = *self.used.locked();
+        let mut free = self.free.locked();
         if free.is_empty() {
             return None;
         }

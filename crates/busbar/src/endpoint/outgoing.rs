@@ -8,6 +8,7 @@ use crate::frame::{self, Header, Kind, FLAG_PAYLOAD_IN_REGION, FLAG_REPLY, FLAG_
 use crate::link::{OutLink, RawFrame, SendFailure, Wait};
 use crate::payload::MessageBox;
 use crate::selector::{LabelOp, SelectorMode};
+use crate::sync::Lock;
 use crate::sys::socket;
 use crate::{MemoryRegion, Message, Selector};
 use std::io;
@@ -59,7 +60,7 @@ type Encoded = (SelectorMode, LabelOp, Option<crate::EndpointId>, Arc<[u8]>);
 impl SelectorCache {
     /// The selector's bytes on the wire, if it can travel.
     pub(crate) fn bytes(&self, selector: &Selector) -> Result<Arc<[u8]>, SendError> {
-        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = self.0.locked();
         if let Some((mode, op, endpoint, bytes)) = last.as_ref() {
             if *mode == selector.mode && *op == selector.label_op && *endpoint == selector.endpoint
             {

@@ -23,6 +23,7 @@ use super::Shared;
 use crate::error::{RequestError, SendError};
 use crate::frame::{self, Kind};
 use crate::link::{OutLink, RawFrame, MAX_BAD_FRAMES};
+use crate::sync::{CondvarWait, Lock};
 use crate::sys::poll::{Doorbell, Poller};
 use crate::sys::socket::{self, Received};
 use crate::{EndpointId, Message};
@@ -197,7 +198,7 @@ impl Requests {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.locked()
     }
 
     /// A new request: its ticket (which carries its correlation id).
@@ -331,11 +332,7 @@ impl Requests {
                     self.changed.notify_all();
                 }
                 Err(_) => {
-                    st = self
-                        .changed
-                        .wait_timeout(st, deadline - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
+                    st = self.changed.wait_locked(st, deadline - now);
                 }
             }
         }

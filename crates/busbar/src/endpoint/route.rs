@@ -7,6 +7,7 @@ use super::outgoing::OutFrame;
 use super::Shared;
 use crate::error::SendError;
 use crate::link::{Connected, OutLink, SendFailure, Wait};
+use crate::sync::{Lock, ReadWrite};
 use crate::sys::socket;
 use crate::Backpressure;
 use std::collections::VecDeque;
@@ -102,7 +103,7 @@ impl Shared {
             (Backpressure::Block, Call::Until(d)) => Wait::Until(d),
             _ => Wait::No,
         };
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self.pending.locked();
         if !pending.is_empty() {
             self.flush(&mut pending, Instant::now(), wait);
         }
@@ -145,7 +146,7 @@ impl Shared {
         {
             return Ok(());
         }
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self.pending.locked();
         self.hold(&mut pending, frame, Vec::new(), false)
     }
 
@@ -241,7 +242,7 @@ impl Shared {
     }
 
     fn count_drops(&self, full: &[u64]) {
-        let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let links = self.links.locked();
         for t in full {
             self.counters.dropped_full.fetch_add(1, Ordering::Relaxed);
             if let Some(l) = links.get(t) {
@@ -253,22 +254,18 @@ impl Shared {
     /// The ttl queue, unless a sender holds it (it may be waiting for a full
     /// receiver while it does): for the background thread, which must not wait.
     pub(crate) fn try_pending(&self) -> Option<std::sync::MutexGuard<'_, VecDeque<Pending>>> {
-        match self.pending.try_lock() {
-            Ok(p) => Some(p),
-            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        }
+        self.pending.try_locked()
     }
 
     /// Messages waiting for their ttl.
     pub(crate) fn pending_count(&self) -> usize {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.pending.locked().len()
     }
 
     /// The endpoint is shutting down: one last try for waiting messages,
     /// then say how many are dropped with it.
     pub(crate) fn discard_pending(&self) {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self.pending.locked();
         if pending.is_empty() {
             return;
         }
@@ -302,7 +299,7 @@ impl Shared {
     /// directory, skipping those in `done`.
     fn deliver(&self, frame: &OutFrame, done: &[u64], wait: Wait) -> Result<Outcome, SendError> {
         let mut targets = {
-            let dir = self.directory.read().unwrap_or_else(|p| p.into_inner());
+            let dir = self.directory.read_locked();
             dir.matching(&frame.selector)
         };
         targets.retain(|t| !done.contains(t));
@@ -431,12 +428,7 @@ impl Shared {
     /// be waiting for one of ours (its own sender connecting to us, say).
     /// Two senders racing to make the same link keep the first one made.
     fn link_to(&self, target: u64, wait: Wait) -> Result<Link, SendError> {
-        if let Some(l) = self
-            .links
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&target)
-        {
+        if let Some(l) = self.links.locked().get(&target) {
             return Ok(Link::Ready(l.clone()));
         }
         let addr = crate::namespace::link_address(&self.options, target)?;
@@ -460,16 +452,12 @@ impl Shared {
             Err(e) => return Err(e.into()),
         };
         l.set_buffer(limits.link_buffer)?;
-        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let mut links = self.links.locked();
         // The directory may have dropped the target since the sender picked
         // it (the background thread then forgot its link before we made
         // this one): keep no link nobody will ever forget. (It drops the
         // directory entry before it takes `links`, which we hold.)
-        let listed = self
-            .directory
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .lists(target);
+        let listed = self.directory.read_locked().lists(target);
         if !listed {
             return Ok(Link::Gone);
         }
@@ -480,9 +468,6 @@ impl Shared {
 
     /// Drops the link to an endpoint that went away.
     pub(crate) fn forget_link(&self, target: u64) {
-        self.links
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&target);
+        self.links.locked().remove(&target);
     }
 }

@@ -6,6 +6,7 @@ use super::{Core, EndpointId, EndpointInfo, EndpointStats};
 use crate::error::{RequestError, SendError};
 use crate::link::{SendFailure, Wait};
 use crate::payload::MessageBox;
+use crate::sync::ReadWrite;
 use crate::sys::socket;
 use crate::{Backpressure, Loan, Message, Selector, SelectorMode};
 use std::marker::PhantomData;
@@ -343,12 +344,7 @@ impl<T> EndpointSender<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn endpoints(&self) -> Vec<EndpointInfo> {
-        self.core
-            .shared
-            .directory
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .infos()
+        self.core.shared.directory.read_locked().infos()
     }
 
     /// How many endpoints [`endpoints`](EndpointSender::endpoints) would
@@ -362,12 +358,7 @@ impl<T> EndpointSender<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn endpoint_count(&self) -> usize {
-        self.core
-            .shared
-            .directory
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .count()
+        self.core.shared.directory.read_locked().count()
     }
 
     /// How many messages sent with a `ttl` are waiting here for a matching
@@ -405,12 +396,7 @@ impl<T> EndpointSender<T> {
 
     /// Whether this endpoint hosts the bus controller right now.
     pub fn is_controller(&self) -> bool {
-        let dir = self
-            .core
-            .shared
-            .directory
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let dir = self.core.shared.directory.read_locked();
         dir.controller == Some(self.core.shared.id)
     }
 }

@@ -1,6 +1,7 @@
 //! What an endpoint counts: queue depths, drops, malformed input.
 
 use super::{EndpointId, Shared};
+use crate::sync::Lock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counters kept by the endpoint's halves.
@@ -80,8 +81,7 @@ impl Shared {
             malformed: c.malformed.load(Ordering::Relaxed),
             links_cut: c.links_cut.load(Ordering::Relaxed),
             links,
-            pooled_regions: self.loans.len()
-                + self.lent.lock().unwrap_or_else(|p| p.into_inner()).len(),
+            pooled_regions: self.loans.len() + self.lent.locked().len(),
         }
     }
 
@@ -90,8 +90,7 @@ impl Shared {
     pub(crate) fn link_stats(&self) -> Vec<LinkStats> {
         let mut links: Vec<LinkStats> = self
             .links
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .locked()
             .iter()
             .map(|(id, l)| LinkStats {
                 peer: EndpointId(*id),

@@ -17,6 +17,7 @@ use crate::common::{join, number, parse_op, Result, HANG};
 use crate::Args;
 use busbar::{EndpointSender, MemoryRegion, Message, Selector};
 use busbar_tests::chaos::{self, Chaos, Resources, Rng, Shape, Streams};
+use busbar_tests::Locked;
 use std::collections::BTreeSet;
 use std::io::BufRead;
 use std::sync::{Arc, Condvar, Mutex};
@@ -215,7 +216,7 @@ pub fn sink(args: &Args) -> Result {
             if !keep {
                 regions.clear();
             }
-            let mut sink = lock.lock().unwrap_or_else(|p| p.into_inner());
+            let mut sink = lock.locked();
             if let Err(v) = sink.streams.accept(&stamp) {
                 die(&v.to_string());
             }
@@ -228,10 +229,10 @@ pub fn sink(args: &Args) -> Result {
     });
     let (lock, changed) = &*state;
     let wait = |done: &dyn Fn(&Sink) -> bool| -> Result<u64> {
-        let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = lock.locked();
         let (guard, timeout) = changed
             .wait_timeout_while(guard, HANG, |s| !done(s))
-            .unwrap_or_else(|p| p.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if timeout.timed_out() {
             return Err(format!(
                 "not reached within {HANG:?}; {} messages in all",
@@ -251,18 +252,18 @@ pub fn sink(args: &Args) -> Result {
                 let from = u64::from_str_radix(from, 16).map_err(|_| format!("bad id {from:?}"))?;
                 let (stream, n): (u32, u64) = (number(stream)?, number(n)?);
                 wait(&|s| s.streams.count(from, stream) >= n)?;
-                let sink = lock.lock().unwrap_or_else(|p| p.into_inner());
+                let sink = lock.locked();
                 println!("COUNT {}", sink.streams.count(from, stream));
             }
             ("verify-held", []) | ("verify-held", [""]) => {
-                let mut sink = lock.lock().unwrap_or_else(|p| p.into_inner());
+                let mut sink = lock.locked();
                 for (from, n, r) in &mut sink.held {
                     chaos::check_region(r, *from, *n)?;
                 }
                 println!("HELD ok {}", sink.held.len());
             }
             ("release", []) | ("release", [""]) => {
-                let mut sink = lock.lock().unwrap_or_else(|p| p.into_inner());
+                let mut sink = lock.locked();
                 let k = sink.held.len();
                 sink.held.clear();
                 println!("RELEASED {k}");
@@ -338,14 +339,14 @@ pub fn send(args: &Args) -> Result {
         std::thread::spawn(move || {
             let (lock, cv) = &*gate;
             let served = serve(&tx, |cmd, _| {
-                let mut g = lock.lock().unwrap_or_else(|p| p.into_inner());
+                let mut g = lock.locked();
                 match cmd {
                     "pause" => {
                         g.paused = true;
                         cv.notify_all();
                         let g = cv
                             .wait_while(g, |g| !g.idle && !g.finished)
-                            .unwrap_or_else(|p| p.into_inner());
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
                         println!("PAUSED {}", counts_line(&g.counts));
                     }
                     "resume" => {
@@ -363,7 +364,7 @@ pub fn send(args: &Args) -> Result {
                 }
                 Ok(true)
             });
-            lock.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
+            lock.locked().stop = true;
             cv.notify_all();
             served
         })
@@ -372,12 +373,14 @@ pub fn send(args: &Args) -> Result {
     let from = tx.id().0;
     let mut sent = 0;
     loop {
-        let mut g = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = lock.locked();
         g.counts = streams.iter().map(|s| s.next).collect();
         while g.paused && !g.stop {
             g.idle = true;
             cv.notify_all();
-            g = cv.wait(g).unwrap_or_else(|p| p.into_inner());
+            g = cv
+                .wait(g)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
         g.idle = false;
         if g.stop || sent >= count {
@@ -403,7 +406,7 @@ pub fn send(args: &Args) -> Result {
     }
     let counts: Vec<u64> = streams.iter().map(|s| s.next).collect();
     println!("SENT {}", counts_line(&counts));
-    let mut g = lock.lock().unwrap_or_else(|p| p.into_inner());
+    let mut g = lock.locked();
     g.finished = true;
     cv.notify_all();
     drop(g);
