@@ -1,16 +1,22 @@
 //! Where an endpoint's incoming links and its messages to itself meet.
 
-use crate::frame::FrameError;
-use crate::link::{InLink, RawFrame, Wait};
+use super::stats::Counters;
+use super::{ReplyPath, ReplyTo};
+use crate::frame::{FrameError, Header, PeerRecord};
+use crate::link::{InLink, RawFrame, ReadWith, Wait, MAX_BAD_FRAMES};
 use crate::sync::{CondvarWait, Lock};
 use crate::sys::poll::{Doorbell, Poller};
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
+
+/// Frames read from one link before looking at the others (fairness).
+const BATCH: usize = 64;
 
 /// How many messages to itself an endpoint holds before it counts as full.
 pub(crate) const LOCAL_MAX: usize = 1024;
@@ -56,7 +62,7 @@ pub(crate) const BELL: u64 = 0;
 /// Incoming links (added by the background thread as peers connect) and
 /// frames this endpoint sent itself. The receiver waits on all of them.
 pub(crate) struct Inbox {
-    pub poller: Poller,
+    poller: Poller,
     /// The links the receiver reads, by poller token: see [`Inbox::links`].
     links: Mutex<HashMap<u64, InLink>>,
     /// Links accepted since the receiver last looked. The background thread
@@ -80,7 +86,7 @@ pub(crate) struct Inbox {
     waiting: AtomicUsize,
     /// How many times the receiver took the local queue.
     taken: AtomicU64,
-    pub bell: Doorbell,
+    bell: Doorbell,
     next_token: AtomicU64,
     open: AtomicBool,
 }
@@ -227,22 +233,160 @@ impl Inbox {
     }
 
     /// A frame from the link of poller token `token` turned out malformed
-    /// when it was decoded: counts it against that link and cuts the link
-    /// when it has sent too many. Whether it was cut.
-    pub(crate) fn malformed(&self, token: u64, e: FrameError) -> bool {
+    /// when it was decoded: counts it, and against that link, and cuts the
+    /// link when it has sent too many.
+    pub(crate) fn malformed(&self, token: u64, e: FrameError, counters: &Counters) {
+        counters.malformed.fetch_add(1, Ordering::Relaxed);
         let mut links = self.links();
         let Some(link) = links.get_mut(&token) else {
             // A message to ourselves, or the link is gone already.
             tracing::warn!("dropped a malformed message: {e}");
-            return false;
+            return;
         };
         if !link.malformed(e) {
-            return false;
+            return;
         }
         if let Some(link) = links.remove(&token) {
             self.unwatch(&link);
         }
-        true
+        counters.links_cut.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The one link walker: reads up to [`BATCH`] frames from each link, in
+    /// order, and hands each to `each` with the link's poller token and the
+    /// frame's [`Origin`] (a frame due from the ring goes through
+    /// `in_place` first, which sees it where it lies, before its slot is
+    /// released). `each` says how to go on.
+    ///
+    /// The walker deals with the rest: a hello is learnt (`learn`; a link
+    /// whose hello claims another endpoint's id is cut), malformed frames
+    /// are counted against their link and in `counters` (`malformed`, and
+    /// `links_cut` for a link cut for them), closed and cut links are
+    /// dropped, and the eventfds of links whose hello just came are watched.
+    /// `buf` and `control` are what [`InLink::read_with`] reads the socket into.
+    pub(crate) fn walk<T>(
+        &self,
+        (buf, control): (&mut [u8], &mut [MaybeUninit<u8>]),
+        counters: &Counters,
+        mut learn: impl FnMut(PeerRecord) -> bool,
+        mut in_place: impl FnMut(Header, &[u8], &Origin) -> T,
+        mut each: impl FnMut(u64, &Origin, Got<T>) -> Step,
+    ) {
+        let mut links = self.links();
+        let mut gone = Vec::new();
+        for (&token, link) in links.iter_mut() {
+            let bad_before = link.bad_frames();
+            let mut closed = false;
+            let mut stop = false;
+            let mut origin = Origin::of(link);
+            for _ in 0..BATCH {
+                let step = match link.read_with(buf, control, |h, b| in_place(h, b, &origin)) {
+                    ReadWith::Frame(f) => each(token, &origin, Got::Frame(f)),
+                    ReadWith::InPlace(t) => each(token, &origin, Got::InPlace(t)),
+                    ReadWith::Nothing => {
+                        // Nothing for the application (a hello, say): list
+                        // the sender its hello introduced, if it just did,
+                        // before anything from the link reaches the caller.
+                        if let Some(hello) = link.take_hello() {
+                            if !learn(hello) {
+                                link.refuse_peer();
+                                closed = true;
+                                break;
+                            }
+                        }
+                        origin = Origin::of(link);
+                        Step::More
+                    }
+                    ReadWith::Empty => break,
+                    ReadWith::Closed => {
+                        closed = true;
+                        break;
+                    }
+                };
+                match step {
+                    Step::More => {}
+                    Step::NextLink => break,
+                    Step::Stop => {
+                        stop = true;
+                        break;
+                    }
+                    Step::Malformed(e) => {
+                        if link.malformed(e) {
+                            closed = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            let bad = link.bad_frames().saturating_sub(bad_before);
+            counters
+                .malformed
+                .fetch_add(u64::from(bad), Ordering::Relaxed);
+            if closed {
+                if link.bad_frames() >= MAX_BAD_FRAMES {
+                    counters.links_cut.fetch_add(1, Ordering::Relaxed);
+                }
+                gone.push(token);
+            }
+            if stop {
+                break;
+            }
+        }
+        for token in gone {
+            if let Some(link) = links.remove(&token) {
+                self.unwatch(&link);
+            }
+        }
+        // The eventfds of links whose hello just arrived.
+        for (&token, link) in links.iter_mut() {
+            if let Some(bell) = link.bell_to_watch() {
+                if let Err(e) = self.poller.add(bell, token) {
+                    tracing::warn!("could not watch a data link's wake-up descriptor: {e}");
+                }
+            }
+        }
+    }
+
+    /// Whether a ring has a frame or a message to ourselves waits (shared
+    /// memory only, no system call).
+    pub(crate) fn has_frames(&self) -> bool {
+        self.links().values_mut().any(|l| l.ring_has_frame()) || self.has_local()
+    }
+
+    /// Raises every ring's sleeping flag before the receiver sleeps.
+    /// `true` when something came after all (do not sleep).
+    pub(crate) fn prepare_sleep(&self) -> bool {
+        let mut any = false;
+        for link in self.links().values_mut() {
+            any |= link.prepare_sleep();
+        }
+        any
+    }
+
+    /// Lowers every ring's sleeping flag after the receiver woke.
+    pub(crate) fn awake(&self) {
+        for link in self.links().values_mut() {
+            link.awake();
+        }
+    }
+
+    /// Waits until `deadline` (`None`: for ever) for a socket, an eventfd
+    /// or the doorbell; `tokens` gets the poller tokens of those ready.
+    pub(crate) fn wait(&self, tokens: &mut Vec<u64>, deadline: Option<Instant>) -> io::Result<()> {
+        self.poller.wait(tokens, deadline)
+    }
+
+    /// Tells the links the poller reported (`tokens`) that their sockets are
+    /// ready; silences the doorbell.
+    pub(crate) fn mark_ready(&self, tokens: &[u64]) {
+        let mut links = self.links();
+        for &token in tokens {
+            if token == BELL {
+                self.bell.clear();
+            } else if let Some(link) = links.get_mut(&token) {
+                link.socket_ready();
+            }
+        }
     }
 
     /// Stops watching a link's descriptors, before it is dropped. (The
@@ -267,5 +411,69 @@ impl Inbox {
         self.has_local.store(false, Ordering::Release);
         // Senders waiting for room see the receiver gone.
         self.room.notify_all();
+    }
+}
+
+/// What [`Inbox::walk`]'s closure says after a frame.
+pub(crate) enum Step {
+    /// Read on from this link.
+    More,
+    /// Done with this link for this walk (it may have more).
+    NextLink,
+    /// Done with every link for this walk.
+    Stop,
+    /// The frame was malformed: count it against its link (cut after too
+    /// many), and read on.
+    Malformed(FrameError),
+}
+
+/// A frame as [`Inbox::walk`] hands it over.
+pub(crate) enum Got<T> {
+    /// Read off the socket, into our own memory.
+    Frame(RawFrame),
+    /// What the walk's `in_place` made of a frame due from the ring.
+    InPlace(T),
+}
+
+/// Where a frame came from: the sender, and the way back to it.
+#[derive(Clone)]
+pub(crate) struct Origin {
+    /// The sending endpoint, as the link's hello introduced it.
+    pub source: u64,
+    /// The link's socket, for answers to requests (`None`: from ourselves).
+    back: Option<Weak<OwnedFd>>,
+}
+
+impl Origin {
+    /// Frames from a link.
+    pub(crate) fn of(link: &InLink) -> Origin {
+        Origin {
+            source: link.peer.unwrap_or(0),
+            back: Some(link.back()),
+        }
+    }
+
+    /// Frames this endpoint (`id`) sent itself.
+    pub(crate) fn local(id: u64) -> Origin {
+        Origin {
+            source: id,
+            back: None,
+        }
+    }
+
+    /// Frames from `source` that are never requests (answers).
+    pub(crate) fn answer(source: u64) -> Origin {
+        Origin { source, back: None }
+    }
+
+    /// How to answer a frame with this header, if it is a request.
+    pub(crate) fn reply_to(&self, header: &Header) -> Option<ReplyTo> {
+        header.is_request().then(|| ReplyTo {
+            corr: header.correlation,
+            path: match &self.back {
+                Some(back) => ReplyPath::Link(back.clone()),
+                None => ReplyPath::Local,
+            },
+        })
     }
 }

@@ -1,29 +1,22 @@
 //! The receiving half of an endpoint.
 
 use super::borrowed::{Borrowed, Opened, Unopened};
-use super::inbox::BELL;
+use super::inbox::{Got, Origin, Step, BELL};
 use super::lent::LentMaps;
 use super::{Core, EndpointId};
-use super::{ReplyPath, ReplyTo};
 use crate::error::RecvError;
-use crate::frame::Header;
 use crate::frame::{FrameError, MAX_FRAME};
-use crate::link::{InLink, RawFrame, ReadWith, MAX_BAD_FRAMES};
+use crate::link::RawFrame;
 use crate::payload::MessageBox;
 use crate::sys::socket;
 use crate::Message;
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
-use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::Weak;
 use std::time::{Duration, Instant};
-
-/// Frames read from one link before looking at the others (fairness).
-const BATCH: usize = 64;
 
 /// Bytes of ring frames a receiver decodes ahead from one link at a time.
 const READ_AHEAD_BYTES: usize = 64 << 10;
@@ -172,11 +165,8 @@ impl<R: MessageBox> EndpointReceiver<R> {
     /// Counts a frame from the link of `token` that turned out malformed
     /// (cutting the link when it has sent too many).
     fn malformed(&self, token: u64, e: FrameError) {
-        let counters = &self.core.shared.counters;
-        counters.malformed.fetch_add(1, Ordering::Relaxed);
-        if self.core.shared.inbox.malformed(token, e) {
-            counters.links_cut.fetch_add(1, Ordering::Relaxed);
-        }
+        let shared = &self.core.shared;
+        shared.inbox.malformed(token, e, &shared.counters);
     }
 
     /// Waits for the next message, up to `timeout` (`None`: as long as it
@@ -247,68 +237,38 @@ impl<R: MessageBox> EndpointReceiver<R> {
                     return Some(out);
                 }
             }
-            let mut links = inbox.links();
-            let mut gone = Vec::new();
+            let shared = &core.shared;
             let mut read_ahead = false;
-            'links: for (&token, link) in links.iter_mut() {
-                let mut origin = Origin::of(link);
-                for _ in 0..BATCH {
-                    let got = link.read_with(&mut self.buf, &mut self.control, |header, bytes| {
-                        if header.payload_len > max {
-                            return Ok(Err(too_large(header.payload_len, max)));
-                        }
-                        lend_in_place(header, bytes, &origin, f).map(Ok)
-                    });
-                    match got {
-                        ReadWith::InPlace(Ok(out)) => {
-                            count_handed(&core.shared.counters, &out);
-                            return Some(out);
-                        }
-                        ReadWith::InPlace(Err(e)) => {
-                            core.shared
-                                .counters
-                                .malformed
-                                .fetch_add(1, Ordering::Relaxed);
-                            if link.malformed(e) {
-                                core.shared
-                                    .counters
-                                    .links_cut
-                                    .fetch_add(1, Ordering::Relaxed);
-                                gone.push(token);
-                                continue 'links;
-                            }
-                        }
-                        ReadWith::Frame(raw) => {
-                            // From the socket: lent from our copy, in order.
-                            self.ready.push_back((token, Ready::Raw(raw, origin)));
-                            read_ahead = true;
-                            break 'links;
-                        }
-                        ReadWith::Nothing => {
-                            if !learn_sender(&core.shared, link) {
-                                core.shared
-                                    .counters
-                                    .links_cut
-                                    .fetch_add(1, Ordering::Relaxed);
-                                gone.push(token);
-                                continue 'links;
-                            }
-                            origin = Origin::of(link);
-                        }
-                        ReadWith::Empty => break,
-                        ReadWith::Closed => {
-                            gone.push(token);
-                            break;
-                        }
+            let mut lent = None;
+            inbox.walk(
+                (&mut self.buf, &mut self.control),
+                &shared.counters,
+                |hello| shared.learn_sender(hello),
+                |header, bytes, origin| {
+                    if header.payload_len > max {
+                        return Ok(Err(too_large(header.payload_len, max)));
                     }
-                }
+                    lend_in_place(header, bytes, origin, f).map(Ok)
+                },
+                |token, origin, got| match got {
+                    Got::InPlace(Ok(out)) => {
+                        lent = Some(out);
+                        Step::Stop
+                    }
+                    Got::InPlace(Err(e)) => Step::Malformed(e),
+                    Got::Frame(raw) => {
+                        // From the socket: lent from our copy, in order.
+                        self.ready
+                            .push_back((token, Ready::Raw(raw, origin.clone())));
+                        read_ahead = true;
+                        Step::Stop
+                    }
+                },
+            );
+            if let Some(out) = lent {
+                count_handed(&shared.counters, &out);
+                return Some(out);
             }
-            for token in gone {
-                if let Some(link) = links.remove(&token) {
-                    inbox.unwatch(&link);
-                }
-            }
-            self.watch_bells(&mut links);
             if !read_ahead {
                 return None;
             }
@@ -392,211 +352,75 @@ impl<R: MessageBox> EndpointReceiver<R> {
         while Instant::now() < spin_end {
             for _ in 0..SPIN_TURNS {
                 std::hint::spin_loop();
-                if self.rings_have_frames() {
+                if self.core.shared.inbox.has_frames() {
                     return Ok(());
                 }
             }
             turns = turns.wrapping_add(1);
             if turns % SOCKET_EVERY == 0 {
                 // Now and then the sockets too (descriptors, large frames, new links).
-                self.core
-                    .shared
-                    .inbox
-                    .poller
-                    .wait(&mut self.tokens, Some(Instant::now()))?;
+                let inbox = &self.core.shared.inbox;
+                inbox.wait(&mut self.tokens, Some(Instant::now()))?;
                 if !self.tokens.is_empty() {
-                    self.mark_ready();
+                    inbox.mark_ready(&self.tokens);
                     return Ok(());
                 }
             }
         }
         let inbox = &self.core.shared.inbox;
-        let woke = {
-            let mut links = inbox.links();
-            let mut any = false;
-            for link in links.values_mut() {
-                any |= link.prepare_sleep();
-            }
-            any
-        };
-        if !woke {
-            inbox.poller.wait(&mut self.tokens, deadline)?;
+        if !inbox.prepare_sleep() {
+            inbox.wait(&mut self.tokens, deadline)?;
         }
-        for link in inbox.links().values_mut() {
-            link.awake();
-        }
-        self.mark_ready();
+        inbox.awake();
+        inbox.mark_ready(&self.tokens);
         Ok(())
     }
 
-    /// Whether any ring has a frame (shared memory only, no system call).
-    fn rings_have_frames(&mut self) -> bool {
-        let inbox = &self.core.shared.inbox;
-        let mut links = inbox.links();
-        links.values_mut().any(|l| l.ring_has_frame()) || inbox.has_local()
-    }
-
-    /// Tells the links the poller reported that their sockets are ready;
-    /// silences the doorbell.
-    fn mark_ready(&mut self) {
-        let inbox = &self.core.shared.inbox;
-        let mut links = inbox.links();
-        for &token in &self.tokens {
-            if token == BELL {
-                inbox.bell.clear();
-            } else if let Some(link) = links.get_mut(&token) {
-                link.socket_ready();
-            }
-        }
-    }
-
-    /// Reads what is there now: messages to ourselves, then up to [`BATCH`]
-    /// frames from each link. Whether anything is ready.
+    /// Reads what is there now: messages to ourselves, then what the links
+    /// have (see [`Inbox::walk`](super::inbox::Inbox::walk)). Whether anything is ready.
     fn scan(&mut self) -> bool {
         let inbox = &self.core.shared.inbox;
         let me = Origin::local(self.core.shared.id);
         inbox.take_local(|f| self.ready.push_back((BELL, Ready::Raw(f, me.clone()))));
-        let counters = &self.core.shared.counters;
-        let max = self.core.shared.options.limits.max_payload;
-        let mut links = inbox.links();
-        let mut gone = Vec::new();
-        for (&token, link) in links.iter_mut() {
-            let bad_before = link.bad_frames();
-            let mut closed = false;
-            let mut taken = 0usize;
-            let mut origin = Origin::of(link);
-            for _ in 0..BATCH {
-                // Decoded messages wait in `ready` as allocations; frames
-                // left in the ring cost nothing. A few at a time keeps the
-                // allocator reusing the same memory.
-                if taken >= READ_AHEAD_BYTES {
-                    break;
-                }
-                // Frames in the ring are decoded as they are read (from a
-                // private copy); those off the socket are decoded later.
-                let scratch = &mut self.scratch;
-                let got = link.read_with(&mut self.buf, &mut self.control, |header, bytes| {
-                    decode_in_place::<R>(header, bytes, max, scratch, &origin)
-                });
-                match got {
-                    ReadWith::Frame(f) => {
-                        self.ready.push_back((token, Ready::Raw(f, origin.clone())))
-                    }
-                    ReadWith::InPlace(Ok(Decoded::Message(m))) => {
-                        taken += self.scratch.len();
-                        self.ready.push_back((token, Ready::Decoded(Ok(m))))
-                    }
-                    ReadWith::InPlace(Ok(Decoded::Skipped)) => {}
-                    ReadWith::InPlace(Ok(Decoded::Malformed(e))) => {
-                        if link.malformed(e) {
-                            closed = true;
-                            break;
-                        }
-                    }
-                    ReadWith::InPlace(Err(e)) => {
-                        self.ready.push_back((token, Ready::Decoded(Err(e))))
-                    }
-                    ReadWith::Nothing => {
-                        if !learn_sender(&self.core.shared, link) {
-                            closed = true;
-                            break;
-                        }
-                        origin = Origin::of(link);
-                    }
-                    ReadWith::Empty => break,
-                    ReadWith::Closed => {
-                        closed = true;
-                        break;
-                    }
-                }
-            }
-            let bad = link.bad_frames().saturating_sub(bad_before);
-            counters
-                .malformed
-                .fetch_add(u64::from(bad), Ordering::Relaxed);
-            if closed {
-                if link.bad_frames() >= MAX_BAD_FRAMES {
-                    counters.links_cut.fetch_add(1, Ordering::Relaxed);
-                }
-                gone.push(token);
-            }
-        }
-        for token in gone {
-            if let Some(link) = links.remove(&token) {
-                inbox.unwatch(&link);
-            }
-        }
-        self.watch_bells(&mut links);
-        !self.ready.is_empty()
-    }
-
-    /// Puts the eventfds of links whose hello just arrived in the poller.
-    fn watch_bells(&self, links: &mut std::collections::HashMap<u64, crate::link::InLink>) {
-        for (&token, link) in links.iter_mut() {
-            if let Some(bell) = link.bell_to_watch() {
-                if let Err(e) = self.core.shared.inbox.poller.add(bell, token) {
-                    tracing::warn!("could not watch a data link's wake-up descriptor: {e}");
-                }
-            }
-        }
-    }
-}
-
-/// After a read that gave nothing for the application (a hello, say):
-/// lists the sender its hello introduced, if it just did, before anything
-/// from the link reaches the application. `false` when the hello claims an
-/// id that is not the sender's: the link is then cut (the caller drops it).
-fn learn_sender(shared: &super::Shared, link: &mut crate::link::InLink) -> bool {
-    let Some(hello) = link.take_hello() else {
-        return true;
-    };
-    if shared.learn_sender(hello) {
-        return true;
-    }
-    link.refuse_peer();
-    false
-}
-
-/// Where a frame came from: the sender, and the way back to it.
-#[derive(Clone)]
-pub(crate) struct Origin {
-    /// The sending endpoint, as the link's hello introduced it.
-    pub source: u64,
-    /// The link's socket, for answers to requests (`None`: from ourselves).
-    back: Option<Weak<OwnedFd>>,
-}
-
-impl Origin {
-    /// Frames from a link.
-    fn of(link: &InLink) -> Origin {
-        Origin {
-            source: link.peer.unwrap_or(0),
-            back: Some(link.back()),
-        }
-    }
-
-    /// Frames this endpoint (`id`) sent itself.
-    fn local(id: u64) -> Origin {
-        Origin {
-            source: id,
-            back: None,
-        }
-    }
-
-    /// Frames from `source` that are never requests (answers).
-    pub(crate) fn answer(source: u64) -> Origin {
-        Origin { source, back: None }
-    }
-
-    /// How to answer a frame with this header, if it is a request.
-    fn reply_to(&self, header: &Header) -> Option<ReplyTo> {
-        header.is_request().then(|| ReplyTo {
-            corr: header.correlation,
-            path: match &self.back {
-                Some(back) => ReplyPath::Link(back.clone()),
-                None => ReplyPath::Local,
+        let shared = &self.core.shared;
+        let max = shared.options.limits.max_payload;
+        let scratch = &mut self.scratch;
+        let ready = &mut self.ready;
+        // Decoded messages wait in `ready` as allocations; frames left in
+        // the ring cost nothing. A few at a time keeps the allocator reusing
+        // the same memory: at most READ_AHEAD_BYTES from one link per scan.
+        let mut taken = (BELL, 0usize);
+        inbox.walk(
+            (&mut self.buf, &mut self.control),
+            &shared.counters,
+            |hello| shared.learn_sender(hello),
+            // Frames in the ring are decoded as they are read (from a
+            // private copy); those off the socket are decoded later.
+            |header, bytes, origin| {
+                let decoded = decode_in_place::<R>(header, bytes, max, scratch, origin);
+                (decoded, scratch.len())
             },
-        })
+            |token, origin, got| {
+                if taken.0 != token {
+                    taken = (token, 0);
+                }
+                match got {
+                    Got::Frame(f) => ready.push_back((token, Ready::Raw(f, origin.clone()))),
+                    Got::InPlace((Ok(Decoded::Message(m)), len)) => {
+                        taken.1 += len;
+                        ready.push_back((token, Ready::Decoded(Ok(m))));
+                        if taken.1 >= READ_AHEAD_BYTES {
+                            return Step::NextLink;
+                        }
+                    }
+                    Got::InPlace((Ok(Decoded::Skipped), _)) => {}
+                    Got::InPlace((Ok(Decoded::Malformed(e)), _)) => return Step::Malformed(e),
+                    Got::InPlace((Err(e), _)) => ready.push_back((token, Ready::Decoded(Err(e)))),
+                }
+                Step::More
+            },
+        );
+        !self.ready.is_empty()
     }
 }
 

@@ -467,7 +467,7 @@ impl Shared {
                 return Err(RequestError::Send(SendError::NoRoute(selector)))
             }
         };
-        let origin = super::receiver::Origin::answer(peer);
+        let origin = super::inbox::Origin::answer(peer);
         match super::receiver::decode_with::<R>(raw, &self.lent, &origin) {
             Ok(super::receiver::Decoded::Message(mut m)) => {
                 m.source = EndpointId(peer);
