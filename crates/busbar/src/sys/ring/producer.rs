@@ -102,6 +102,18 @@ impl<M: Memory> Producer<M> {
 
     /// Whether a frame of `len` bytes fits now (reloading the consumer index if needed).
     fn has_room(&mut self, len: usize) -> Result<bool, PushError> {
+        let (_, pad, need) = self.place(len)?;
+        if self.free() < pad + need {
+            self.refresh_head()?;
+        }
+        Ok(self.free() >= pad + need)
+    }
+
+    /// Where a frame of `len` bytes would go: the offset of the tail in the
+    /// data area, the padding to the end of it that must come first (0 when
+    /// the frame fits before the end), and the record's size. Refuses a
+    /// broken ring and a frame larger than any the ring can hold.
+    fn place(&self, len: usize) -> Result<(u64, u64, u64), PushError> {
         if let Some(why) = self.broken {
             return Err(PushError::Corrupt(why));
         }
@@ -110,12 +122,10 @@ impl<M: Memory> Producer<M> {
             return Err(PushError::TooLarge { len, max });
         }
         let need = (RECORD + padded(len)) as u64;
-        let room = self.cap - (self.tail & (self.cap - 1));
+        let off = self.tail & (self.cap - 1);
+        let room = self.cap - off;
         let pad = if room < need { room } else { 0 };
-        if self.free() < pad + need {
-            self.refresh_head()?;
-        }
-        Ok(self.free() >= pad + need)
+        Ok((off, pad, need))
     }
 
     /// Waits up to `timeout` until a frame of `len` bytes fits: sleeps on
@@ -164,17 +174,7 @@ impl<M: Memory> Producer<M> {
     /// (and `Full` returned), so that a frame of up to `max_frame_len` bytes
     /// always fits once the consumer has caught up.
     pub(crate) fn reserve(&mut self, len: usize) -> Result<Grant<'_, M>, PushError> {
-        if let Some(why) = self.broken {
-            return Err(PushError::Corrupt(why));
-        }
-        let max = self.max_frame_len();
-        if len > max {
-            return Err(PushError::TooLarge { len, max });
-        }
-        let need = (RECORD + padded(len)) as u64;
-        let off = self.tail & (self.cap - 1);
-        let room = self.cap - off;
-        let pad = if room < need { room } else { 0 };
+        let (off, pad, need) = self.place(len)?;
         if self.free() < pad + need {
             self.refresh_head()?;
             if self.free() < pad + need {
