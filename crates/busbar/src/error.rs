@@ -197,6 +197,10 @@ pub enum RecvError {
         /// This endpoint's limit.
         max: u64,
     },
+    /// A [`RecvWaker`](crate::RecvWaker) interrupted the blocking receive;
+    /// no message was taken.
+    #[error("the receive was interrupted by its waker")]
+    Interrupted,
     /// A system call failed.
     #[error("i/o error while receiving: {0}")]
     Io(#[from] io::Error),

@@ -104,7 +104,7 @@ mod sys;
 pub use busbar_derive::{MessageBox, TypeUuid};
 pub use endpoint::{
     join, Borrowed, EndpointId, EndpointInfo, EndpointReceiver, EndpointSender, EndpointStats,
-    LinkStats, Loan, ReplyHandle,
+    LinkStats, Loan, RecvWaker, ReplyHandle,
 };
 pub use error::{JoinError, RecvError, RequestError, SendError};
 pub use frame::PROTOCOL_VERSION;

@@ -22,4 +22,5 @@ mod request;
 mod routing;
 mod scale;
 mod ttl;
+mod wake;
 mod zero_copy;

@@ -89,6 +89,13 @@ pub(crate) struct Inbox {
     bell: Doorbell,
     next_token: AtomicU64,
     open: AtomicBool,
+    /// Set by a [`RecvWaker`](super::RecvWaker), taken by the blocking
+    /// receive it interrupts (the doorbell wakes a sleeping one).
+    interrupted: AtomicBool,
+    /// Whether the application watches the poller's descriptor (it asked
+    /// for it): then a receive that finds nothing leaves every ring's
+    /// flag raised, so that the next frame makes the descriptor readable.
+    watched: AtomicBool,
 }
 
 impl Inbox {
@@ -109,6 +116,8 @@ impl Inbox {
             bell,
             next_token: AtomicU64::new(BELL + 1),
             open: AtomicBool::new(true),
+            interrupted: AtomicBool::new(false),
+            watched: AtomicBool::new(false),
         })
     }
 
@@ -347,10 +356,41 @@ impl Inbox {
         }
     }
 
-    /// Whether a ring has a frame or a message to ourselves waits (shared
-    /// memory only, no system call).
+    /// Whether a ring has a frame, a message to ourselves waits, or a
+    /// waker interrupted the receive (shared memory only, no system call).
     pub(crate) fn has_frames(&self) -> bool {
-        self.links().values_mut().any(|l| l.ring_has_frame()) || self.has_local()
+        self.links().values_mut().any(|l| l.ring_has_frame())
+            || self.has_local()
+            || self.interrupted.load(Ordering::Relaxed)
+    }
+
+    /// Interrupts the blocking receive running now, or the next one.
+    pub(crate) fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::Release);
+        self.bell.ring();
+    }
+
+    /// Whether a waker interrupted the receive; takes the interruption.
+    pub(crate) fn take_interrupt(&self) -> bool {
+        self.interrupted.load(Ordering::Relaxed) && self.interrupted.swap(false, Ordering::AcqRel)
+    }
+
+    /// The poller's descriptor, for the application to poll; from now on
+    /// a receive that finds nothing leaves the rings' flags raised (see
+    /// [`Inbox::arm`]).
+    pub(crate) fn watch_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.watched.store(true, Ordering::Relaxed);
+        self.poller.as_fd()
+    }
+
+    /// After a receive found nothing: if the application polls the
+    /// poller's descriptor, raises every ring's sleeping flag (and leaves
+    /// it raised) so that the next frame's producer rings our eventfd and
+    /// the descriptor turns readable; sockets and the doorbell make it
+    /// readable by themselves. `true` when something came meanwhile (read
+    /// again before saying nothing is there).
+    pub(crate) fn arm(&self) -> bool {
+        self.watched.load(Ordering::Relaxed) && self.prepare_sleep()
     }
 
     /// Raises every ring's sleeping flag before the receiver sleeps.

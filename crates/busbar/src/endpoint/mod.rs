@@ -27,7 +27,7 @@ mod stats;
 
 pub use borrowed::Borrowed;
 pub use loan::Loan;
-pub use receiver::EndpointReceiver;
+pub use receiver::{EndpointReceiver, RecvWaker};
 pub use request::ReplyHandle;
 pub(crate) use request::{ReplyPath, ReplyTo};
 pub use sender::EndpointSender;

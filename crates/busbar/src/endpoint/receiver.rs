@@ -54,6 +54,83 @@ impl<R> std::fmt::Debug for EndpointReceiver<R> {
     }
 }
 
+/// Interrupts an [`EndpointReceiver`]'s blocking receive from another
+/// thread: made by [`EndpointReceiver::waker`]; cheap to clone, `Send` and
+/// `Sync`. It does not keep the endpoint alive.
+///
+/// [`wake`](RecvWaker::wake) makes exactly one blocking receive
+/// ([`recv`](EndpointReceiver::recv) or
+/// [`recv_with`](EndpointReceiver::recv_with)) return
+/// [`RecvError::Interrupted`] promptly, taking no message: the one waiting
+/// now, or, when none is, the next one to start. Messages already there
+/// stay for the next call. Wakes do not add up: several before a receive
+/// interrupt that one receive. [`try_recv`](EndpointReceiver::try_recv)
+/// neither sees nor takes a wake. It is how an event loop cancels a receive
+/// it runs on a thread of its own, or how a receive blocked in one thread
+/// ends when another closes the endpoint.
+#[derive(Clone, Debug)]
+pub struct RecvWaker {
+    shared: std::sync::Weak<super::Shared>,
+}
+
+impl RecvWaker {
+    /// Interrupts the blocking receive running now, or else the next one.
+    /// Does nothing once the endpoint is gone.
+    ///
+    /// ```
+    /// use busbar::{label, BytesMessage, Options, RecvError};
+    /// # let bus = format!("doc.wake.{}", std::process::id());
+    /// let (_tx, mut rx) = busbar::join::<BytesMessage, BytesMessage>(Options::new(bus, label!("a"), "t"), None)?;
+    /// rx.waker().wake(); // nobody waits yet: the next receive is interrupted
+    /// assert!(matches!(rx.recv(None), Err(RecvError::Interrupted)));
+    /// assert!(matches!(rx.try_recv(), Err(RecvError::Empty)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wake(&self) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.inbox.interrupt();
+        }
+    }
+}
+
+/// The receiver's descriptor, for an application's own `poll`, `epoll` or
+/// event loop (it is an epoll descriptor: poll it for input, never read it
+/// or close it).
+///
+/// The contract: once [`try_recv`](EndpointReceiver::try_recv) returned
+/// [`RecvError::Empty`] (or `recv`/`recv_with` returned
+/// [`RecvError::Timeout`]), the descriptor turns readable when a message
+/// may have come; then call `try_recv` until it says `Empty` again, and
+/// poll again. Readiness can be spurious (`try_recv` finds nothing): just
+/// poll again. Asking for the descriptor costs nothing until then; from
+/// then on, a receive that finds nothing raises each ring's flag so that
+/// the next frame's sender rings the descriptor (one extra system call
+/// per wake-up on the sending side).
+///
+/// ```
+/// use busbar::{label, BytesMessage, Message, Options, RecvError, Selector};
+/// use std::os::fd::AsFd;
+/// # let bus = format!("doc.as_fd.{}", std::process::id());
+/// let (tx, mut rx) = busbar::join::<BytesMessage, BytesMessage>(Options::new(bus, label!("a"), "t"), None)?;
+/// // (An event loop keeps `rx.as_fd().as_raw_fd()`: it stays valid as
+/// // long as the receiver.)
+/// let wait = |rx: &busbar::EndpointReceiver<BytesMessage>| {
+///     let fd = rx.as_fd();
+///     let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+///     rustix::event::poll(&mut fds, None)
+/// };
+/// assert!(matches!(rx.try_recv(), Err(RecvError::Empty)));
+/// tx.send(Message::new(Selector::unicast("a"), BytesMessage::from("hi")))?;
+/// wait(&rx)?; // returns: the message is there
+/// assert_eq!(rx.try_recv()?.payload.data, b"hi");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl<R> std::os::fd::AsFd for EndpointReceiver<R> {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.core.shared.inbox.watch_fd()
+    }
+}
+
 impl<R> Drop for EndpointReceiver<R> {
     fn drop(&mut self) {
         self.core.shared.inbox.close();
@@ -95,10 +172,16 @@ impl<R: MessageBox> EndpointReceiver<R> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let _receiving = self.core.shared.inbox.receiving();
         loop {
+            if self.core.shared.inbox.take_interrupt() {
+                return Err(RecvError::Interrupted);
+            }
             if let Some(m) = self.next_ready()? {
                 return Ok(m);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
+                if self.core.shared.inbox.arm() && self.scan() {
+                    continue;
+                }
                 return Err(RecvError::Timeout);
             }
             self.fill(deadline)?;
@@ -121,6 +204,9 @@ impl<R: MessageBox> EndpointReceiver<R> {
                 return Ok(m);
             }
             if !self.fill(Some(Instant::now()))? {
+                if self.core.shared.inbox.arm() && self.scan() {
+                    continue;
+                }
                 return Err(RecvError::Empty);
             }
         }
@@ -129,6 +215,25 @@ impl<R: MessageBox> EndpointReceiver<R> {
     /// This endpoint's id.
     pub fn id(&self) -> EndpointId {
         EndpointId(self.core.shared.id)
+    }
+
+    /// A handle another thread uses to interrupt this receiver's blocking
+    /// [`recv`](Self::recv) or [`recv_with`](Self::recv_with): see [`RecvWaker`].
+    ///
+    /// ```
+    /// use busbar::{label, BytesMessage, Options, RecvError};
+    /// # let bus = format!("doc.waker.{}", std::process::id());
+    /// let (_tx, mut rx) = busbar::join::<BytesMessage, BytesMessage>(Options::new(bus, label!("a"), "t"), None)?;
+    /// let waker = rx.waker();
+    /// let waiting = std::thread::spawn(move || rx.recv(None));
+    /// waker.wake();
+    /// assert!(matches!(waiting.join().unwrap(), Err(RecvError::Interrupted)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn waker(&self) -> RecvWaker {
+        RecvWaker {
+            shared: Arc::downgrade(&self.core.shared),
+        }
     }
 
     /// Decodes frames already read until one is a message for us.
@@ -202,10 +307,20 @@ impl<R: MessageBox> EndpointReceiver<R> {
         // only this thread could make it.
         let _receiving = self.core.shared.inbox.receiving();
         loop {
+            if self.core.shared.inbox.take_interrupt() {
+                return Err(RecvError::Interrupted);
+            }
             if let Some(out) = self.lend_next(&mut f) {
                 return out;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
+                if self.core.shared.inbox.arm() {
+                    // Something came as the rings were armed: lend it
+                    // (only while there is input, so this ends).
+                    if let Some(out) = self.lend_next(&mut f) {
+                        return out;
+                    }
+                }
                 return Err(RecvError::Timeout);
             }
             self.wait_input(deadline)?;

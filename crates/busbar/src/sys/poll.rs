@@ -91,6 +91,15 @@ impl Poller {
         ready.extend(events.iter().map(|e| e.data.u64()));
         Ok(())
     }
+
+    /// The epoll descriptor itself: it polls readable while any descriptor
+    /// it watches is ready ([epoll(7)], "an epoll file descriptor can be
+    /// monitored by poll, select or epoll").
+    ///
+    /// [epoll(7)]: https://man7.org/linux/man-pages/man7/epoll.7.html
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
 }
 
 /// An eventfd ([eventfd(2)]) used as a doorbell between threads.
