@@ -39,6 +39,7 @@
 //! | `mesh --count N --index I [--hold]` | waits for `N` endpoints with its label, multicasts to all, waits for `N` messages; `MESH got=<n> distinct=<d>` (see `scale.rs`) |
 //! | `member [--expect N] [--poll-ms P] [--timing]` | polls `endpoints()` until `N` are listed with one controller: `SETTLED <dir>`; `check` on stdin: `DIR <dir>` |
 //! | `spin` | burns a core until stdin closes (`SPINNING` first); does not join |
+//! | `bytes-agent` / `bytes-flood --to L --count N` | speak `BytesMessage` only, for the bindings' tests: commands in message text answered to their sender / `N` messages with a descriptor and a region each (see `bindings.rs`) |
 //!
 //! Every role also takes `--namespace DIR|xdg`, `--access
 //! same-user|anyone|allow:uids=A+B,gids=C`, `--max-endpoints N` and
@@ -51,6 +52,7 @@
 
 mod access;
 mod attachments;
+mod bindings;
 mod causal;
 mod common;
 mod crash;
@@ -108,6 +110,8 @@ fn main() -> ExitCode {
         "respond" => requests::respond(&args),
         "requests" => requests::requests(&args),
         "sources" => requests::sources(&args),
+        "bytes-agent" => bindings::bytes_agent(&args),
+        "bytes-flood" => bindings::bytes_flood(&args),
         other => Err(format!("unknown role {other:?}")),
     };
     match result {

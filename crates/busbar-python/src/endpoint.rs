@@ -1,0 +1,473 @@
+//! `busbar.Endpoint`: one endpoint on a bus, sending and receiving
+//! `BytesMessage`s (format tag + bytes), the payload every binding speaks.
+
+use crate::errors;
+use crate::expr::op_from;
+use crate::fd::dup_from;
+use crate::ffi::InBuffer;
+use crate::message::{EndpointInfo, Message};
+use crate::region::Region;
+use busbar::{
+    BytesMessage, EndpointId, EndpointReceiver, EndpointSender, Object, RecvError, RecvWaker,
+    Selector,
+};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::PyAny;
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+/// Payloads above this size (with no attachments) go out through a loan:
+/// copied once, straight into shared memory. Below it, a plain send (one
+/// copy into the message, one into the link's ring) is faster.
+const LOAN_ABOVE: usize = 64 << 10;
+
+type Receiver = EndpointReceiver<BytesMessage>;
+type Sender = EndpointSender<BytesMessage>;
+
+/// An endpoint on a bus, made by `busbar.join`. Use it in a `with` block:
+/// it leaves the bus at the end (or at `close()`), and using it after that
+/// raises `busbar.ClosedError`.
+#[pyclass(frozen, module = "busbar")]
+pub struct Endpoint {
+    sender: RwLock<Option<Sender>>,
+    /// Locked for the whole of a receive (with the GIL released).
+    receiver: Arc<Mutex<Option<Receiver>>>,
+    /// Interrupts a receive blocked in another thread when `close()` is called.
+    waker: RecvWaker,
+    /// The receiver's poll descriptor, once asked for.
+    poll_fd: OnceLock<RawFd>,
+    id: u64,
+    bus: String,
+    label: Vec<String>,
+}
+
+/// How one wait for a message ended.
+enum Waited {
+    Message(busbar::Message<BytesMessage>),
+    /// Nothing yet: check for signals, then wait again.
+    Again,
+    Failed(RecvError),
+    Closed,
+}
+
+impl Endpoint {
+    pub fn new(tx: Sender, rx: Receiver, bus: String, label: Vec<String>) -> Endpoint {
+        Endpoint {
+            id: tx.id().0,
+            sender: RwLock::new(Some(tx)),
+            waker: rx.waker(),
+            receiver: Arc::new(Mutex::new(Some(rx))),
+            poll_fd: OnceLock::new(),
+            bus,
+            label,
+        }
+    }
+
+    /// A handle on the sender (cheap: a reference count).
+    fn sender(&self, py: Python<'_>) -> PyResult<Sender> {
+        self.sender
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| errors::closed(py))
+    }
+
+    fn receiver(&self) -> MutexGuard<'_, Option<Receiver>> {
+        self.receiver.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for the next message until `deadline` with the GIL released.
+    ///
+    /// Signals: CPython runs a signal's Python handler (`KeyboardInterrupt`
+    /// for `Ctrl-C`) only when the main thread gets back to Python, so a
+    /// wait that does not end would never see it. The wait comes in two
+    /// steps: first the library's own `recv` (spin, then sleep) for up to
+    /// [`FIRST_WAIT`], which a stream of messages never gets past; then,
+    /// after one check for signals, a `poll` of the receiver's descriptor
+    /// for the rest of the time, which a signal interrupts (`EINTR`: the
+    /// interpreter installs its handlers without `SA_RESTART`), and then
+    /// the signals are checked again. No periodic wake-ups: an idle
+    /// receiver sleeps in `poll` until a message, a signal, `close()` or
+    /// its deadline. A signal that lands between the check and the
+    /// `poll` (a window of a few instructions) waits for the next wake-up,
+    /// as it does in CPython's own `time.sleep`.
+    ///
+    /// `close()` from another thread wakes the wait through the
+    /// receiver's [`busbar::RecvWaker`]: it ends with `ClosedError`.
+    fn wait(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<Message> {
+        loop {
+            let waited = py.detach(|| {
+                let mut guard = self.receiver();
+                let Some(rx) = guard.as_mut() else {
+                    return Waited::Closed;
+                };
+                let first = match deadline {
+                    Some(d) => d.saturating_duration_since(Instant::now()).min(FIRST_WAIT),
+                    None => FIRST_WAIT,
+                };
+                match rx.recv(Some(first)) {
+                    Ok(m) => Waited::Message(m),
+                    Err(RecvError::Timeout) if deadline.is_none_or(|d| Instant::now() < d) => {
+                        Waited::Again
+                    }
+                    Err(RecvError::Interrupted) => Waited::Closed,
+                    Err(e) => Waited::Failed(e),
+                }
+            });
+            match waited {
+                Waited::Message(m) => return Message::from_rust(py, m),
+                Waited::Again => {}
+                Waited::Failed(RecvError::Timeout) => {
+                    return Err(errors::error(
+                        py,
+                        "TimeoutError",
+                        "timed out waiting for a message",
+                    ))
+                }
+                Waited::Failed(e) => return Err(errors::recv_error(py, e)),
+                Waited::Closed if self.closed() => return Err(errors::closed(py)),
+                // A wake meant for a receive that had ended already: wait on.
+                Waited::Closed => continue,
+            }
+            py.check_signals()?;
+            let signalled = py.detach(|| {
+                let guard = self.receiver();
+                let Some(rx) = guard.as_ref() else {
+                    return false;
+                };
+                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                poll_readable(rx.as_fd(), left)
+            });
+            if signalled {
+                py.check_signals()?;
+            }
+        }
+    }
+
+    /// A message that is already here, or `None`.
+    fn take(&self, py: Python<'_>) -> PyResult<Option<Message>> {
+        let got = py.detach(|| self.receiver().as_mut().map(|rx| rx.try_recv()));
+        match got {
+            None => Err(errors::closed(py)),
+            Some(Ok(m)) => Message::from_rust(py, m).map(Some),
+            Some(Err(RecvError::Empty)) => Ok(None),
+            Some(Err(e)) => Err(errors::recv_error(py, e)),
+        }
+    }
+}
+
+/// How long a blocking receive waits in the library's `recv` before it
+/// checks for signals and sleeps in `poll` (see [`Endpoint::wait`]).
+const FIRST_WAIT: Duration = Duration::from_millis(20);
+
+/// Waits until `fd` polls readable or `timeout` runs out; `true` when a
+/// signal interrupted the wait.
+fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> bool {
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let timeout = match timeout.map(Timespec::try_from) {
+        Some(Ok(t)) => Some(t),
+        // Too far off to say: as long as it takes.
+        Some(Err(_)) | None => None,
+    };
+    matches!(poll(&mut fds, timeout.as_ref()), Err(Errno::INTR))
+}
+
+/// `None` or seconds (a non-negative, finite number) as a `Duration`.
+pub fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    timeout.map(crate::seconds).transpose()
+}
+
+/// A selector for `to` (expression text, a `busbar.Expr`, or an endpoint id).
+fn selector(to: &Bound<'_, PyAny>, multicast: bool, ttl: Option<f64>) -> PyResult<Selector> {
+    let mut s = if let Ok(id) = to.extract::<u64>() {
+        Selector::endpoint(EndpointId(id))
+    } else {
+        let op = op_from(to)?;
+        if multicast {
+            Selector::multicast(op)
+        } else {
+            Selector::unicast(op)
+        }
+    };
+    if let Some(ttl) = timeout_arg(ttl)? {
+        s = s.ttl(ttl);
+    }
+    Ok(s)
+}
+
+/// A message with `data` (anything with the buffer protocol), duplicates of
+/// `fds` and handles on `regions`.
+fn message(
+    selector: Selector,
+    data: &Bound<'_, PyAny>,
+    format: u16,
+    fds: &[Bound<'_, PyAny>],
+    regions: &[Bound<'_, PyAny>],
+) -> PyResult<busbar::Message<BytesMessage>> {
+    let bytes = InBuffer::get(data)?;
+    let mut m = busbar::Message::new(selector, BytesMessage::new(format, bytes.as_slice()));
+    drop(bytes);
+    for fd in fds {
+        m.objects.push(Object::new(dup_from(fd)?));
+    }
+    for r in regions {
+        let region = r
+            .extract::<PyRef<'_, Region>>()
+            .map_err(|_| PyTypeError::new_err("regions must be busbar.Region objects"))?;
+        m.memory_regions.push(region.handle()?);
+    }
+    Ok(m)
+}
+
+#[pymethods]
+impl Endpoint {
+    /// Sends `data` (bytes, bytearray, memoryview, a numpy array: anything
+    /// with the buffer protocol, read in place) to the endpoints `to`
+    /// selects: a label expression (text or `busbar.Expr`) or an endpoint
+    /// id (`message.source`). `multicast` sends to every match (else to
+    /// exactly one); `ttl` (seconds) lets a message nobody matches yet wait
+    /// for a match to join; `fds` (ints or objects with `fileno()`) are
+    /// duplicated and sent, `regions` (`busbar.Region`) shared. Waits for
+    /// room in a full receiver (at most `timeout` seconds, if given), with
+    /// the GIL released.
+    #[pyo3(signature = (to, data, *, multicast=false, ttl=None, format=0, fds=Vec::new(), regions=Vec::new(), timeout=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &self,
+        py: Python<'_>,
+        to: &Bound<'_, PyAny>,
+        data: &Bound<'_, PyAny>,
+        multicast: bool,
+        ttl: Option<f64>,
+        format: u16,
+        fds: Vec<Bound<'_, PyAny>>,
+        regions: Vec<Bound<'_, PyAny>>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let tx = self.sender(py)?;
+        let selector = selector(to, multicast, ttl)?;
+        let timeout = timeout_arg(timeout)?;
+        let result = if fds.is_empty() && regions.is_empty() && timeout.is_none() {
+            let bytes = InBuffer::get(data)?;
+            if bytes.as_slice().len() > LOAN_ABOVE {
+                // One copy, straight into shared memory the receivers map.
+                let mut loan = tx
+                    .loan(format, bytes.as_slice().len())
+                    .map_err(|e| errors::send_error(py, e))?;
+                loan.as_mut_slice().copy_from_slice(bytes.as_slice());
+                drop(bytes);
+                py.detach(|| tx.send_loan(selector, loan))
+            } else {
+                let m = busbar::Message::new(selector, BytesMessage::new(format, bytes.as_slice()));
+                drop(bytes);
+                py.detach(|| tx.send(m))
+            }
+        } else {
+            let m = message(selector, data, format, &fds, &regions)?;
+            py.detach(|| match timeout {
+                Some(t) => tx.send_timeout(m, t),
+                None => tx.send(m),
+            })
+        };
+        result.map_err(|e| errors::send_error(py, e))
+    }
+
+    /// Waits for the next message, up to `timeout` seconds (`None`: as long
+    /// as it takes; `busbar.TimeoutError`, also a `TimeoutError`, when none
+    /// came). The GIL is released while it waits, and `Ctrl-C`
+    /// (`KeyboardInterrupt`) interrupts it.
+    #[pyo3(signature = (timeout=None))]
+    fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Message> {
+        let deadline = timeout_arg(timeout)?.map(|t| Instant::now() + t);
+        self.wait(py, deadline)
+    }
+
+    /// A message that is already here, or `None`: never waits.
+    fn try_recv(&self, py: Python<'_>) -> PyResult<Option<Message>> {
+        self.take(py)
+    }
+
+    /// The receiver's poll descriptor, for `select`, `selectors` or an
+    /// event loop: once `try_recv` returned `None` (or `recv` timed out),
+    /// it polls readable when a message may have come; then call
+    /// `try_recv` until it returns `None` again. Readiness can be spurious.
+    /// Poll it, never read or close it; it is closed with the endpoint.
+    fn fileno(&self, py: Python<'_>) -> PyResult<RawFd> {
+        if self.closed() {
+            return Err(errors::closed(py));
+        }
+        if let Some(fd) = self.poll_fd.get() {
+            return Ok(*fd);
+        }
+        let fd = py
+            .detach(|| self.receiver().as_ref().map(|rx| rx.as_fd().as_raw_fd()))
+            .ok_or_else(|| errors::closed(py))?;
+        Ok(*self.poll_fd.get_or_init(|| fd))
+    }
+
+    /// Waits for the next message on the running asyncio loop (through
+    /// `loop.add_reader` on `fileno()`, no thread), up to `timeout` seconds:
+    /// `m = await ep.recv_async()`. One at a time per endpoint.
+    #[pyo3(signature = (timeout=None))]
+    fn recv_async<'py>(slf: Bound<'py, Self>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        slf.py()
+            .import("busbar._asyncio")?
+            .getattr("recv_async")?
+            .call1((slf, timeout))
+    }
+
+    /// Sends `data` as a request to the one endpoint `to` selects and waits
+    /// up to `timeout` seconds for its answer (`Endpoint.reply`), with the
+    /// GIL released. Other messages keep arriving at `recv` meanwhile.
+    /// `busbar.ResponderGoneError` when the responder leaves first.
+    #[pyo3(signature = (to, data, timeout, *, ttl=None, format=0, fds=Vec::new(), regions=Vec::new()))]
+    #[allow(clippy::too_many_arguments)]
+    fn request(
+        &self,
+        py: Python<'_>,
+        to: &Bound<'_, PyAny>,
+        data: &Bound<'_, PyAny>,
+        timeout: f64,
+        ttl: Option<f64>,
+        format: u16,
+        fds: Vec<Bound<'_, PyAny>>,
+        regions: Vec<Bound<'_, PyAny>>,
+    ) -> PyResult<Message> {
+        let tx = self.sender(py)?;
+        let timeout = crate::seconds(timeout)?;
+        let m = message(selector(to, false, ttl)?, data, format, &fds, &regions)?;
+        let answer = py
+            .detach(|| tx.request::<BytesMessage>(m, timeout))
+            .map_err(|e| errors::request_error(py, e))?;
+        Message::from_rust(py, answer)
+    }
+
+    /// Answers `request` (a message whose `is_request` is true) with `data`.
+    #[pyo3(signature = (request, data, *, format=0))]
+    fn reply(
+        &self,
+        py: Python<'_>,
+        request: PyRef<'_, Message>,
+        data: &Bound<'_, PyAny>,
+        format: u16,
+    ) -> PyResult<()> {
+        let tx = self.sender(py)?;
+        let Some(handle) = request.reply.clone() else {
+            return Err(errors::error(
+                py,
+                "NotARequestError",
+                "the message is not a request: nobody waits for an answer to it",
+            ));
+        };
+        let bytes = InBuffer::get(data)?;
+        let payload = BytesMessage::new(format, bytes.as_slice());
+        drop(bytes);
+        py.detach(|| tx.reply_with(&handle, payload))
+            .map_err(|e| errors::send_error(py, e))
+    }
+
+    /// The directory: every endpoint on the bus (this one included).
+    fn endpoints(&self, py: Python<'_>) -> PyResult<Vec<EndpointInfo>> {
+        let tx = self.sender(py)?;
+        Ok(tx.endpoints().into_iter().map(EndpointInfo::from).collect())
+    }
+
+    /// Whether this endpoint hosts the bus controller now.
+    fn is_controller(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.sender(py)?.is_controller())
+    }
+
+    /// This endpoint's id (what receivers see as `message.source`).
+    #[getter]
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The bus's name.
+    #[getter]
+    fn bus(&self) -> &str {
+        &self.bus
+    }
+
+    /// This endpoint's label strings.
+    #[getter]
+    fn label(&self) -> Vec<String> {
+        self.label.clone()
+    }
+
+    /// Whether the endpoint was closed.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.sender
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+
+    /// Leaves the bus (again: nothing). A `recv` blocked in another thread
+    /// raises `busbar.ClosedError`.
+    fn close(&self, py: Python<'_>) {
+        let tx = self
+            .sender
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if tx.is_none() {
+            return;
+        }
+        drop(tx);
+        // A receive blocked in another thread holds the receiver: wake it
+        // (it sees the endpoint closed and lets go), then take it.
+        self.waker.wake();
+        let rx = py.detach(|| self.receiver().take());
+        drop(rx);
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _ty: &Bound<'_, PyAny>,
+        _value: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// The next message (waiting as long as it takes); the iteration ends
+    /// when the endpoint is closed.
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Message>> {
+        match self.wait(py, None) {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.is_instance(py, &errors_class(py, "ClosedError")?) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<busbar.Endpoint {:016x} on {:?} label={:?}{}>",
+            self.id,
+            self.bus,
+            self.label,
+            if self.closed() { " closed" } else { "" }
+        )
+    }
+}
+
+/// The class `busbar.<name>`.
+fn errors_class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    py.import("busbar._errors")?.getattr(name)
+}
