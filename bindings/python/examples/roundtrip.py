@@ -42,6 +42,11 @@ def main(bus: str) -> int:
         pixels = frame(got.regions[0])
         assert float(pixels[1023]) == 1023.0
 
+        camera.send("recorder", np.ones(1 << 18, dtype=np.float32))  # 1 MiB: one copy, into a loan
+        with recorder.recv_with(timeout=5.0) as lent:  # read in place, no copy
+            total = float(np.frombuffer(lent.data, dtype=np.float32).sum())
+        assert total == float(1 << 18)
+
         camera.send("recorder", bytearray(b"async"))
         assert asyncio.run(wait_async(recorder)).data == b"async"
 

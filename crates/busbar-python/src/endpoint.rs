@@ -17,6 +17,7 @@ use pyo3::types::PyAny;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,8 @@ pub struct Endpoint {
     waker: RecvWaker,
     /// The receiver's poll descriptor, once asked for.
     poll_fd: OnceLock<RawFd>,
+    /// Set while a message lent by `recv_with` is open.
+    lending: Arc<AtomicBool>,
     id: u64,
     bus: String,
     label: Vec<String>,
@@ -62,9 +65,22 @@ impl Endpoint {
             waker: rx.waker(),
             receiver: Arc::new(Mutex::new(Some(rx))),
             poll_fd: OnceLock::new(),
+            lending: Arc::new(AtomicBool::new(false)),
             bus,
             label,
         }
+    }
+
+    /// `ClosedError` when closed, `RuntimeError` while a message lent by
+    /// `recv_with` is open (the receiver is held until it goes back).
+    fn not_lending(&self, py: Python<'_>) -> PyResult<()> {
+        if self.closed() {
+            return Err(errors::closed(py));
+        }
+        if self.lending.load(Ordering::Acquire) {
+            return Err(crate::lent::busy());
+        }
+        Ok(())
     }
 
     /// A handle on the sender (cheap: a reference count).
@@ -99,6 +115,7 @@ impl Endpoint {
     /// `close()` from another thread wakes the wait through the
     /// receiver's [`busbar::RecvWaker`]: it ends with `ClosedError`.
     fn wait(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<Message> {
+        self.not_lending(py)?;
         loop {
             let waited = py.detach(|| {
                 let mut guard = self.receiver();
@@ -150,6 +167,7 @@ impl Endpoint {
 
     /// A message that is already here, or `None`.
     fn take(&self, py: Python<'_>) -> PyResult<Option<Message>> {
+        self.not_lending(py)?;
         let got = py.detach(|| self.receiver().as_mut().map(|rx| rx.try_recv()));
         match got {
             None => Err(errors::closed(py)),
@@ -291,6 +309,30 @@ impl Endpoint {
         self.take(py)
     }
 
+    /// Receives the next message without copying its payload: `with
+    /// ep.recv_with(timeout) as m:` gives `m.data`, a read-only `memoryview`
+    /// of the payload where it lies (the link's shared-memory ring, a
+    /// mapped memfd, the sender's loan), valid inside the `with` block.
+    /// Other receives on this endpoint raise `RuntimeError` until the block
+    /// ends. Signals are checked every 50 ms while it waits.
+    #[pyo3(signature = (timeout=None))]
+    fn recv_with(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<crate::lent::Lent> {
+        let deadline = timeout_arg(timeout)?.map(|t| Instant::now() + t);
+        if self.closed() {
+            return Err(errors::closed(py));
+        }
+        if self.lending.swap(true, Ordering::AcqRel) {
+            return Err(crate::lent::busy());
+        }
+        crate::lent::recv_with(
+            py,
+            self.receiver.clone(),
+            &self.waker,
+            self.lending.clone(),
+            deadline,
+        )
+    }
+
     /// The receiver's poll descriptor, for `select`, `selectors` or an
     /// event loop: once `try_recv` returned `None` (or `recv` timed out),
     /// it polls readable when a message may have come; then call
@@ -351,12 +393,21 @@ impl Endpoint {
     fn reply(
         &self,
         py: Python<'_>,
-        request: PyRef<'_, Message>,
+        request: &Bound<'_, PyAny>,
         data: &Bound<'_, PyAny>,
         format: u16,
     ) -> PyResult<()> {
         let tx = self.sender(py)?;
-        let Some(handle) = request.reply.clone() else {
+        let handle = if let Ok(m) = request.extract::<PyRef<'_, Message>>() {
+            m.reply.clone()
+        } else if let Ok(m) = request.extract::<PyRef<'_, crate::lent::Lent>>() {
+            m.reply.clone()
+        } else {
+            return Err(PyTypeError::new_err(
+                "reply answers a busbar.Message (or a message lent by recv_with)",
+            ));
+        };
+        let Some(handle) = handle else {
             return Err(errors::error(
                 py,
                 "NotARequestError",
@@ -410,14 +461,17 @@ impl Endpoint {
 
     /// Leaves the bus (again: nothing). A `recv` blocked in another thread
     /// raises `busbar.ClosedError`.
-    fn close(&self, py: Python<'_>) {
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if self.lending.load(Ordering::Acquire) {
+            return Err(crate::lent::busy());
+        }
         let tx = self
             .sender
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if tx.is_none() {
-            return;
+            return Ok(());
         }
         drop(tx);
         // A receive blocked in another thread holds the receiver: wake it
@@ -425,6 +479,7 @@ impl Endpoint {
         self.waker.wake();
         let rx = py.detach(|| self.receiver().take());
         drop(rx);
+        Ok(())
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -437,9 +492,9 @@ impl Endpoint {
         _ty: &Bound<'_, PyAny>,
         _value: &Bound<'_, PyAny>,
         _tb: &Bound<'_, PyAny>,
-    ) -> bool {
-        self.close(py);
-        false
+    ) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 
     fn __iter__(slf: Py<Self>) -> Py<Self> {

@@ -165,3 +165,30 @@ impl crate::region::Region {
         self.release();
     }
 }
+
+#[pymethods]
+impl crate::lent::Lent {
+    /// The buffer protocol: the lent payload, read-only.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let mem = slf.get().export()?;
+        // SAFETY: `view` is the interpreter's; `mem` is the lent payload,
+        // which the receiving thread keeps lent (its closure has not
+        // returned) until `Lent` lets go, and it lets go only once no
+        // export (counted by `export`, given back in `__releasebuffer__`)
+        // is out. The buffer is read-only: `fill_buffer` refuses a writable
+        // request.
+        let filled = unsafe { fill_buffer(slf.as_any(), view, flags, mem) };
+        if filled.is_err() {
+            slf.get().release();
+        }
+        filled
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        self.release();
+    }
+}

@@ -18,6 +18,7 @@ mod expr;
 mod fd;
 #[allow(unsafe_code)] // The buffer protocol and raw descriptor numbers.
 mod ffi;
+mod lent;
 mod message;
 mod region;
 
@@ -78,6 +79,7 @@ fn _busbar(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(join, m)?)?;
     m.add_class::<endpoint::Endpoint>()?;
     m.add_class::<message::Message>()?;
+    m.add_class::<lent::Lent>()?;
     m.add_class::<message::EndpointInfo>()?;
     m.add_class::<expr::Expr>()?;
     m.add_class::<fd::Fd>()?;
