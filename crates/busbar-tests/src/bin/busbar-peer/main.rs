@@ -40,6 +40,7 @@
 //! | `member [--expect N] [--poll-ms P] [--timing]` | polls `endpoints()` until `N` are listed with one controller: `SETTLED <dir>`; `check` on stdin: `DIR <dir>` |
 //! | `spin` | burns a core until stdin closes (`SPINNING` first); does not join |
 //! | `bytes-agent` / `bytes-flood --to L --count N` | speak `BytesMessage` only, for the bindings' tests: commands in message text answered to their sender / `N` messages with a descriptor and a region each (see `bindings.rs`) |
+//! | `bytes` | `BytesMessage`s only: echoes, writes into descriptors, changes regions, sends on request, answers requests; the C and C++ bindings' peer (see `bytes.rs`) |
 //!
 //! Every role also takes `--namespace DIR|xdg`, `--access
 //! same-user|anyone|allow:uids=A+B,gids=C`, `--max-endpoints N` and
@@ -53,6 +54,7 @@
 mod access;
 mod attachments;
 mod bindings;
+mod bytes;
 mod causal;
 mod common;
 mod crash;
@@ -85,6 +87,7 @@ fn main() -> ExitCode {
         "send" => messaging::send(&args),
         "stream" => messaging::stream(&args),
         "stream-recv" => messaging::stream_recv(&args),
+        "bytes" => bytes::bytes(&args),
         "fds-send" => attachments::fds_send(&args),
         "fds-recv" => attachments::fds_recv(&args),
         "fd-churn-send" => attachments::fd_churn_send(&args),
