@@ -6,16 +6,16 @@
 //! garbage, nothing) plus [`Mutation`]s. [`judge`] models the receiver's
 //! rules independently of the library (from the wire table in busbar's
 //! `frame.rs` and the rules in `docs/ARCHITECTURE.md`) and compares the
-//! model with what [`busbar::fuzzing::feed_link`] reports for every frame:
+//! model with what [`crate::fuzz_support::feed_link`] reports for every frame:
 //! a frame the model finds malformed must be dropped, a truthful one must
 //! be delivered byte for byte, and the link must be cut exactly when it has
 //! sent `MAX_BAD_FRAMES` malformed ones.
 
-use crate::pattern;
-use busbar::fuzzing::{
+use crate::fuzz_support::{
     self, seal, FdSpec, FeedReport, Honest, Outcome, RawInput, HEADER_LEN, KIND_CONTROL, KIND_DATA,
     KIND_HELLO, MAX_BAD_FRAMES, MAX_FDS_PER_FRAME, MAX_FRAME,
 };
+use crate::pattern;
 use busbar::{BytesMessage, LabelOp, MessageBox, Selector, TypeUuid};
 
 /// Byte offsets of the header fields (the table in busbar's `frame.rs`).
@@ -129,7 +129,7 @@ impl HonestSpec {
 
     /// The frame, with sequence number `seq`; `None` when it cannot travel.
     pub fn frame(&self, seq: u64) -> Option<RawInput> {
-        fuzzing::honest_frame(&Honest {
+        fuzz_support::honest_frame(&Honest {
             selector: self.selector.clone(),
             message: self.message(),
             seq,
@@ -303,11 +303,11 @@ impl Case {
         let mut input = match &self.base {
             Base::Honest(spec) => spec.frame(seq).unwrap_or_default(),
             Base::Hello(id) => RawInput {
-                bytes: fuzzing::hello_frame(*id),
+                bytes: fuzz_support::hello_frame(*id),
                 fds: Vec::new(),
             },
             Base::Join => RawInput {
-                bytes: fuzzing::join_frame(busbar::PROTOCOL_VERSION, "token", 7, &["x"]),
+                bytes: fuzz_support::join_frame(busbar::PROTOCOL_VERSION, "token", 7, &["x"]),
                 fds: Vec::new(),
             },
             Base::Garbage(bytes) => RawInput {
@@ -344,8 +344,8 @@ impl Flags {
         let flags = *bytes.get(offset::FLAGS)?;
         Some(Flags {
             payload: PayloadAt::of(flags),
-            request: flags & fuzzing::FLAG_REQUEST != 0,
-            reply: flags & fuzzing::FLAG_REPLY != 0,
+            request: flags & fuzz_support::FLAG_REQUEST != 0,
+            reply: flags & fuzz_support::FLAG_REPLY != 0,
         })
     }
 }
@@ -365,9 +365,9 @@ pub enum PayloadAt {
 impl PayloadAt {
     /// What the flags byte `flags` says.
     fn of(flags: u8) -> PayloadAt {
-        if flags & fuzzing::FLAG_PAYLOAD_IN_FD != 0 {
+        if flags & fuzz_support::FLAG_PAYLOAD_IN_FD != 0 {
             PayloadAt::Memfd
-        } else if flags & fuzzing::FLAG_PAYLOAD_IN_REGION != 0 {
+        } else if flags & fuzz_support::FLAG_PAYLOAD_IN_REGION != 0 {
             PayloadAt::Region
         } else {
             PayloadAt::InLine
@@ -877,7 +877,7 @@ fn expect_data(input: &RawInput) -> Expect {
     let type_id: [u8; 16] = b[offset::TYPE..offset::TYPE + 16]
         .try_into()
         .unwrap_or_default();
-    let Ok(selector) = fuzzing::parse_selector(&b[HEADER_LEN..HEADER_LEN + sel_len]) else {
+    let Ok(selector) = fuzz_support::parse_selector(&b[HEADER_LEN..HEADER_LEN + sel_len]) else {
         return Expect::Drop;
     };
     let mut regions = Vec::new();
@@ -927,7 +927,7 @@ fn expect_data(input: &RawInput) -> Expect {
 /// the link once its body decodes. (Links with real rings are the ring
 /// fuzzer's, see [`crate::rings`].)
 fn expect_hello(input: &RawInput) -> Expect {
-    match fuzzing::decode_hello(&input.bytes) {
+    match fuzz_support::decode_hello(&input.bytes) {
         None => Expect::Drop,
         Some(_) if !input.fds.is_empty() => Expect::Cut,
         Some(_) => Expect::Hello,
@@ -946,7 +946,7 @@ pub fn expect(input: &RawInput, hello_seen: bool) -> Expect {
     if b.is_empty() && input.fds.is_empty() {
         return Expect::Closed;
     }
-    if fuzzing::check_frame(b, input.fds.len()).is_err() {
+    if fuzz_support::check_frame(b, input.fds.len()).is_err() {
         return Expect::Drop;
     }
     // Answers to requests only travel back to the requester: going
@@ -1070,7 +1070,7 @@ pub fn judge(cases: &[Case], inputs: &[RawInput], report: &FeedReport) -> Result
 /// Feeds a batch and judges it.
 pub fn run_batch(cases: &[Case]) -> Result<Tally, String> {
     let inputs = build_batch(cases);
-    let report = fuzzing::feed_link(inputs.clone()).map_err(|e| format!("feed_link: {e}"))?;
+    let report = fuzz_support::feed_link(inputs.clone()).map_err(|e| format!("feed_link: {e}"))?;
     judge(cases, &inputs, &report)
 }
 

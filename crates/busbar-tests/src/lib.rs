@@ -5,6 +5,7 @@
 //! `src/bin/busbar-peer.rs`.
 
 pub mod chaos;
+pub mod fuzz_support;
 pub mod hostile;
 pub mod rings;
 

@@ -2,7 +2,7 @@
 //! whose sender owns the shared memory of the link and writes garbage into
 //! it while it also sends honest messages.
 //!
-//! An [`Episode`] is one link ([`busbar::fuzzing::RingLink`]: a ring of
+//! An [`Episode`] is one link ([`crate::fuzz_support::RingLink`]: a ring of
 //! some capacity on a socket pair, the real receiving end behind it) and a
 //! list of [`Op`]s: honest messages (into the ring, or whole through the
 //! socket when they carry descriptors or do not fit, as `OutLink::send`
@@ -53,11 +53,11 @@
 //! ring flag the sender cleared had its doorbell rung by the time the
 //! sender's push returned, or was woken by the sender giving the link up.
 
-use crate::hostile::{self, Rng};
-use busbar::fuzzing::{
+use crate::fuzz_support::{
     self, ring_layout as layout, Honest, Pushed, RawInput, RingLink, RingRead, Unsent,
     MAX_BAD_FRAMES,
 };
+use crate::hostile::{self, Rng};
 use busbar::{BytesMessage, LabelOp, Selector};
 use std::collections::VecDeque;
 
@@ -986,7 +986,7 @@ impl Run {
         let selector = self.selectors[selector as usize % self.selectors.len()].clone();
         let message = honest_message(index, len);
         let seq = self.next_seq;
-        let in_line = fuzzing::data_frame(&selector, &message, seq)
+        let in_line = fuzz_support::data_frame(&selector, &message, seq)
             .filter(|f| objects == 0 && f.len() <= self.link.ring().max_frame_len());
         let sent = Sent {
             stream: Stream::Ring,
@@ -1006,7 +1006,7 @@ impl Run {
             }
             return Ok(());
         }
-        let Some(input) = fuzzing::honest_frame(&Honest {
+        let Some(input) = fuzz_support::honest_frame(&Honest {
             selector,
             message,
             seq,
@@ -1071,14 +1071,14 @@ impl Run {
         // number than its place, changes how the receiver interleaves the
         // ring with the socket (each still in order), and may leave a gap
         // it waits on for a while.
-        if !stamped || fuzzing::header_seq(&bytes) != Some(self.next_seq) {
+        if !stamped || fuzz_support::header_seq(&bytes) != Some(self.next_seq) {
             self.seq_taint = true;
         }
         // The link takes a data frame that passes its checks (the number
         // is used, even if decoding refuses it then); it drops anything
         // else without using the number, which the next frame then takes.
-        let taken =
-            fuzzing::check_frame(&bytes, 0).is_ok() && bytes.get(6) == Some(&fuzzing::KIND_DATA);
+        let taken = fuzz_support::check_frame(&bytes, 0).is_ok()
+            && bytes.get(6) == Some(&fuzz_support::KIND_DATA);
         if self.push(&bytes, Held::Lie)? {
             self.odd_budget += 1;
             self.tally.lies += 1;
@@ -1206,7 +1206,7 @@ impl Run {
         Ok(())
     }
 
-    fn deliver(&mut self, seq: u64, d: busbar::fuzzing::Delivered) -> Check {
+    fn deliver(&mut self, seq: u64, d: crate::fuzz_support::Delivered) -> Check {
         let honest = claimed_index(&d.payload).filter(|&i| {
             self.sent.get(i).is_some_and(|s| {
                 s.message == d.payload

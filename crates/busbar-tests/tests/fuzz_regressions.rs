@@ -7,8 +7,8 @@
 //! prints the frames (steps). Add the seed below with what it must hold,
 //! and a hand-built case when the shape is worth keeping on its own.
 
-use busbar::fuzzing::{seal, FdSpec};
 use busbar::{BytesMessage, LabelOp, MessageBox, Selector};
+use busbar_tests::fuzz_support::{seal, FdSpec};
 use busbar_tests::hostile::{
     self, build_batch, expect, random_batch, Base, Case, Expect, Field, HonestSpec, Mutation, Rng,
     REGION_MAGIC,
@@ -198,7 +198,7 @@ fn a_push_that_gives_up_after_an_abandoned_frame_wakes_the_receiver_by_hanging_u
             selector: 0,
         },
         Op::Lie {
-            bytes: busbar::fuzzing::data_frame(
+            bytes: busbar_tests::fuzz_support::data_frame(
                 &Selector::unicast("a"),
                 &BytesMessage::new(1, vec![0; 40]),
                 1,

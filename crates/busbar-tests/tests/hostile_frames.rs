@@ -1,5 +1,5 @@
 //! Property tests: malformed, truncated and lying frames fed to busbar's
-//! real receiving path (`busbar::fuzzing::feed_link`: `InLink::read`, then
+//! real receiving path (`busbar_tests::fuzz_support::feed_link`: `InLink::read`, then
 //! the receiver's `decode`), judged frame by frame by the model in
 //! `busbar_tests::hostile`.
 //!
@@ -13,8 +13,10 @@
 //! `MAX_BAD_FRAMES` malformed frames. Descriptor leaks are checked in
 //! `hostile_leaks.rs`, a process of its own.
 
-use busbar::fuzzing::{self, seal, FdSpec, Outcome, RawInput, HEADER_LEN, MAX_BAD_FRAMES};
 use busbar::{LabelOp, Selector};
+use busbar_tests::fuzz_support::{
+    self, seal, FdSpec, Outcome, RawInput, HEADER_LEN, MAX_BAD_FRAMES,
+};
 use busbar_tests::hostile::{self, Base, Case, Field, HonestSpec, Mutation, REGION_MAGIC};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -166,7 +168,7 @@ proptest! {
     fn truthful_frames_are_delivered_exactly(specs in vec(honest(), 1..16), id in any::<u64>()) {
         let mut cases = vec![Case::hello(id)];
         cases.extend(specs.iter().cloned().map(Case::honest));
-        let report = fuzzing::feed_link(hostile::build_batch(&cases)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let report = fuzz_support::feed_link(hostile::build_batch(&cases)).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(!report.closed);
         for (spec, outcome) in specs.iter().zip(&report.outcomes[1..]) {
             match outcome {
@@ -186,7 +188,7 @@ proptest! {
     fn nothing_is_delivered_before_the_hello(cases in vec(case(), 1..12)) {
         let no_hello: Vec<Case> = cases.into_iter().filter(|c| !matches!(c.base, Base::Hello(_))).collect();
         let inputs = hostile::build_batch(&no_hello);
-        let report = fuzzing::feed_link(inputs.clone()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let report = fuzz_support::feed_link(inputs.clone()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let tally = hostile::judge(&no_hello, &inputs, &report).map_err(TestCaseError::fail)?;
         // A mutated frame may turn into a hello; before one, nothing arrives.
         let first_hello = report.outcomes.iter().position(|o| matches!(o, Outcome::Hello)).unwrap_or(report.outcomes.len());
@@ -197,14 +199,14 @@ proptest! {
     /// `check_frame` agrees with a frame's own lengths, whatever they say.
     #[test]
     fn check_accepts_only_consistent_lengths(sel in 0u32..64, payload in 0u64..64, body in 0usize..140, fds in 0usize..4, n_objects in 0u16..4) {
-        let mut h = fuzzing::FrameHeader::data();
+        let mut h = fuzz_support::FrameHeader::data();
         h.selector_len = sel;
         h.payload_len = payload;
         h.n_objects = n_objects;
         let mut bytes = h.encode().to_vec();
         bytes.resize(HEADER_LEN + body, 0);
         let consistent = body as u64 == u64::from(sel) + payload && fds == usize::from(n_objects);
-        prop_assert_eq!(fuzzing::check_frame(&bytes, fds).is_ok(), consistent);
+        prop_assert_eq!(fuzz_support::check_frame(&bytes, fds).is_ok(), consistent);
     }
 }
 
@@ -269,14 +271,14 @@ fn named_lies_are_dropped_and_honest_frames_after_them_arrive() {
             "an answer going forward",
             vec![Mutation::Field(
                 Field::Flags,
-                u64::from(fuzzing::FLAG_REPLY),
+                u64::from(fuzz_support::FLAG_REPLY),
             )],
         ),
         (
             "request and answer at once",
             vec![Mutation::Field(
                 Field::Flags,
-                u64::from(fuzzing::FLAG_REQUEST | fuzzing::FLAG_REPLY),
+                u64::from(fuzz_support::FLAG_REQUEST | fuzz_support::FLAG_REPLY),
             )],
         ),
     ];
@@ -290,7 +292,7 @@ fn named_lies_are_dropped_and_honest_frames_after_them_arrive() {
             Case::honest(spec.clone()),
         ];
         let inputs = hostile::build_batch(&cases);
-        let report = fuzzing::feed_link(inputs.clone()).expect("feed");
+        let report = fuzz_support::feed_link(inputs.clone()).expect("feed");
         hostile::judge(&cases, &inputs, &report).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(
             matches!(report.outcomes[1], Outcome::Dropped),
@@ -354,7 +356,7 @@ fn lying_payload_memfds_are_dropped() {
             Case::honest(spec.clone()),
         ];
         let inputs: Vec<RawInput> = hostile::build_batch(&cases);
-        let report = fuzzing::feed_link(inputs.clone()).expect("feed");
+        let report = fuzz_support::feed_link(inputs.clone()).expect("feed");
         hostile::judge(&cases, &inputs, &report).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(matches!(report.outcomes[1], Outcome::Dropped), "{name}");
         assert!(
@@ -393,7 +395,7 @@ fn the_link_is_cut_after_max_bad_frames() {
     }
     cases.push(Case::honest(spec));
     let inputs = hostile::build_batch(&cases);
-    let report = fuzzing::feed_link(inputs.clone()).expect("feed");
+    let report = fuzz_support::feed_link(inputs.clone()).expect("feed");
     let tally = hostile::judge(&cases, &inputs, &report).expect("rules");
     assert!(report.cut);
     assert_eq!(tally.dropped, u64::from(MAX_BAD_FRAMES));

@@ -2,8 +2,8 @@
 //! its own (one test in this file) so that nothing else opens or closes
 //! descriptors while it counts them in `/proc/self`.
 
-use busbar::fuzzing::{self, seal, FdSpec};
 use busbar::Selector;
+use busbar_tests::fuzz_support::{self, seal, FdSpec};
 use busbar_tests::hostile::{self, Base, Case, HonestSpec, Mutation, Rng, REGION_MAGIC};
 
 #[test]
@@ -65,9 +65,9 @@ fn hostile_frames_leak_no_descriptors_or_mappings() {
     );
 
     // A link cut with frames still queued behind the cut, descriptors and all.
-    let report = fuzzing::feed_link(
+    let report = fuzz_support::feed_link(
         (0..20)
-            .map(|_| fuzzing::RawInput {
+            .map(|_| fuzz_support::RawInput {
                 bytes: b"junk".to_vec(),
                 fds: vec![FdSpec::Pipe, FdSpec::Region(10)],
             })

@@ -24,9 +24,9 @@
 #[path = "cross_process/harness.rs"]
 mod harness;
 
-use busbar::fuzzing::{self, ring_layout as layout, HostileRing, Pushed};
 use busbar::Selector;
 use busbar_tests::chaos::Chaos;
+use busbar_tests::fuzz_support::{self, ring_layout as layout, HostileRing, Pushed};
 use busbar_tests::hostile::{self, Rng};
 use harness::{bus_name, Peer, GUARD};
 use std::io::{BufRead, BufReader};
@@ -71,7 +71,7 @@ impl Hostile {
 
     /// Pushes an honest text message into the ring (waiting for room, up to [`GUARD`]).
     fn text(&mut self, text: &str) -> Pushed {
-        let frame = fuzzing::data_frame(
+        let frame = fuzz_support::data_frame(
             &Selector::unicast("sink"),
             &Chaos::Text(text.to_string()),
             self.seq,
@@ -251,7 +251,7 @@ fn hostile_rings_are_cut_and_the_receiver_goes_on() {
     for t in &sent {
         assert!(matches!(b.text(t), Pushed::Sent { .. }));
     }
-    for i in 0..fuzzing::MAX_BAD_FRAMES as usize {
+    for i in 0..fuzz_support::MAX_BAD_FRAMES as usize {
         let pushed = b.push(&vec![0x5a; 20 + i]);
         assert!(
             matches!(pushed, Pushed::Sent { .. }),
@@ -305,7 +305,7 @@ fn hostile_rings_are_cut_and_the_receiver_goes_on() {
         // under the receiver, a text could come out as anything (see
         // `ring_races.rs`), and this test reads the sink's output as text.
         let frame = if rng.chance(50) {
-            fuzzing::data_frame(
+            fuzz_support::data_frame(
                 &Selector::unicast("sink"),
                 &busbar::BytesMessage::new(7, format!("c-{}", c.seq).into_bytes()),
                 c.seq,
@@ -339,7 +339,7 @@ fn hostile_rings_are_cut_and_the_receiver_goes_on() {
     for t in &sent {
         assert!(matches!(d.text(t), Pushed::Sent { .. }));
     }
-    let stalled = fuzzing::data_frame(
+    let stalled = fuzz_support::data_frame(
         &Selector::unicast("sink"),
         &Chaos::Text("d-never".into()),
         d.seq,
@@ -425,7 +425,7 @@ fn hostile_ring_child() {
     for t in texts("e", 3) {
         assert!(matches!(e.text(&t), Pushed::Sent { .. }));
     }
-    let half = fuzzing::data_frame(
+    let half = fuzz_support::data_frame(
         &Selector::unicast("sink"),
         &Chaos::Text("e-never".into()),
         e.seq,

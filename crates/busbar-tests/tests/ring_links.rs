@@ -1,6 +1,6 @@
 //! A data link whose sender owns the ring and writes garbage into it: the
 //! receiving end (`InLink::read` and the receiver's `decode`, through
-//! `busbar::fuzzing::RingLink`) never panics or hangs, delivers honest
+//! `busbar_tests::fuzz_support::RingLink`) never panics or hangs, delivers honest
 //! messages byte for byte and in order unless the scribbles could have
 //! changed them, and cuts the link when the ring is corrupt or the sender
 //! sent `MAX_BAD_FRAMES` malformed frames.
@@ -11,11 +11,11 @@
 //! scribble tests (`sys/ring/tests.rs`) look at one ring; these look at
 //! the link.
 
-use busbar::fuzzing::{
+use busbar::{BytesMessage, Selector};
+use busbar_tests::fuzz_support::{
     self, ring_layout as layout, FdSpec, HelloOutcome, HostileRing, Pushed, RawInput, RingLink,
     RingRead, SecondFd, MAX_BAD_FRAMES,
 };
-use busbar::{BytesMessage, Selector};
 use busbar_tests::hostile::{self, Rng};
 use busbar_tests::rings::{self, honest_message, Checks, Episode, Index, Op, Spot};
 use proptest::prelude::*;
@@ -201,7 +201,8 @@ fn random_episodes_follow_the_model() {
 // Single attacks.
 
 fn frame(index: usize, len: usize, seq: u64) -> Vec<u8> {
-    fuzzing::data_frame(&Selector::unicast("a"), &honest_message(index, len), seq).expect("frame")
+    fuzz_support::data_frame(&Selector::unicast("a"), &honest_message(index, len), seq)
+        .expect("frame")
 }
 
 fn delivered(read: RingRead) -> (u64, BytesMessage) {
@@ -417,7 +418,7 @@ fn hellos_with_a_ring_that_is_not_one_get_the_link_cut() {
     // Through the ring-aware entry point: rings with a broken header.
     let good = HostileRing::new(4096, 0).expect("ring");
     assert_eq!(
-        fuzzing::offer_ring(&good, SecondFd::Bell).expect("offer"),
+        fuzz_support::offer_ring(&good, SecondFd::Bell).expect("offer"),
         (HelloOutcome::Taken, false)
     );
     for (what, at, bytes) in [
@@ -430,7 +431,7 @@ fn hellos_with_a_ring_that_is_not_one_get_the_link_cut() {
         let mut ring = HostileRing::new(4096, 0).expect("ring");
         ring.scribble().write(at, bytes);
         assert_eq!(
-            fuzzing::offer_ring(&ring, SecondFd::Bell).expect("offer"),
+            fuzz_support::offer_ring(&ring, SecondFd::Bell).expect("offer"),
             (HelloOutcome::Cut, false),
             "{what}"
         );
@@ -446,13 +447,13 @@ fn hellos_with_a_ring_that_is_not_one_get_the_link_cut() {
         },
     ] {
         assert_eq!(
-            fuzzing::offer_ring(&good, SecondFd::Spec(second.clone())).expect("offer"),
+            fuzz_support::offer_ring(&good, SecondFd::Spec(second.clone())).expect("offer"),
             (HelloOutcome::Cut, false),
             "{second:?} as the eventfd"
         );
     }
     // Through the plain frame feeder: the ring slot holding something else.
-    let full = fuzzing::seal::SHRINK | fuzzing::seal::GROW;
+    let full = fuzz_support::seal::SHRINK | fuzz_support::seal::GROW;
     for ring in [
         FdSpec::Pipe,
         FdSpec::DevNull,
@@ -473,9 +474,9 @@ fn hellos_with_a_ring_that_is_not_one_get_the_link_cut() {
         },
         FdSpec::Region(4096),
     ] {
-        let report = fuzzing::feed_link(vec![
+        let report = fuzz_support::feed_link(vec![
             RawInput {
-                bytes: fuzzing::ring_hello(7, 1),
+                bytes: fuzz_support::ring_hello(7, 1),
                 fds: vec![ring.clone()],
             },
             RawInput {

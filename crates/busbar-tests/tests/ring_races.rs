@@ -6,13 +6,13 @@
 //! `String` that is not UTF-8, which safe Rust promises never happens.
 //!
 //! One endpoint in this process receives `String`s; the test connects to
-//! its data address as a hostile sender (`busbar::fuzzing::HostileRing`),
+//! its data address as a hostile sender (`busbar_tests::fuzz_support::HostileRing`),
 //! pushes frames of a long ASCII string into the ring, and has another
 //! thread flip bytes of those strings between an ASCII letter and `0xff`
 //! without pause.
 
-use busbar::fuzzing::{self, ring_layout as layout, HostileRing, Pushed};
 use busbar::{label, Options, RecvError, Selector};
+use busbar_tests::fuzz_support::{self, ring_layout as layout, HostileRing, Pushed};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -39,12 +39,12 @@ fn a_sender_racing_the_receivers_checks_never_gets_an_unchecked_value_through() 
     let mut ring = HostileRing::new(CAPACITY, 0).expect("ring");
     ring.hello(socket.as_fd(), 0x7ace, true).expect("hello");
     let selector = Selector::unicast("rx");
-    let empty = fuzzing::data_frame(&selector, &String::new(), 0).expect("frame");
+    let empty = fuzz_support::data_frame(&selector, &String::new(), 0).expect("frame");
     // 8 bytes of record header; the string's length prefix grows by one byte.
     let text_len = SLOT - 8 - empty.len() - 1;
     let to_rx = selector.clone();
     let frame_at = move |seq: u64| {
-        let f = fuzzing::data_frame(&to_rx, &"a".repeat(text_len), seq).expect("frame");
+        let f = fuzz_support::data_frame(&to_rx, &"a".repeat(text_len), seq).expect("frame");
         assert_eq!(8 + layout::padded(f.len()), SLOT, "a record per slot");
         f
     };

@@ -5,8 +5,8 @@
 //! (one test in this file) so that nothing else opens or closes
 //! descriptors while it counts them in `/proc/self`.
 
-use busbar::fuzzing::{self, ring_layout as layout, Pushed, RingLink, RingRead};
 use busbar::Selector;
+use busbar_tests::fuzz_support::{self, ring_layout as layout, Pushed, RingLink, RingRead};
 use busbar_tests::hostile::{self, Rng};
 use busbar_tests::rings::honest_message;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,7 +72,7 @@ fn round(seed: u64, steps: usize) -> [u64; 4] {
             let lie = hostile::random_case(&mut rng).build(seq).bytes;
             let _ = link.push(&lie);
         } else if let Some(frame) =
-            fuzzing::data_frame(&Selector::unicast("a"), &honest_message(i, len), seq)
+            fuzz_support::data_frame(&Selector::unicast("a"), &honest_message(i, len), seq)
         {
             if matches!(link.push(&frame), Pushed::Sent { .. }) {
                 seq += 1;

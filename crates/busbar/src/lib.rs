@@ -85,9 +85,6 @@ mod departed;
 mod endpoint;
 mod error;
 mod frame;
-#[cfg(feature = "test-hooks")]
-#[doc(hidden)]
-pub mod fuzzing;
 mod label;
 mod link;
 mod message;
@@ -100,6 +97,11 @@ mod selector;
 mod sync;
 #[allow(unsafe_code)] // The platform layer is the one place allowed `unsafe`.
 mod sys;
+// What the test suite (`busbar-tests`) reaches of the private parts to play
+// a hostile peer; the fuzz support itself lives in that crate.
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod testing;
 
 pub use busbar_derive::{MessageBox, TypeUuid};
 pub use endpoint::{

@@ -561,8 +561,8 @@ impl InLink {
 
     /// Reads one frame (the socket is non-blocking). `buf` must hold [`frame::MAX_FRAME`]
     /// bytes and `control` come from [`socket::recv_control_space`].
-    /// (The receiver reads with [`read_with`](InLink::read_with); the
-    /// fuzzing hooks and tests with this.)
+    /// (The receiver reads with [`read_with`](InLink::read_with); the unit
+    /// tests and `testing::LinkEnd`, feature `test-hooks`, with this.)
     #[cfg(any(test, feature = "test-hooks"))]
     pub(crate) fn read(
         &mut self,

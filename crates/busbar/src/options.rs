@@ -55,7 +55,9 @@ impl Options {
         }
     }
 
-    /// Claims another protocol version at join (only for testing refusals).
+    /// Claims another protocol version at join (only for testing refusals:
+    /// the `busbar-peer` test binary joins as a peer of another version, so
+    /// feature `test-hooks` only).
     #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn with_protocol_version(mut self, version: u16) -> Options {

@@ -12,7 +12,7 @@
 //! flips, truncation, extension, lying lengths and counts, wrong flags,
 //! kinds and type ids, wrong or extra descriptors: pipes, sockets, sealed
 //! and unsealed memfds, regions, more than a frame can carry). Each batch
-//! goes through `busbar::fuzzing::feed_link` on a fresh link, under
+//! goes through `busbar_tests::fuzz_support::feed_link` on a fresh link, under
 //! `catch_unwind`; the oracle then checks every frame's fate (malformed:
 //! dropped; truthful: delivered byte for byte, honest messages after
 //! hostile ones included; cut exactly after `MAX_BAD_FRAMES`), and the

@@ -7,8 +7,8 @@
 //! controller must refuse garbage joins and still admit honest ones.
 
 use crate::harness::{bus_name, joined, Peer, GUARD};
-use busbar::fuzzing::{self, seal, FdSpec, RawInput, MAX_BAD_FRAMES, MAX_FDS_PER_FRAME};
 use busbar::Selector;
+use busbar_tests::fuzz_support::{self, seal, FdSpec, RawInput, MAX_BAD_FRAMES, MAX_FDS_PER_FRAME};
 use busbar_tests::hostile::{self, Base, Case, Field, HonestSpec, Mutation, REGION_MAGIC};
 use rustix::io::Errno;
 use rustix::net::{self, RecvFlags};
@@ -33,9 +33,9 @@ impl Raw {
 
     /// Sends a frame; `false` when the other side has closed the connection.
     fn send(&self, input: &RawInput) -> bool {
-        match fuzzing::send_raw(self.fd.as_fd(), input) {
+        match fuzz_support::send_raw(self.fd.as_fd(), input) {
             Ok(()) => true,
-            Err(fuzzing::Unsent::Refused(e))
+            Err(fuzz_support::Unsent::Refused(e))
                 if matches!(
                     e.raw_os_error().map(Errno::from_raw_os_error),
                     Some(Errno::PIPE | Errno::CONNRESET)
@@ -49,7 +49,7 @@ impl Raw {
 
     /// The next frame the other side sent; `None` once it closed the connection.
     fn recv(&self) -> Option<Vec<u8>> {
-        let mut buf = vec![0u8; fuzzing::MAX_FRAME];
+        let mut buf = vec![0u8; fuzz_support::MAX_FRAME];
         match net::recv(&self.fd, &mut buf, RecvFlags::empty()) {
             Ok((0, _)) => None,
             Ok((n, _)) => {
@@ -341,43 +341,51 @@ fn hostile_control_clients_are_refused_and_honest_joins_go_on() {
         assert!(raw.send(&RawInput { bytes, fds }));
         raw.closed()
             .iter()
-            .map(|f| fuzzing::decode_control(f).unwrap_or_else(|e| format!("undecodable: {e}")))
+            .map(|f| {
+                fuzz_support::decode_control(f).unwrap_or_else(|e| format!("undecodable: {e}"))
+            })
             .collect::<Vec<String>>()
     };
 
     // Garbage, lies and refusals: one answer, then the connection closes.
     assert_eq!(raw_join(b"garbage".to_vec(), vec![]), ["Refuse(Malformed)"]);
     assert_eq!(
-        raw_join(fuzzing::join_frame(version, "wrong", 1, &["x"]), vec![]),
+        raw_join(
+            fuzz_support::join_frame(version, "wrong", 1, &["x"]),
+            vec![]
+        ),
         ["Refuse(Token)"]
     );
     assert_eq!(
-        raw_join(fuzzing::join_frame(version + 1, token, 2, &["x"]), vec![]),
+        raw_join(
+            fuzz_support::join_frame(version + 1, token, 2, &["x"]),
+            vec![]
+        ),
         [format!("Refuse(Version {{ controller: {version} }})")]
     );
-    let mut truncated = fuzzing::join_frame(version, token, 3, &["x"]);
+    let mut truncated = fuzz_support::join_frame(version, token, 3, &["x"]);
     truncated.pop();
     assert_eq!(raw_join(truncated, vec![]), ["Refuse(Malformed)"]);
     // A join carrying descriptors is malformed (and they are closed).
     assert_eq!(
         raw_join(
-            fuzzing::join_frame(version, token, 4, &["x"]),
+            fuzz_support::join_frame(version, token, 4, &["x"]),
             vec![FdSpec::Pipe, FdSpec::Region(64)]
         ),
         ["Refuse(Malformed)"]
     );
     // An empty frame and an oversized one: closed without an answer.
     assert!(raw_join(Vec::new(), vec![]).is_empty());
-    assert!(raw_join(vec![0; fuzzing::MAX_FRAME + 10], vec![]).is_empty());
+    assert!(raw_join(vec![0; fuzz_support::MAX_FRAME + 10], vec![]).is_empty());
 
     // Admitted, then garbage: disconnected.
     let raw = Raw::connect(&addr);
     assert!(raw.send(&RawInput {
-        bytes: fuzzing::join_frame(version, token, 0x5eed, &["raw"]),
+        bytes: fuzz_support::join_frame(version, token, 0x5eed, &["raw"]),
         fds: vec![],
     }));
     let welcome = raw.recv().expect("an answer");
-    let welcome = fuzzing::decode_control(&welcome).expect("a control frame");
+    let welcome = fuzz_support::decode_control(&welcome).expect("a control frame");
     assert!(welcome.starts_with("Welcome"), "{welcome}");
     raw.send(&RawInput {
         bytes: b"\x00garbage after the welcome".to_vec(),

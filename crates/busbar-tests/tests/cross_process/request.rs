@@ -1,8 +1,8 @@
 //! Requests and answers, and who sent a message, across processes.
 
 use crate::harness::{bus_name, controller_holder, joined};
-use busbar::fuzzing::{self, Honest};
 use busbar::{BytesMessage, Selector};
+use busbar_tests::fuzz_support::{self, Honest};
 use std::os::fd::AsFd;
 
 /// 8 threads make 10k requests each to two responders behind one label:
@@ -78,11 +78,11 @@ fn source_is_right_across_a_failover_and_a_forged_one_is_not_believed() {
     // A hostile process claims to be b.
     let forger = busbar_tests::connect_abstract(&format!("busbar/{bus}/{}", a_ready.id));
     let b_id = u64::from_str_radix(&b_ready.id, 16).expect("hex id");
-    let hello = fuzzing::RawInput {
-        bytes: fuzzing::hello_frame(b_id),
+    let hello = fuzz_support::RawInput {
+        bytes: fuzz_support::hello_frame(b_id),
         fds: Vec::new(),
     };
-    let forged = fuzzing::honest_frame(&Honest {
+    let forged = fuzz_support::honest_frame(&Honest {
         selector: Selector::unicast("a"),
         message: BytesMessage::new(0, b"forged".to_vec()),
         seq: 0,
@@ -93,8 +93,8 @@ fn source_is_right_across_a_failover_and_a_forged_one_is_not_believed() {
     .expect("an honest frame");
     // The message is a BytesMessage, which `sources` would skip anyway:
     // what shows is that the link is cut as soon as the hello is read.
-    fuzzing::send_raw(forger.as_fd(), &hello).expect("hello");
-    let _ = fuzzing::send_raw(forger.as_fd(), &forged);
+    fuzz_support::send_raw(forger.as_fd(), &hello).expect("hello");
+    let _ = fuzz_support::send_raw(forger.as_fd(), &forged);
     a.wait_stderr("claims another endpoint's id");
 
     holder.kill9();

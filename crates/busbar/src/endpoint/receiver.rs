@@ -643,7 +643,9 @@ pub(crate) enum Decoded<R> {
 
 /// Turns a checked frame into a message. `Err` only when the payload is of
 /// a type `R` knows but does not decode ([`RecvError::Decode`]).
-#[cfg(feature = "test-hooks")] // the fuzzing hooks' receiving path
+// `testing::LinkEnd` (feature `test-hooks`) decodes as a receiver does, with
+// no region mappings to share and no link to answer on.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn decode<R: MessageBox>(raw: RawFrame) -> Result<Decoded<R>, RecvError> {
     decode_with(raw, &Mutex::default(), &Origin::answer(0))
 }

@@ -16,7 +16,7 @@ use super::memfd::{self, Mapping};
 use rustix::fs::SealFlags;
 use std::io;
 use std::os::fd::BorrowedFd;
-#[cfg(any(test, feature = "test-hooks"))]
+#[cfg(test)]
 use {
     rustix::fs::{self, MemfdFlags},
     rustix::io::Errno,
@@ -26,8 +26,9 @@ use {
 /// Writes `bytes` into a new memfd and seals it against shrinking, growing and writing.
 ///
 /// Senders put large payloads in pooled regions instead (`endpoint/loan.rs`);
-/// receivers still take this form, which the fuzzing hooks and tests make.
-#[cfg(any(test, feature = "test-hooks"))]
+/// receivers still take this form, which this module's tests make (the
+/// fuzz support in `busbar-tests` makes its own).
+#[cfg(test)]
 pub(crate) fn write_sealed(bytes: &[u8]) -> io::Result<OwnedFd> {
     let fd = fs::memfd_create(
         "busbar-payload",

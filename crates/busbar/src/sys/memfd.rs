@@ -159,7 +159,8 @@ unsafe impl Sync for Mapping {}
 
 impl Mapping {
     /// Maps the whole of the file behind `fd` (see [`Mapping::prefix`]);
-    /// for the tests and the fuzzing hooks, which scribble on rings.
+    /// for the tests and `testing::Scribbler` (feature `test-hooks`), which
+    /// scribble on rings as a hostile sender does.
     #[cfg(any(test, feature = "test-hooks"))]
     pub(crate) fn whole(fd: BorrowedFd<'_>) -> io::Result<Mapping> {
         let size = usize::try_from(file_size(fd)?)
