@@ -28,20 +28,20 @@ pub mod offset {
     pub const KIND: usize = 6;
     /// Flags, 1 byte.
     pub const FLAGS: usize = 7;
-    /// Selector length, 4 bytes.
+    /// Selector length, 2 bytes.
     pub const SELECTOR_LEN: usize = 8;
-    /// Objects, 2 bytes.
-    pub const OBJECTS: usize = 12;
-    /// Regions, 2 bytes.
-    pub const REGIONS: usize = 14;
+    /// Objects, 1 byte.
+    pub const OBJECTS: usize = 10;
+    /// Regions, 1 byte.
+    pub const REGIONS: usize = 11;
+    /// Sequence number, 4 bytes.
+    pub const SEQ: usize = 12;
     /// Payload length, 8 bytes.
     pub const PAYLOAD_LEN: usize = 16;
-    /// Sequence number, 8 bytes.
-    pub const SEQ: usize = 24;
     /// Type id, 16 bytes.
-    pub const TYPE: usize = 32;
+    pub const TYPE: usize = 24;
     /// Correlation id (requests and answers), 8 bytes.
-    pub const CORRELATION: usize = 48;
+    pub const CORRELATION: usize = 40;
 }
 
 /// The first bytes of every memory region's file.
@@ -128,7 +128,7 @@ impl HonestSpec {
     }
 
     /// The frame, with sequence number `seq`; `None` when it cannot travel.
-    pub fn frame(&self, seq: u64) -> Option<RawInput> {
+    pub fn frame(&self, seq: u32) -> Option<RawInput> {
         fuzz_support::honest_frame(&Honest {
             selector: self.selector.clone(),
             message: self.message(),
@@ -205,11 +205,11 @@ impl Field {
             Field::Version => (offset::VERSION, 2),
             Field::Kind => (offset::KIND, 1),
             Field::Flags => (offset::FLAGS, 1),
-            Field::SelectorLen => (offset::SELECTOR_LEN, 4),
-            Field::Objects => (offset::OBJECTS, 2),
-            Field::Regions => (offset::REGIONS, 2),
+            Field::SelectorLen => (offset::SELECTOR_LEN, 2),
+            Field::Objects => (offset::OBJECTS, 1),
+            Field::Regions => (offset::REGIONS, 1),
             Field::PayloadLen => (offset::PAYLOAD_LEN, 8),
-            Field::Seq => (offset::SEQ, 8),
+            Field::Seq => (offset::SEQ, 4),
             Field::TypeLow => (offset::TYPE, 8),
             Field::TypeHigh => (offset::TYPE + 8, 8),
         }
@@ -299,7 +299,7 @@ impl Case {
     }
 
     /// The frame, sequence number `seq` (for honest bases).
-    pub fn build(&self, seq: u64) -> RawInput {
+    pub fn build(&self, seq: u32) -> RawInput {
         let mut input = match &self.base {
             Base::Honest(spec) => spec.frame(seq).unwrap_or_default(),
             Base::Hello(id) => RawInput {
@@ -412,7 +412,7 @@ pub fn apply(input: &mut RawInput, m: &Mutation) {
             write_le(bytes, at, width, *value);
         }
         Mutation::Selector(new) => {
-            let Some(old) = read_le(bytes, offset::SELECTOR_LEN, 4) else {
+            let Some(old) = read_le(bytes, offset::SELECTOR_LEN, 2) else {
                 return;
             };
             if bytes.len() < HEADER_LEN {
@@ -420,11 +420,11 @@ pub fn apply(input: &mut RawInput, m: &Mutation) {
             }
             let end = (HEADER_LEN + old as usize).min(bytes.len());
             bytes.splice(HEADER_LEN..end, new.iter().copied());
-            write_le(bytes, offset::SELECTOR_LEN, 4, new.len() as u64);
+            write_le(bytes, offset::SELECTOR_LEN, 2, new.len() as u64);
         }
         Mutation::Payload(new) => {
             let (Some(sel), Some(flags)) =
-                (read_le(bytes, offset::SELECTOR_LEN, 4), Flags::of(bytes))
+                (read_le(bytes, offset::SELECTOR_LEN, 2), Flags::of(bytes))
             else {
                 return;
             };
@@ -452,8 +452,8 @@ pub fn apply(input: &mut RawInput, m: &Mutation) {
         }
         Mutation::ManyFds(n) => input.fds.extend(std::iter::repeat_n(FdSpec::Pipe, *n)),
         Mutation::RegionFd(spec) => {
-            let objects = read_le(bytes, offset::OBJECTS, 2).unwrap_or(0) as usize;
-            let regions = read_le(bytes, offset::REGIONS, 2).unwrap_or(0);
+            let objects = read_le(bytes, offset::OBJECTS, 1).unwrap_or(0) as usize;
+            let regions = read_le(bytes, offset::REGIONS, 1).unwrap_or(0);
             if regions > 0 {
                 if let Some(slot) = input.fds.get_mut(objects) {
                     *slot = spec.clone();
@@ -706,7 +706,7 @@ pub fn build_batch(cases: &[Case]) -> Vec<RawInput> {
     cases
         .iter()
         .enumerate()
-        .map(|(i, c)| c.build(i as u64))
+        .map(|(i, c)| c.build(i as u32))
         .collect()
 }
 
@@ -870,9 +870,9 @@ fn lent_from(spec: &FdSpec, at: u64, len: u64) -> Option<Vec<u8>> {
 fn expect_data(input: &RawInput) -> Expect {
     let b = &input.bytes;
     let field = |at, width| read_le(b, at, width).unwrap_or(0);
-    let sel_len = field(offset::SELECTOR_LEN, 4) as usize;
-    let n_objects = field(offset::OBJECTS, 2) as usize;
-    let n_regions = field(offset::REGIONS, 2) as usize;
+    let sel_len = field(offset::SELECTOR_LEN, 2) as usize;
+    let n_objects = field(offset::OBJECTS, 1) as usize;
+    let n_regions = field(offset::REGIONS, 1) as usize;
     let payload_len = field(offset::PAYLOAD_LEN, 8);
     let type_id: [u8; 16] = b[offset::TYPE..offset::TYPE + 16]
         .try_into()

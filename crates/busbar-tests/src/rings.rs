@@ -560,7 +560,7 @@ enum Stream {
 #[derive(Debug)]
 struct Sent {
     stream: Stream,
-    seq: u64,
+    seq: u32,
     selector: Selector,
     message: BytesMessage,
     objects: usize,
@@ -634,7 +634,7 @@ struct Run {
     start: u64,
     selectors: Vec<Selector>,
     sent: Vec<Sent>,
-    next_seq: u64,
+    next_seq: u32,
     live: VecDeque<Live>,
     /// From which honest message on the ring's frames may be anything.
     ring_taint_from: Option<usize>,
@@ -1001,7 +1001,7 @@ impl Run {
             // (A drain while it waits for room cannot read it: it is not in the ring yet.)
             if self.push(&frame, Held::Honest(index))? {
                 self.sent.push(sent);
-                self.next_seq += 1;
+                self.next_seq = self.next_seq.wrapping_add(1);
                 self.tally.sent_ring += 1;
             }
             return Ok(());
@@ -1030,7 +1030,7 @@ impl Run {
             match self.link.send_socket(&input) {
                 Ok(()) => {
                     self.sent.push(sent);
-                    self.next_seq += 1;
+                    self.next_seq = self.next_seq.wrapping_add(1);
                     self.tally.sent_socket += 1;
                     self.socket_ready();
                     return Ok(());
@@ -1060,7 +1060,7 @@ impl Run {
         if self.link.ring().consumer_gone() || self.link.receiver_hung_up() {
             return self.give_up("the receiver let go of the link");
         }
-        let stamped = match bytes.get_mut(24..32) {
+        let stamped = match bytes.get_mut(12..16) {
             Some(field) if stamp => {
                 field.copy_from_slice(&self.next_seq.to_le_bytes());
                 true
@@ -1083,7 +1083,7 @@ impl Run {
             self.odd_budget += 1;
             self.tally.lies += 1;
             if stamped && taken {
-                self.next_seq += 1;
+                self.next_seq = self.next_seq.wrapping_add(1);
             }
         }
         Ok(())
@@ -1206,7 +1206,7 @@ impl Run {
         Ok(())
     }
 
-    fn deliver(&mut self, seq: u64, d: crate::fuzz_support::Delivered) -> Check {
+    fn deliver(&mut self, seq: u32, d: crate::fuzz_support::Delivered) -> Check {
         let honest = claimed_index(&d.payload).filter(|&i| {
             self.sent.get(i).is_some_and(|s| {
                 s.message == d.payload

@@ -50,7 +50,7 @@ fn connect(name: &str) -> OwnedFd {
 struct Hostile {
     socket: OwnedFd,
     ring: HostileRing,
-    seq: u64,
+    seq: u32,
     name: String,
 }
 

@@ -200,12 +200,12 @@ fn random_episodes_follow_the_model() {
 // ---------------------------------------------------------------------------
 // Single attacks.
 
-fn frame(index: usize, len: usize, seq: u64) -> Vec<u8> {
+fn frame(index: usize, len: usize, seq: u32) -> Vec<u8> {
     fuzz_support::data_frame(&Selector::unicast("a"), &honest_message(index, len), seq)
         .expect("frame")
 }
 
-fn delivered(read: RingRead) -> (u64, BytesMessage) {
+fn delivered(read: RingRead) -> (u32, BytesMessage) {
     match read {
         RingRead::Delivered { seq, message } => (seq, message.payload),
         other => panic!("expected a message, got {other:?}"),
@@ -253,7 +253,7 @@ fn a_sender_that_dies_half_way_through_a_frame_leaves_only_whole_frames() {
     let mut link = RingLink::open(1024, 0, true).expect("ring link");
     for i in 0..3 {
         assert!(matches!(
-            link.push(&frame(i, 10, i as u64)),
+            link.push(&frame(i, 10, i as u32)),
             Pushed::Sent { .. }
         ));
     }
@@ -269,7 +269,7 @@ fn a_sender_that_dies_half_way_through_a_frame_leaves_only_whole_frames() {
     );
     link.wake();
     for i in 0..3 {
-        assert_eq!(delivered(link.read()), (i as u64, honest_message(i, 10)));
+        assert_eq!(delivered(link.read()), (i as u32, honest_message(i, 10)));
     }
     assert!(matches!(
         link.read(),
@@ -285,7 +285,7 @@ fn honest_frames_cross_the_wrap_of_the_indices_past_two_to_the_64() {
     let mut link = RingLink::open(256, u64::MAX - 7 - 512, true).expect("ring link");
     let start = link.producer_tail();
     for i in 0..200usize {
-        let f = frame(i, (i * 37) % 150, i as u64);
+        let f = frame(i, (i * 37) % 150, i as u32);
         if link.push(&f) == Pushed::Full {
             // Only the padding to the end went in: the receiver reads it.
             assert!(matches!(link.read(), RingRead::Empty));
@@ -293,7 +293,7 @@ fn honest_frames_cross_the_wrap_of_the_indices_past_two_to_the_64() {
         }
         assert_eq!(
             delivered(link.read()),
-            (i as u64, honest_message(i, (i * 37) % 150))
+            (i as u32, honest_message(i, (i * 37) % 150))
         );
     }
     assert!(link.producer_tail() < start, "the indices wrapped");
@@ -316,7 +316,7 @@ fn an_impossible_producer_index_cuts_the_link_at_the_next_read() {
         let mut link = RingLink::open(256, 64, true).expect("ring link");
         for i in 0..2 {
             assert!(matches!(
-                link.push(&frame(i, 5, i as u64)),
+                link.push(&frame(i, 5, i as u32)),
                 Pushed::Sent { .. }
             ));
         }
@@ -378,7 +378,7 @@ fn a_frame_scribbled_after_its_commit_costs_that_frame_only() {
     let lens = [5usize, 40, 7];
     for (i, &len) in lens.iter().enumerate() {
         assert!(matches!(
-            link.push(&frame(i, len, i as u64)),
+            link.push(&frame(i, len, i as u32)),
             Pushed::Sent { .. }
         ));
     }

@@ -43,7 +43,7 @@ fn a_sender_racing_the_receivers_checks_never_gets_an_unchecked_value_through() 
     // 8 bytes of record header; the string's length prefix grows by one byte.
     let text_len = SLOT - 8 - empty.len() - 1;
     let to_rx = selector.clone();
-    let frame_at = move |seq: u64| {
+    let frame_at = move |seq: u32| {
         let f = fuzz_support::data_frame(&to_rx, &"a".repeat(text_len), seq).expect("frame");
         assert_eq!(8 + layout::padded(f.len()), SLOT, "a record per slot");
         f

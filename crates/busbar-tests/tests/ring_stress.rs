@@ -105,7 +105,7 @@ fn round(seed: u64, steps: usize) -> [u64; 4] {
     if !wild {
         assert_eq!(
             counts,
-            [seq, 0, 0, 1],
+            [u64::from(seq), 0, 0, 1],
             "round {seed:#x}: harmless scribbles, {seq} messages sent"
         );
     }

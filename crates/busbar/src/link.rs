@@ -95,8 +95,8 @@ pub(crate) enum Connected {
 
 #[derive(Debug)]
 struct OutState {
-    /// The next sequence number.
-    seq: u64,
+    /// The next sequence number (wrapping, like the header field).
+    seq: u32,
     ring: Producer,
     /// Rung when the receiver sleeps; the receiver has the other end.
     bell: poll::Doorbell,
@@ -235,7 +235,7 @@ impl OutLink {
         } else {
             send_whole(self.fd.as_fd(), &head, body, fds, wait)?;
         }
-        st.seq += 1;
+        st.seq = st.seq.wrapping_add(1);
         self.sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -404,7 +404,7 @@ pub(crate) struct InLink {
     socket_ready: bool,
     /// The sender closed the socket (its ring may still hold frames).
     socket_closed: bool,
-    next_seq: u64,
+    next_seq: u32,
     bad_frames: u32,
     /// Whether a gap in the sequence was logged already (once per link: an
     /// honest sender never makes one, a dishonest one must not flood the log).
@@ -632,7 +632,7 @@ impl InLink {
             // to the ring). Wait for it, for a while: a sender that skipped
             // a number holds up only its own link, and not for long.
             (None, Some(Some(r)))
-                if r.wrapping_sub(self.next_seq) < 1 << 63
+                if r.wrapping_sub(self.next_seq) < 1 << 31
                     && !self.socket_closed
                     && self.socket_may_lag() =>
             {
@@ -643,7 +643,7 @@ impl InLink {
             // breaks the order): take what there is, the lower first.
             (None, Some(_)) => Source::Ring,
             (Some(_), None) => Source::Stash,
-            (Some(s), Some(r)) if r.is_none_or(|r| s <= r) => Source::Stash,
+            (Some(s), Some(r)) if r.is_none_or(|r| r.wrapping_sub(s) < 1 << 31) => Source::Stash,
             (Some(_), Some(_)) => Source::Ring,
         };
         let frame = match source {
@@ -660,7 +660,7 @@ impl InLink {
     /// The sequence number of the ring's first frame: `None` when there is
     /// none, `Some(None)` for a frame without a readable header. `Err` with
     /// what to return when the ring is corrupt (the link is cut).
-    fn peek_ring<T>(&mut self) -> Result<Option<Option<u64>>, ReadWith<T>> {
+    fn peek_ring<T>(&mut self) -> Result<Option<Option<u32>>, ReadWith<T>> {
         match self.ring.as_mut().map(|r| r.peek_with(peek_seq)) {
             None | Some(Ok(None)) => Ok(None),
             Some(Ok(Some(seq))) => Ok(Some(seq)),
@@ -696,7 +696,7 @@ impl InLink {
     }
 
     /// The frame numbered `seq` was taken: the next one is due.
-    fn advance(&mut self, seq: u64) {
+    fn advance(&mut self, seq: u32) {
         self.gap_since = None;
         if seq != self.next_seq && !self.seq_warned {
             self.seq_warned = true;
@@ -710,7 +710,7 @@ impl InLink {
     fn pop_ring_with<T>(
         &mut self,
         f: impl FnOnce(Header, &[u8]) -> T,
-    ) -> Result<(u64, T), FrameError> {
+    ) -> Result<(u32, T), FrameError> {
         let Some(ring) = self.ring.as_mut() else {
             return Err(FrameError::Body("no ring".into()));
         };
@@ -860,7 +860,7 @@ impl InLink {
 
 /// The sequence number of a frame in a ring, if it has a header at all
 /// (one without is taken anyway, and refused by [`frame::check`]).
-fn peek_seq(bytes: &[u8]) -> Option<u64> {
+fn peek_seq(bytes: &[u8]) -> Option<u32> {
     Header::decode(bytes).ok().map(|h| h.seq)
 }
 
@@ -870,12 +870,12 @@ mod tests {
     use crate::sys::ring::pair;
 
     /// A data frame numbered `seq` whose payload is the number again.
-    fn data_frame(seq: u64) -> Vec<u8> {
+    fn data_frame(seq: u32) -> Vec<u8> {
         let mut h = Header::new(Kind::Data);
         h.seq = seq;
         h.payload_len = 8;
         let mut bytes = h.encode().to_vec();
-        bytes.extend_from_slice(&seq.to_le_bytes());
+        bytes.extend_from_slice(&u64::from(seq).to_le_bytes());
         bytes
     }
 
@@ -898,7 +898,7 @@ mod tests {
     /// written to the socket.)
     #[test]
     fn ring_and_socket_frames_merge_in_order_under_a_racing_sender() {
-        const N: u64 = 100_000;
+        const N: u32 = 100_000;
         let (mut link, socket_end, mut producer) = link();
         let sender = std::thread::spawn(move || {
             let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -911,7 +911,7 @@ mod tests {
                     // With a descriptor: such a frame can reach the
                     // receiver's queue a moment after `sendmsg` returned.
                     let mut frame = frame;
-                    frame[12] = 1; // one object
+                    frame[10] = 1; // one object
                     let fd = std::fs::File::open("/dev/null").expect("open");
                     while let Err(e) =
                         socket::send_frame(socket_end.as_fd(), &[&frame], &[fd.as_fd()])

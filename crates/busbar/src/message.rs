@@ -29,7 +29,9 @@ pub struct Message<T> {
     /// sets `EndpointId(0)`.
     pub source: EndpointId,
     /// On a received request: where and how to answer it.
-    pub(crate) reply_to: Option<crate::endpoint::ReplyTo>,
+    /// Boxed: requests are rare, and every message moves a few times on
+    /// its way to the caller (a smaller `Message` moves faster).
+    pub(crate) reply_to: Option<Box<crate::endpoint::ReplyTo>>,
 }
 
 impl<T> Message<T> {
@@ -66,9 +68,9 @@ impl<T> Message<T> {
     /// For a received request, what it takes to answer it later, once the
     /// message itself is gone (see [`EndpointSender::reply_with`](crate::EndpointSender::reply_with)).
     pub fn reply_handle(&self) -> Option<crate::ReplyHandle> {
-        self.reply_to.clone().map(|to| crate::ReplyHandle {
+        self.reply_to.as_deref().map(|to| crate::ReplyHandle {
             source: self.source,
-            to,
+            to: to.clone(),
         })
     }
 

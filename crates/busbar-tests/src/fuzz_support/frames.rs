@@ -17,7 +17,7 @@ pub struct Honest {
     /// The payload.
     pub message: BytesMessage,
     /// Its sequence number on the link.
-    pub seq: u64,
+    pub seq: u32,
     /// How many pipes travel as objects.
     pub objects: usize,
     /// The sizes of the regions that travel with it.
@@ -39,9 +39,10 @@ pub fn honest_frame(h: &Honest) -> Option<RawInput> {
     let mut payload = Vec::new();
     h.message.encode_into(&mut payload).ok()?;
     let mut header = FrameHeader::data();
-    header.selector_len = selector.len() as u32;
-    header.n_objects = u16::try_from(h.objects).ok()?;
-    header.n_regions = u16::try_from(h.regions.len()).ok()?;
+    // In range: checked against MAX_SELECTOR above.
+    header.selector_len = selector.len() as u16;
+    header.n_objects = u8::try_from(h.objects).ok()?;
+    header.n_regions = u8::try_from(h.regions.len()).ok()?;
     header.payload_len = payload.len() as u64;
     header.seq = h.seq;
     header.type_uuid = h.message.type_uuid();
@@ -67,7 +68,7 @@ pub fn honest_frame(h: &Honest) -> Option<RawInput> {
 /// The in-line data frame an honest sender writes for `payload` to
 /// `selector` with sequence number `seq` (no descriptors: a frame that may
 /// travel through the ring); `None` when it cannot travel in line.
-pub fn data_frame<T: MessageBox>(selector: &Selector, payload: &T, seq: u64) -> Option<Vec<u8>> {
+pub fn data_frame<T: MessageBox>(selector: &Selector, payload: &T, seq: u32) -> Option<Vec<u8>> {
     if selector.label_op.depth() > MAX_DEPTH {
         return None;
     }
@@ -81,7 +82,8 @@ pub fn data_frame<T: MessageBox>(selector: &Selector, payload: &T, seq: u64) -> 
         return None;
     }
     let mut h = FrameHeader::data();
-    h.selector_len = sel.len() as u32;
+    // In range: checked against MAX_SELECTOR above.
+    h.selector_len = sel.len() as u16;
     h.payload_len = body.len() as u64;
     h.seq = seq;
     h.type_uuid = payload.type_uuid();
@@ -93,7 +95,7 @@ pub fn data_frame<T: MessageBox>(selector: &Selector, payload: &T, seq: u64) -> 
 
 /// A small frame: a header of `kind` (claiming protocol `version`)
 /// counting `n_fds` descriptors, then `body`.
-fn small_frame(version: u16, kind: u8, n_fds: u16, body: Vec<u8>) -> Vec<u8> {
+fn small_frame(version: u16, kind: u8, n_fds: u8, body: Vec<u8>) -> Vec<u8> {
     let mut h = FrameHeader::new(kind);
     h.version = version;
     h.n_objects = n_fds;
@@ -110,7 +112,7 @@ pub fn hello_frame(id: u64) -> Vec<u8> {
 
 /// The hello of a sender with a ring from endpoint `id`: its header counts
 /// `n_fds` descriptors (an honest sender's are the ring, then the eventfd).
-pub fn ring_hello(id: u64, n_fds: u16) -> Vec<u8> {
+pub fn ring_hello(id: u64, n_fds: u8) -> Vec<u8> {
     small_frame(busbar::PROTOCOL_VERSION, KIND_HELLO, n_fds, hello_body(id))
 }
 

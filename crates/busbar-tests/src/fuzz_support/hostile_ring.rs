@@ -59,7 +59,7 @@ impl HostileRing {
         if bell {
             fds.push(self.producer.bell());
         }
-        let bytes = ring_hello(id, fds.len() as u16);
+        let bytes = ring_hello(id, fds.len() as u8);
         send_frame(socket, &bytes, &fds).map_err(Unsent::Refused)
     }
 
@@ -174,7 +174,7 @@ pub fn offer_ring(ring: &HostileRing, second: SecondFd) -> io::Result<(HelloOutc
         (_, Some(a)) => fds.push(a.fd()),
         _ => {}
     }
-    let hello = ring_hello(0x0ffe_4ed0, fds.len() as u16);
+    let hello = ring_hello(0x0ffe_4ed0, fds.len() as u8);
     send_frame(tx.as_fd(), &hello, &fds)?;
     drop(extra);
     let mut link = LinkEnd::new(rx);

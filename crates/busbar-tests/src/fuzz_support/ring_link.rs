@@ -18,7 +18,7 @@ pub enum RingRead {
     /// A message for the application, with the sequence number its frame carried.
     Delivered {
         /// The frame's sequence number.
-        seq: u64,
+        seq: u32,
         /// The message.
         message: Delivered,
     },

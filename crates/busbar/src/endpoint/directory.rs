@@ -172,18 +172,24 @@ impl Directory {
 
     /// The endpoints whose labels satisfy the selector, in id order.
     pub(crate) fn matching(&self, selector: &Selector) -> Vec<u64> {
-        let now = Instant::now();
+        // Every send routes: no clock read unless some peer is kept stale.
+        let now = if self.stale.is_empty() {
+            None
+        } else {
+            Some(Instant::now())
+        };
+        let live = |id: u64| now.is_none_or(|now| self.live(id, now));
         if let Some(id) = selector.endpoint {
             return self
                 .peers
                 .get(&id.0)
-                .filter(|p| self.live(id.0, now) && selector.label_op.matches(&p.label))
+                .filter(|p| live(id.0) && selector.label_op.matches(&p.label))
                 .map(|p| vec![p.record.id])
                 .unwrap_or_default();
         }
         self.peers
             .values()
-            .filter(|p| self.live(p.record.id, now) && selector.label_op.matches(&p.label))
+            .filter(|p| live(p.record.id) && selector.label_op.matches(&p.label))
             .map(|p| p.record.id)
             .collect()
     }

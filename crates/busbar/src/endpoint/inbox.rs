@@ -146,7 +146,11 @@ impl Inbox {
     /// The links the receiver reads, with those accepted since it last looked.
     pub(crate) fn links(&self) -> MutexGuard<'_, HashMap<u64, InLink>> {
         let mut links = self.links.locked();
-        if self.has_incoming.swap(false, Ordering::AcqRel) {
+        // A load first: the spinning receiver looks many times a
+        // microsecond, and a swap would write the line every time.
+        if self.has_incoming.load(Ordering::Relaxed)
+            && self.has_incoming.swap(false, Ordering::AcqRel)
+        {
             let new = std::mem::take(&mut *self.incoming.locked());
             links.extend(new);
         }
@@ -356,12 +360,22 @@ impl Inbox {
         }
     }
 
-    /// Whether a ring has a frame, a message to ourselves waits, or a
-    /// waker interrupted the receive (shared memory only, no system call).
-    pub(crate) fn has_frames(&self) -> bool {
-        self.links().values_mut().any(|l| l.ring_has_frame())
-            || self.has_local()
-            || self.interrupted.load(Ordering::Relaxed)
+    /// Looks up to `turns` times, a spin-loop pause apart, whether a ring
+    /// has a frame, a message to ourselves waits, or a waker interrupted
+    /// the receive (shared memory only, no system call; the links' lock is
+    /// taken once). Whether something is there.
+    pub(crate) fn watch(&self, turns: u32) -> bool {
+        let mut links = self.links();
+        for _ in 0..turns {
+            std::hint::spin_loop();
+            if links.values_mut().any(|l| l.ring_has_frame())
+                || self.has_local()
+                || self.interrupted.load(Ordering::Relaxed)
+            {
+                return true;
+            }
+        }
+        false
     }
 
     /// Interrupts the blocking receive running now, or the next one.

@@ -133,9 +133,11 @@ impl OutFrame {
             });
         }
         let mut header = Header::new(Kind::Data);
-        header.selector_len = selector_bytes.len() as u32;
-        header.n_objects = msg.objects.len() as u16;
-        header.n_regions = msg.memory_regions.len() as u16;
+        // In range: checked against MAX_SELECTOR and MAX_FDS_PER_FRAME above
+        // (both fit the header's fields: see frame.rs).
+        header.selector_len = selector_bytes.len() as u16;
+        header.n_objects = msg.objects.len() as u8;
+        header.n_regions = msg.memory_regions.len() as u8;
         header.payload_len = payload.len() as u64;
         header.type_uuid = msg.payload.type_uuid();
         let lent = if spills {
@@ -181,7 +183,8 @@ impl OutFrame {
         }
         let mut header = Header::new(Kind::Data);
         header.flags = FLAG_PAYLOAD_IN_REGION;
-        header.selector_len = selector_bytes.len() as u32;
+        // In range: checked against MAX_SELECTOR (see frame.rs).
+        header.selector_len = selector_bytes.len() as u16;
         header.payload_len = len as u64;
         header.type_uuid = <crate::BytesMessage as crate::TypeUuid>::TYPE_UUID;
         Ok(OutFrame {

@@ -465,11 +465,8 @@ impl<R: MessageBox> EndpointReceiver<R> {
         let spin_end = deadline.map_or(now + self.spin, |d| d.min(now + self.spin));
         let mut turns: u32 = 0;
         while Instant::now() < spin_end {
-            for _ in 0..SPIN_TURNS {
-                std::hint::spin_loop();
-                if self.core.shared.inbox.has_frames() {
-                    return Ok(());
-                }
+            if self.core.shared.inbox.watch(SPIN_TURNS) {
+                return Ok(());
             }
             turns = turns.wrapping_add(1);
             if turns % SOCKET_EVERY == 0 {
@@ -573,7 +570,7 @@ fn lend_decoded<R: MessageBox, T, F: FnOnce(Borrowed<'_>) -> T>(
         m.payload.type_uuid(),
         &payload,
         true,
-        (m.source, m.reply_to),
+        (m.source, m.reply_to.map(|to| *to)),
     );
     f.take().map(|f| Ok(f(lent)))
 }
@@ -622,7 +619,7 @@ fn decode_in_place<R: MessageBox>(
             objects: Vec::new(),
             memory_regions: Vec::new(),
             source: EndpointId(origin.source),
-            reply_to: origin.reply_to(&header),
+            reply_to: origin.reply_to(&header).map(Box::new),
         }),
         None => Decoded::Skipped,
     })
@@ -685,7 +682,7 @@ pub(crate) fn decode_with<R: MessageBox>(
             objects: opened.objects,
             memory_regions: opened.memory_regions,
             source: EndpointId(origin.source),
-            reply_to,
+            reply_to: reply_to.map(Box::new),
         })),
         None => {
             tracing::debug!(type_id = %uuid::Uuid::from_bytes(type_uuid), "skipped a message of a type this receiver does not know");

@@ -14,7 +14,7 @@ pub enum Received {
     /// A data frame, decoded as a `BytesMessage` receiver decodes it.
     Message {
         /// The sequence number its frame carried.
-        seq: u64,
+        seq: u32,
         /// The message, attachments and all.
         message: Message<BytesMessage>,
     },

@@ -69,15 +69,15 @@ pub struct FrameHeader {
     /// Flags ([`FLAG_PAYLOAD_IN_FD`] or anything).
     pub flags: u8,
     /// Selector length.
-    pub selector_len: u32,
+    pub selector_len: u16,
     /// Objects (descriptors).
-    pub n_objects: u16,
+    pub n_objects: u8,
     /// Memory regions (descriptors after the objects).
-    pub n_regions: u16,
+    pub n_regions: u8,
     /// Payload length.
     pub payload_len: u64,
-    /// Sequence number on the link.
-    pub seq: u64,
+    /// Sequence number on the link (wrapping).
+    pub seq: u32,
     /// Payload type id.
     pub type_uuid: [u8; 16],
     /// Correlation id (requests and answers).
@@ -188,7 +188,7 @@ pub fn check_frame(bytes: &[u8], fds: usize) -> Result<(), String> {
 /// The sequence number a receiver sees in a frame when it merges a link's
 /// ring with its socket: `None` when the frame's header does not even read
 /// (bad magic, version, kind or flags, or too short).
-pub fn header_seq(bytes: &[u8]) -> Option<u64> {
+pub fn header_seq(bytes: &[u8]) -> Option<u32> {
     Header::decode(bytes).ok().map(|h| h.seq)
 }
 
