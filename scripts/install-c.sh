@@ -5,7 +5,7 @@
 #
 #   PREFIX/lib/libbusbar.so.0.1.0, libbusbar.so.0, libbusbar.so   the shared library (soname libbusbar.so.0)
 #   PREFIX/lib/libbusbar.a                                        the static library
-#   PREFIX/include/busbar.h                                       the C header
+#   PREFIX/include/busbar.h, busbar.hpp                           the C header, the C++ header
 #   PREFIX/lib/pkgconfig/busbar.pc, busbar-static.pc              pkg-config
 #   PREFIX/lib/cmake/busbar/busbarConfig*.cmake                   find_package(busbar CONFIG)
 #
@@ -41,7 +41,7 @@ install -m 0755 "$from/libbusbar_ffi.so" "$prefix/lib/libbusbar.so.$version"
 ln -sf "libbusbar.so.$version" "$prefix/lib/libbusbar.so.$major"
 ln -sf "libbusbar.so.$major" "$prefix/lib/libbusbar.so"
 install -m 0644 "$from/libbusbar_ffi.a" "$prefix/lib/libbusbar.a"
-install -m 0644 bindings/c/include/busbar.h "$prefix/include/"
+install -m 0644 bindings/c/include/busbar.h bindings/cpp/include/busbar.hpp "$prefix/include/"
 # What a program linked with the static library needs from the system
 # (rustc --print native-static-libs, deduplicated).
 system_libs="-lpthread -lm -lrt -ldl -lutil -lgcc_s"

@@ -218,7 +218,7 @@ static void stop_peer(busbar_sender *s, const char *label, child *c) {
 
 /* Answers format 1 with `c:<data>` to the sender; format 5 messages (with a
  * descriptor and a region each) are checked and dropped; format 6 marks the
- * descriptor count, format 7 compares it (`fdcheck <before> <after>`); exits
+ * descriptor count (answering `marked`), format 7 compares it (`fdcheck <before> <after>`); exits
  * at format 9. */
 static int c_echo(const char *bus, const char *label) {
     busbar_sender *s = NULL;
@@ -249,6 +249,7 @@ static int c_echo(const char *bus, const char *label) {
             CHECK(bytes != NULL && rlen == 64 && bytes[0] == 0x5a);
         } else if (format == 6) {
             mark = fd_count();
+            snprintf(answer, sizeof answer, "marked");
         } else if (format == 7) {
             snprintf(answer, sizeof answer, "fdcheck %d %d", mark, fd_count());
         } else if (format == 9) {
@@ -802,6 +803,7 @@ static void test_no_leaks(void) {
     busbar_receiver *r = NULL;
     OK(busbar_join(bus, "c-main", "busbar", WAIT_MS, &s, &r));
     child c = c_peer(bus, "c-child");
+    wait_endpoints(s, 2);
     busbar_selector *to = NULL;
     OK(busbar_selector_parse("c-child", 0, &to));
     int before = 0;
@@ -810,7 +812,10 @@ static void test_no_leaks(void) {
             /* Links both ways are up: mark both sides' descriptor counts. */
             send_text(s, "c-child", 0, 1, "warm");
             expect_text(r, 1, "c:warm");
+            /* Nothing more is sent until the child has counted: it would
+             * read ahead messages (and their descriptors) after the mark. */
             send_text(s, "c-child", 0, 6, "mark");
+            expect_text(r, 6, "marked");
             before = fd_count();
         }
         busbar_region *region = NULL;
