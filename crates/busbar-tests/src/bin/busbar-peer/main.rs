@@ -26,6 +26,7 @@
 //! | `fds-recv` | writes its index into every descriptor it gets |
 //! | `fd-churn-send --to L --count N` / `fd-churn-recv --ack-to L --count N` | N messages with a pipe and a region each; `FDCOUNT before=<a> after=<b>` |
 //! | `region-a --to L` / `region-b --reply-to L` | a shared region written, read, counted, freed and reused |
+//! | `bytes-read-attachments --reply-to L` / `bytes-send-attachments --to L` | a `BytesMessage` with descriptors and regions read (and the regions written) / sent, for the Node.js binding's tests (see `bytes_attachments.rs`) |
 //! | `loan-send --to L --sizes A,B [--multicast] [--acks N]` | one `loan` per size, filled with the pattern, `send_loan`; `POOL <n>` after each `N` acks (see `zero_copy.rs`) |
 //! | `borrow-recv [--ack-to L]` | `recv_with` until the fence: `BORROWED format=<f> len=<n> pattern=<bool>`, `SEQ <n>`, `END <n>` |
 //! | `join-error [--version V]` | expects `join` to be refused (or to time out); prints `REFUSED <kind> ...` |
@@ -55,6 +56,7 @@ mod access;
 mod attachments;
 mod bindings;
 mod bytes;
+mod bytes_attachments;
 mod causal;
 mod common;
 mod crash;
@@ -96,6 +98,8 @@ fn main() -> ExitCode {
         "loan-send" => zero_copy::loan_send(&args),
         "borrow-recv" => zero_copy::borrow_recv(&args),
         "region-b" => attachments::region_b(&args),
+        "bytes-read-attachments" => bytes_attachments::read_attachments(&args),
+        "bytes-send-attachments" => bytes_attachments::send_attachments(&args),
         "join-error" => messaging::join_error(&args),
         "expect-timeout" => messaging::expect_timeout(&args),
         "crash-watch" => crash::watch(&args),

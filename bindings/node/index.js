@@ -1,0 +1,644 @@
+'use strict';
+// busbar for Node.js: the public API over the native module (busbar.node,
+// built from crates/busbar-node by `npm install`). Types: index.d.ts.
+
+const fs = require('node:fs');
+const path = require('node:path');
+
+const native = require(path.join(__dirname, 'busbar.node'));
+
+/** Every `.code` a BusbarError can carry (README.md says what each means). */
+const CODES = new Set([
+  'TIMEOUT', 'NO_ROUTE', 'FULL', 'TOKEN_MISMATCH', 'DISCONNECTED', 'INVALID_ARGUMENT',
+  'ABORTED', 'VERSION_MISMATCH', 'PERMISSION_DENIED', 'BUS_FULL', 'UNTRUSTED_CONTROLLER',
+  'NAMESPACE', 'PROTOCOL', 'IO', 'TOO_MANY_OBJECTS', 'WOULD_DEADLOCK', 'TOO_LARGE',
+  'PENDING_FULL', 'ENCODE', 'DECODE', 'REGION', 'NOT_A_REQUEST', 'RESPONDER_GONE',
+  'BAD_FD', 'CLOSED', 'OUT_OF_RANGE', 'INVALID_STATE', 'EXTERNAL_BUFFERS_NOT_ALLOWED',
+  'PANIC', 'NAPI',
+]);
+
+/** An error of the bus, with a stable `.code` (see CODES). */
+class BusbarError extends Error {
+  constructor(code, message, options) {
+    super(message, options);
+    this.name = 'BusbarError';
+    this.code = code;
+  }
+}
+
+/** A native error as a BusbarError (anything else unchanged). */
+function wrap(e) {
+  if (e instanceof BusbarError) return e;
+  if (e && typeof e.code === 'string' && CODES.has(e.code)) return new BusbarError(e.code, e.message);
+  return e;
+}
+
+/** Calls `f`, throwing native errors as BusbarErrors. */
+function call(f) {
+  try {
+    return f();
+  } catch (e) {
+    throw wrap(e);
+  }
+}
+
+/** Errors that mean the caller passed something wrong: thrown at once. */
+const ARGUMENT_CODES = new Set(['INVALID_ARGUMENT', 'BAD_FD', 'CLOSED', 'OUT_OF_RANGE']);
+
+// Constructors users must not call (objects come from join / Region.create / recv).
+const KEY = Symbol('busbar.internal');
+const NATIVE = Symbol('busbar.native');
+const REPLY = Symbol('busbar.reply');
+const EVENT = Symbol('busbar.event');
+
+const RESOLVED = Promise.resolve();
+
+function checkMillis(v, name) {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || Number.isNaN(v)) throw new TypeError(`${name} must be a number of milliseconds`);
+  if (v < 0) throw new BusbarError('INVALID_ARGUMENT', `${name} must be >= 0, not ${v}`);
+  return v === Infinity ? undefined : v;
+}
+
+function toBytes(data) {
+  if (data instanceof Uint8Array) return data;
+  if (typeof data === 'string') return Buffer.from(data, 'utf8');
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  throw new TypeError('data must be a Buffer, a Uint8Array or a string');
+}
+
+function checkFormat(format) {
+  if (format === undefined) return 0;
+  if (!Number.isInteger(format) || format < 0 || format > 0xffff) {
+    throw new TypeError('format must be an integer from 0 to 65535');
+  }
+  return format;
+}
+
+/** A received file descriptor: yours to use, `take()` or `close()`. */
+class Fd {
+  #fd;
+  constructor(fd, key) {
+    if (key !== KEY) throw new TypeError('Fd objects come with received messages');
+    this.#fd = fd;
+  }
+  /** The descriptor number (throws once taken or closed). */
+  get fd() {
+    if (this.#fd < 0) throw new BusbarError('CLOSED', 'the descriptor was taken or closed');
+    return this.#fd;
+  }
+  /** Whether it was taken or closed. */
+  get closed() {
+    return this.#fd < 0;
+  }
+  /** Hands the descriptor over: closing it is now the caller's job. */
+  take() {
+    const fd = this.fd;
+    this.#fd = -1;
+    return fd;
+  }
+  /** Closes it now (idempotent). */
+  close() {
+    if (this.#fd >= 0) {
+      const fd = this.#fd;
+      this.#fd = -1;
+      fs.closeSync(fd);
+    }
+  }
+}
+
+/** A shared memory region. */
+class Region {
+  #n;
+  #buffer;
+  constructor(n, key) {
+    if (key !== KEY) throw new TypeError('use Region.create(size)');
+    this.#n = n;
+  }
+  /** A new region of `size` bytes, zero-filled, refCount 1. */
+  static create(size) {
+    if (typeof size !== 'number' || !Number.isInteger(size)) throw new TypeError('size must be an integer');
+    if (size < 0) throw new BusbarError('INVALID_ARGUMENT', `size must be >= 0, not ${size}`);
+    return new Region(call(() => native.Region.create(size)), KEY);
+  }
+  /** An ArrayBuffer over the shared memory itself: writes are seen by every holder. */
+  get buffer() {
+    if (this.#buffer === undefined) this.#buffer = call(() => this.#n.buffer());
+    return this.#buffer;
+  }
+  /** Its length in bytes. */
+  get size() {
+    return this.#n.size;
+  }
+  /** Handles to it in all processes (messages in flight included); 0 once closed here. */
+  get refCount() {
+    return this.#n.refCount;
+  }
+  /** Whether close() was called. */
+  get closed() {
+    return this.#n.closed;
+  }
+  /** Copies `length` bytes from `offset` out (for runtimes without external buffers). */
+  read(offset = 0, length = this.size - offset) {
+    return call(() => this.#n.read(offset, length));
+  }
+  /** Copies `data` in at `offset`. */
+  write(data, offset = 0) {
+    const bytes = toBytes(data);
+    call(() => this.#n.write(offset, bytes));
+  }
+  /** Lets it go now: `buffer` is detached, refCount drops for everyone. Idempotent. */
+  close() {
+    call(() => this.#n.close(this.#buffer));
+    this.#buffer = undefined;
+  }
+  get [NATIVE]() {
+    return this.#n;
+  }
+}
+
+/** A label expression: parsed from text or built. */
+class LabelOp {
+  #n;
+  constructor(n, key) {
+    if (key !== KEY) throw new TypeError('use LabelOp.parse, LabelOp.leaf, LabelOp.true or LabelOp.false');
+    this.#n = n;
+  }
+  static parse(text) {
+    if (typeof text !== 'string') throw new TypeError('a label expression is a string');
+    return new LabelOp(call(() => native.LabelOp.parse(text)), KEY);
+  }
+  static leaf(name) {
+    if (typeof name !== 'string') throw new TypeError('a label name is a string');
+    return new LabelOp(native.LabelOp.leaf(name), KEY);
+  }
+  static true() {
+    return new LabelOp(native.LabelOp.true(), KEY);
+  }
+  static false() {
+    return new LabelOp(native.LabelOp.false(), KEY);
+  }
+  and(other) {
+    return new LabelOp(this.#n.and(asOp(other).#n), KEY);
+  }
+  or(other) {
+    return new LabelOp(this.#n.or(asOp(other).#n), KEY);
+  }
+  not() {
+    return new LabelOp(this.#n.not(), KEY);
+  }
+  /** Whether an endpoint labelled `label` matches. */
+  matches(label) {
+    return this.#n.matches(labelList(label));
+  }
+  toString() {
+    return this.#n.toString();
+  }
+}
+
+function asOp(v) {
+  if (v instanceof LabelOp) return v;
+  if (typeof v === 'string') return LabelOp.leaf(v);
+  throw new TypeError('expected a LabelOp or a label name');
+}
+
+function labelList(label) {
+  if (typeof label === 'string') return [label];
+  if (Array.isArray(label) && label.every((s) => typeof s === 'string')) return label;
+  throw new TypeError('a label is a string or an array of strings');
+}
+
+/** A received message. */
+class Message {
+  constructor(raw, key) {
+    if (key !== KEY) throw new TypeError('messages come from recv()');
+    /** The payload. */
+    this.data = raw.data;
+    /** The BytesMessage format tag. */
+    this.format = raw.format;
+    /** Descriptors that came with it. */
+    this.fds = raw.fds.map((fd) => new Fd(fd, KEY));
+    /** Memory regions that came with it. */
+    this.regions = raw.regions.map((r) => new Region(r, KEY));
+    /** The sending endpoint's id. */
+    this.source = raw.source;
+    /** The label expression it was sent to. */
+    this.selector = raw.selector;
+    /** Whether it was multicast. */
+    this.multicast = raw.multicast;
+    Object.defineProperty(this, REPLY, { value: raw.request ?? null });
+  }
+  /** Whether its sender waits for a reply (ep.reply(message, data)). */
+  get isRequest() {
+    return this[REPLY] !== null;
+  }
+  /** Closes its descriptors not taken yet and its regions. */
+  close() {
+    for (const fd of this.fds) fd.close();
+    for (const r of this.regions) r.close();
+  }
+}
+
+const POLICIES = { block: 1, 'drop-newest': 2, 'fail-fast': 3 };
+
+/** Checks send's arguments; everything wrong throws here. */
+function sendArgs(to, data, opts) {
+  if (opts === undefined || opts === null) opts = {};
+  if (typeof opts !== 'object') throw new TypeError('options must be an object');
+  let text = '';
+  let endpoint = null;
+  if (typeof to === 'string') text = to;
+  else if (to instanceof LabelOp) text = to.toString();
+  else if (to && typeof to === 'object' && typeof to.endpoint === 'string') endpoint = to.endpoint;
+  else throw new TypeError('to must be a label expression (string or LabelOp) or { endpoint: id }');
+  const fds = opts.fds ?? [];
+  if (!Array.isArray(fds)) throw new TypeError('fds must be an array');
+  const fdNumbers = fds.map((fd) => {
+    if (fd instanceof Fd) return fd.fd;
+    if (!Number.isInteger(fd) || fd < 0) throw new TypeError(`${fd} is not a file descriptor`);
+    return fd;
+  });
+  const regions = opts.regions ?? [];
+  if (!Array.isArray(regions)) throw new TypeError('regions must be an array');
+  const regionHandles = regions.map((r) => {
+    if (!(r instanceof Region)) throw new TypeError('regions must hold Region objects');
+    return r[NATIVE];
+  });
+  let policy = 0;
+  if (opts.backpressure !== undefined) {
+    policy = POLICIES[opts.backpressure];
+    if (policy === undefined) throw new TypeError("backpressure is 'block', 'drop-newest' or 'fail-fast'");
+  }
+  return {
+    text,
+    endpoint,
+    bytes: toBytes(data),
+    format: checkFormat(opts.format),
+    multicast: Boolean(opts.multicast),
+    ttl: checkMillis(opts.ttlMs, 'ttlMs') ?? 0,
+    fds: fdNumbers,
+    regions: regionHandles,
+    policy,
+    requireReceiver: Boolean(opts.requireReceiver),
+  };
+}
+
+function abortError(signal) {
+  return new BusbarError('ABORTED', 'the receive was aborted', { cause: signal?.reason });
+}
+
+function disconnected() {
+  return new BusbarError('DISCONNECTED', 'the endpoint is closed');
+}
+
+// Endpoints waiting for an outcome stay reachable here (their events need them).
+const busy = new Set();
+
+/** One endpoint on a bus. Messages are BytesMessages (format + bytes). */
+class Endpoint {
+  #n;
+  #nextId = 1;
+  /** Operations waiting for a native outcome, by id. */
+  #pending = new Map();
+  /** How many operations wait: while > 0 the process stays alive. */
+  #waiting = 0;
+  /** recv() callers, in order; the first may have a native receive running (its `id`). */
+  #receivers = [];
+  /** Messages received and not handed out yet (at most one native batch). */
+  #inbox = [];
+  /** Sends handed to the sending thread and not yet done. */
+  #queuedSends = 0;
+  #closed = false;
+
+  constructor(n, key) {
+    if (key !== KEY) throw new TypeError('use busbar.join()');
+    this.#n = n;
+  }
+
+  /** This endpoint's id (16 hex digits). */
+  get id() {
+    return this.#n.id;
+  }
+
+  /** Whether this endpoint hosts the bus controller. */
+  get isController() {
+    return this.#n.isController;
+  }
+
+  /** Whether close() was called. */
+  get closed() {
+    return this.#closed;
+  }
+
+  #hold(delta) {
+    const before = this.#waiting;
+    this.#waiting += delta;
+    if (before === 0 && this.#waiting > 0) {
+      busy.add(this);
+      this.#n.keepAlive(true);
+    } else if (before > 0 && this.#waiting === 0) {
+      busy.delete(this);
+      this.#n.keepAlive(false);
+    }
+  }
+
+  #wait(kind, extra) {
+    const id = this.#nextId++;
+    if (this.#nextId > 0xffffffff) this.#nextId = 1;
+    let op;
+    const promise = new Promise((resolve, reject) => {
+      op = { kind, resolve, reject, ...extra };
+    });
+    this.#pending.set(id, op);
+    this.#hold(1);
+    return { id, promise, op };
+  }
+
+  /**
+   * Sends `data` to the endpoints `to` picks. Resolves once the message is
+   * in its receivers' queues (or waiting for its ttl); rejects with
+   * NO_ROUTE, FULL, ... Bad arguments throw at once.
+   */
+  send(to, data, opts) {
+    const a = sendArgs(to, data, opts);
+    if (this.#closed) return Promise.reject(disconnected());
+    const id = this.#nextId;
+    let done;
+    try {
+      done = this.#n.send(id, a.text, a.endpoint, a.bytes, a.format, a.multicast, a.ttl, a.fds,
+        a.regions, a.policy, a.requireReceiver, this.#queuedSends > 0);
+    } catch (e) {
+      const err = wrap(e);
+      if (ARGUMENT_CODES.has(err.code)) throw err;
+      return Promise.reject(err);
+    }
+    if (done) return RESOLVED;
+    // Handed to the sending thread (it waits for room): its outcome comes as an event.
+    this.#nextId++;
+    this.#queuedSends++;
+    let op;
+    const promise = new Promise((resolve, reject) => {
+      op = { kind: 'send', queued: true, resolve, reject };
+    });
+    this.#pending.set(id, op);
+    this.#hold(1);
+    return promise;
+  }
+
+  /**
+   * Sends a request (to one endpoint) and resolves with its answer.
+   * `timeoutMs` bounds the whole call (default: none; a responder that
+   * leaves fails it at once with RESPONDER_GONE).
+   */
+  request(to, data, opts) {
+    const a = sendArgs(to, data, opts);
+    const timeout = checkMillis(opts?.timeoutMs, 'timeoutMs');
+    if (this.#closed) return Promise.reject(disconnected());
+    const { id, promise } = this.#wait('request');
+    try {
+      this.#n.request(id, a.text, a.endpoint, a.bytes, a.format, a.ttl, a.fds, a.regions, timeout);
+    } catch (e) {
+      this.#pending.delete(id);
+      this.#hold(-1);
+      const err = wrap(e);
+      if (ARGUMENT_CODES.has(err.code)) throw err;
+      return Promise.reject(err);
+    }
+    return promise;
+  }
+
+  /** Answers a request this endpoint received. */
+  reply(message, data, opts) {
+    if (!(message instanceof Message)) throw new TypeError('reply takes a received Message');
+    if (!message.isRequest) throw new BusbarError('NOT_A_REQUEST', 'the message is not a request: nobody waits for an answer to it');
+    const bytes = toBytes(data);
+    const format = checkFormat(opts?.format);
+    if (this.#closed) return Promise.reject(disconnected());
+    const { id, promise } = this.#wait('send', { queued: false });
+    try {
+      this.#n.reply(id, message[REPLY], bytes, format);
+    } catch (e) {
+      this.#pending.delete(id);
+      this.#hold(-1);
+      return Promise.reject(wrap(e));
+    }
+    return promise;
+  }
+
+  /**
+   * The next message. `timeoutMs` (default: wait for ever; 0: only what is
+   * there) rejects with TIMEOUT; `signal` aborts (ABORTED) without losing
+   * a message: one that came meanwhile goes to the next recv().
+   */
+  recv(opts) {
+    if (opts === undefined || opts === null) opts = {};
+    if (typeof opts !== 'object') throw new TypeError('options must be an object');
+    const timeout = checkMillis(opts.timeoutMs, 'timeoutMs');
+    const signal = opts.signal;
+    if (signal !== undefined && (signal === null || typeof signal.aborted !== 'boolean')) {
+      throw new TypeError('signal must be an AbortSignal');
+    }
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    if (this.#receivers.length === 0) {
+      if (this.#inbox.length > 0) return Promise.resolve(this.#inbox.shift());
+      if (this.#closed) return Promise.reject(disconnected());
+      let batch;
+      try {
+        batch = this.#n.tryRecv(64);
+      } catch (e) {
+        return Promise.reject(wrap(e));
+      }
+      if (batch !== null && batch.length > 0) {
+        for (const raw of batch) this.#inbox.push(new Message(raw, KEY));
+        return Promise.resolve(this.#inbox.shift());
+      }
+      if (timeout === 0 && batch !== null) {
+        return Promise.reject(new BusbarError('TIMEOUT', 'timed out waiting for a message'));
+      }
+    }
+    if (this.#closed) return Promise.reject(disconnected());
+    let waiter;
+    const promise = new Promise((resolve, reject) => {
+      waiter = {
+        resolve,
+        reject,
+        deadline: timeout === undefined ? undefined : performance.now() + timeout,
+        id: 0,
+        aborted: false,
+        signal,
+        onAbort: null,
+      };
+    });
+    if (signal) {
+      waiter.onAbort = () => this.#abort(waiter);
+      signal.addEventListener('abort', waiter.onAbort, { once: true });
+    }
+    this.#receivers.push(waiter);
+    if (this.#receivers.length === 1) this.#startRecv();
+    return promise;
+  }
+
+  #startRecv() {
+    const w = this.#receivers[0];
+    const left = w.deadline === undefined ? undefined : Math.max(0, w.deadline - performance.now());
+    const { id } = this.#wait('recv');
+    w.id = id;
+    try {
+      this.#n.recv(id, left);
+    } catch (e) {
+      this.#pending.delete(id);
+      this.#hold(-1);
+      this.#receivers.shift();
+      this.#settle(w, wrap(e));
+      if (this.#receivers.length > 0) this.#startRecv();
+    }
+  }
+
+  #settle(w, err, message) {
+    if (w.signal) w.signal.removeEventListener('abort', w.onAbort);
+    if (err) w.reject(err);
+    else w.resolve(message);
+  }
+
+  #abort(w) {
+    const i = this.#receivers.indexOf(w);
+    if (i < 0) return;
+    if (w.id !== 0) {
+      // Its native receive runs: it ends promptly, handing over anything it got.
+      w.aborted = true;
+      this.#n.abortRecv(w.id);
+      return;
+    }
+    this.#receivers.splice(i, 1);
+    this.#settle(w, abortError(w.signal));
+  }
+
+  /** Called with each native outcome. */
+  [EVENT](ev) {
+    const op = this.#pending.get(ev.id);
+    if (op === undefined) {
+      // An outcome nobody waits for any more (closed): let its attachments go.
+      for (const raw of ev.messages ?? []) new Message(raw, KEY).close();
+      return;
+    }
+    this.#pending.delete(ev.id);
+    this.#hold(-1);
+    const err = ev.code ? new BusbarError(ev.code, ev.message) : null;
+    if (op.kind === 'send') {
+      if (op.queued) this.#queuedSends--;
+      if (err) op.reject(err);
+      else op.resolve();
+      return;
+    }
+    if (op.kind === 'request') {
+      if (err) op.reject(err);
+      else op.resolve(new Message(ev.messages[0], KEY));
+      return;
+    }
+    // A receive.
+    const messages = (ev.messages ?? []).map((raw) => new Message(raw, KEY));
+    const w = this.#receivers[0];
+    if (w === undefined || w.id !== ev.id) {
+      for (const m of messages) this.#inbox.push(m);
+      return;
+    }
+    this.#receivers.shift();
+    if (w.aborted) {
+      this.#inbox.unshift(...messages);
+      this.#settle(w, abortError(w.signal));
+    } else if (err) {
+      this.#inbox.unshift(...messages);
+      this.#settle(w, err);
+    } else {
+      this.#inbox.push(...messages);
+      this.#settle(w, null, this.#inbox.shift());
+    }
+    // Others waiting take what is there; the next one left waits natively.
+    while (this.#receivers.length > 0 && this.#inbox.length > 0) {
+      this.#settle(this.#receivers.shift(), null, this.#inbox.shift());
+    }
+    if (this.#receivers.length > 0) {
+      if (this.#closed) {
+        for (const r of this.#receivers.splice(0)) this.#settle(r, disconnected());
+      } else {
+        this.#startRecv();
+      }
+    }
+  }
+
+  /** Messages as they come, until the endpoint is closed. */
+  async *[Symbol.asyncIterator]() {
+    for (;;) {
+      let m;
+      try {
+        m = await this.recv();
+      } catch (e) {
+        if (e.code === 'DISCONNECTED' && this.#closed) return;
+        throw e;
+      }
+      yield m;
+    }
+  }
+
+  /** The directory: every endpoint on the bus (this one included). */
+  endpoints() {
+    if (this.#closed) throw disconnected();
+    return call(() => this.#n.endpoints());
+  }
+
+  /**
+   * Leaves the bus (idempotent). Waiting receives reject with
+   * DISCONNECTED; received messages nobody took are closed. Never needed
+   * for the process to exit.
+   */
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#n.close();
+    for (const m of this.#inbox.splice(0)) m.close();
+    // Receives not started end now; a running one ends with its outcome.
+    const running = this.#receivers.length > 0 && this.#receivers[0].id !== 0 ? [this.#receivers[0]] : [];
+    for (const w of this.#receivers.slice(running.length)) this.#settle(w, disconnected());
+    this.#receivers = running;
+  }
+}
+
+/**
+ * Joins a bus. Resolves with the endpoint once the bus admitted it;
+ * rejects with TIMEOUT, TOKEN_MISMATCH, ...
+ */
+function join(opts) {
+  if (opts === null || typeof opts !== 'object') throw new TypeError('join takes an options object');
+  const { bus, label = [], token = 'busbar', timeoutMs, controllerAffinity = true } = opts;
+  if (typeof bus !== 'string') throw new TypeError('bus must be a string');
+  if (typeof token !== 'string') throw new TypeError('token must be a string');
+  const labels = labelList(label);
+  const timeout = checkMillis(timeoutMs, 'timeoutMs');
+  // The event function lives as long as the native endpoint: it must not
+  // reach the Endpoint (nor the join promise, which holds it) but weakly.
+  const holder = { ref: null };
+  const onEvent = eventsFor(holder);
+  return new Promise((resolve, reject) => {
+    call(() => native.join(bus, labels, token, timeout, Boolean(controllerAffinity),
+      (code, message, n) => {
+        if (code) {
+          reject(new BusbarError(code, message));
+          return;
+        }
+        const ep = new Endpoint(n, KEY);
+        holder.ref = new WeakRef(ep);
+        resolve(ep);
+      },
+      onEvent));
+  });
+}
+
+/** The function an endpoint's native outcomes are delivered to. */
+function eventsFor(holder) {
+  return (ev) => {
+    const ep = holder.ref?.deref();
+    if (ep) ep[EVENT](ev);
+  };
+}
+
+module.exports = { join, Endpoint, Message, Region, LabelOp, Fd, BusbarError, CODES };

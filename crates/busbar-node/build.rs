@@ -1,0 +1,5 @@
+//! Sets the link arguments a Node addon needs (napi-build).
+
+fn main() {
+    napi_build::setup();
+}

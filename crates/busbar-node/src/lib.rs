@@ -1,0 +1,57 @@
+//! The native side of the `busbar` npm package (`bindings/node`).
+//!
+//! JavaScript never calls this module directly: `bindings/node/index.js`
+//! wraps it into the public API (`join`, `Endpoint`, `Region`, `LabelOp`,
+//! `BusbarError`) and `index.d.ts` types it. What lives here:
+//!
+//! - [`endpoint`]: `NativeEndpoint`, one joined endpoint. `send` tries to
+//!   hand the message over at once, on the JavaScript thread, and only a
+//!   send that would wait goes to the endpoint's sending thread; receiving
+//!   has a thread of its own ([`recv`]) that waits in busbar's own `recv`
+//!   (a spin, then a sleep in the kernel: no polling interval) and hands
+//!   each batch to JavaScript through one thread-safe function.
+//! - [`region`]: `Region`, a shared memory region whose `ArrayBuffer` is
+//!   the mapping itself.
+//! - [`labelop`]: `LabelOp`, label expressions parsed and printed by busbar.
+//! - [`error`]: every Rust error as a `.code` from one table.
+//! - [`ffi`]: the only module with `unsafe`.
+//!
+//! Node-API 8 (see the crate's Cargo.toml for who supports it).
+
+#![deny(missing_docs)]
+
+mod endpoint;
+mod error;
+#[allow(unsafe_code)] // The one module allowed `unsafe`: the boundary with Node-API.
+mod ffi;
+mod labelop;
+mod message;
+mod recv;
+mod region;
+
+pub use endpoint::{join, NativeEndpoint};
+pub use labelop::LabelOp;
+pub use message::{Event, JsMessage, ReplyToken};
+pub use region::Region;
+
+/// Runs `f`, turning a panic into an error with code `PANIC` instead of
+/// letting it unwind through a thread nobody joins (worker threads report
+/// errors to JavaScript; a panic there must not leave a promise pending).
+pub(crate) fn no_panic<T>(
+    f: impl FnOnce() -> Result<T, error::Failure>,
+) -> Result<T, error::Failure> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let why = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            Err(error::Failure::new(
+                "PANIC",
+                format!("busbar panicked: {why}"),
+            ))
+        }
+    }
+}
