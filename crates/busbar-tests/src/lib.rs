@@ -4,6 +4,7 @@
 //! The tests themselves are in `tests/cross_process/`; the peer is
 //! `src/bin/busbar-peer.rs`.
 
+pub mod chan;
 pub mod chaos;
 pub mod fuzz_support;
 pub mod hostile;

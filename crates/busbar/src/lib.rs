@@ -80,6 +80,8 @@
 
 extern crate self as busbar;
 
+mod attach;
+pub mod channel;
 mod controller;
 mod departed;
 mod endpoint;

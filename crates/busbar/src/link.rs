@@ -170,6 +170,19 @@ impl OutLink {
                 ),
             ));
         }
+        OutLink::introduce(fd, hello_body, ring_capacity)
+    }
+
+    /// Introduces us on a connected socket `fd` with `hello` (our id and
+    /// label), handing the other end a ring of `ring_capacity` bytes
+    /// (rounded up to a power of two) and an eventfd: the second half of
+    /// [`connect`](OutLink::connect), and all of making a channel's link
+    /// (whose socket comes from a socket pair).
+    pub(crate) fn introduce(
+        fd: OwnedFd,
+        hello_body: &frame::Hello,
+        ring_capacity: usize,
+    ) -> io::Result<Connected> {
         let capacity = ring_capacity
             .next_power_of_two()
             .clamp(ring::MIN_LINK_CAPACITY, ring::MAX_CAPACITY);
@@ -393,6 +406,11 @@ pub(crate) struct InLink {
     hello_label: Option<Vec<String>>,
     /// The ring the sender handed over in its hello (none: a socket-only link).
     ring: Option<Consumer>,
+    /// The ring's memfd, kept when the link may move to another process
+    /// (a channel's: see [`InLink::into_parts`]).
+    ring_fd: Option<OwnedFd>,
+    /// Whether to keep `ring_fd`.
+    keep_ring_fd: bool,
     /// The eventfd the sender rings when we sleep, from its hello, and
     /// whether the poller watches it yet.
     bell: Option<(poll::Doorbell, bool)>,
@@ -412,6 +430,24 @@ pub(crate) struct InLink {
     /// Since when ([`coarse_ms`]) the ring's first frame is a later one than
     /// the frame due and the socket has nothing.
     gap_since: Option<u64>,
+}
+
+/// A link's receiving end taken apart to move to another process
+/// ([`InLink::into_parts`]).
+#[derive(Debug)]
+pub(crate) struct LinkParts {
+    /// The socket.
+    pub socket: OwnedFd,
+    /// The ring's memfd (none: a socket-only link).
+    pub ring: Option<OwnedFd>,
+    /// The eventfd the sender rings.
+    pub bell: Option<OwnedFd>,
+    /// The sequence number due next.
+    pub next_seq: u32,
+    /// The sender's id from its hello.
+    pub peer: u64,
+    /// Whether the sender had closed its socket already.
+    pub socket_closed: bool,
 }
 
 /// What one read from a link gave.
@@ -467,6 +503,8 @@ impl InLink {
             peer: None,
             hello_label: None,
             ring: None,
+            ring_fd: None,
+            keep_ring_fd: false,
             bell: None,
             stash: None,
             socket_ready: true,
@@ -476,6 +514,72 @@ impl InLink {
             seq_warned: false,
             gap_since: None,
         }
+    }
+
+    /// A new link on a socket whose receiving end may later move to another
+    /// process ([`into_parts`](InLink::into_parts)): it keeps the ring's
+    /// memfd open (one descriptor more) to send it along.
+    pub(crate) fn movable(fd: OwnedFd) -> InLink {
+        let mut link = InLink::new(fd);
+        link.keep_ring_fd = true;
+        link
+    }
+
+    /// Whether [`into_parts`](InLink::into_parts) would take it apart.
+    pub(crate) fn can_move(&self) -> bool {
+        self.stash.is_none()
+            && (self.ring.is_none() || self.ring_fd.is_some())
+            && Arc::strong_count(&self.fd) == 1
+    }
+
+    /// Takes the link apart to send its receiving end to another process,
+    /// which goes on with [`from_parts`](InLink::from_parts) where this one
+    /// stopped (the ring's consumer index is in shared memory, and the
+    /// socket's queue goes with the socket). Gives the link back when it
+    /// cannot move: it holds a frame read ahead off its socket, or was not
+    /// made [`movable`](InLink::movable).
+    pub(crate) fn into_parts(mut self) -> Result<LinkParts, Box<InLink>> {
+        if self.stash.is_some() || (self.ring.is_some() && self.ring_fd.is_none()) {
+            return Err(Box::new(self));
+        }
+        let fd = match Arc::try_unwrap(self.fd) {
+            Ok(fd) => fd,
+            Err(fd) => {
+                self.fd = fd;
+                return Err(Box::new(self));
+            }
+        };
+        if let Some(ring) = self.ring.take() {
+            ring.hand_over();
+        }
+        Ok(LinkParts {
+            socket: fd,
+            ring: self.ring_fd.take(),
+            bell: self.bell.take().map(|(b, _)| b.into_fd()),
+            next_seq: self.next_seq,
+            peer: self.peer.unwrap_or(0),
+            socket_closed: self.socket_closed,
+        })
+    }
+
+    /// A link whose receiving end another process took apart
+    /// ([`into_parts`](InLink::into_parts)) and sent here. Its descriptors
+    /// are checked as a hello's are (the ring's seals and header, the
+    /// eventfd); `InvalidData` when they are not what they must be.
+    pub(crate) fn from_parts(parts: LinkParts) -> io::Result<InLink> {
+        socket::set_nonblocking(parts.socket.as_fd(), true)?;
+        let mut link = InLink::movable(parts.socket);
+        if let Some(fd) = parts.ring {
+            link.ring = Some(Consumer::open(fd.as_fd())?);
+            link.ring_fd = Some(fd);
+        }
+        if let Some(fd) = parts.bell {
+            link.bell = Some((poll::Doorbell::from_received(fd)?, false));
+        }
+        link.next_seq = parts.next_seq;
+        link.peer = Some(parts.peer);
+        link.socket_closed = parts.socket_closed;
+        Ok(link)
     }
 
     /// The sender as its hello introduced it, once, right after the hello
@@ -769,7 +873,12 @@ impl InLink {
                         let mut fds = fds.drain(..);
                         if let Some(fd) = fds.next() {
                             match Consumer::open(fd.as_fd()) {
-                                Ok(ring) => self.ring = Some(ring),
+                                Ok(ring) => {
+                                    self.ring = Some(ring);
+                                    if self.keep_ring_fd {
+                                        self.ring_fd = Some(fd);
+                                    }
+                                }
                                 Err(e) => {
                                     tracing::warn!("cutting a link whose ring is unusable: {e}");
                                     self.bad_frames = MAX_BAD_FRAMES;

@@ -10,15 +10,15 @@
 //! background thread (`driver.rs`) accepts links, keeps the directory
 //! current, holds messages waiting for their `ttl`, and runs the failover.
 
-mod borrowed;
+pub(crate) mod borrowed;
 pub(crate) mod control;
 mod directory;
 mod driver;
 mod inbox;
 mod learn;
-mod lent;
-mod loan;
-mod outgoing;
+pub(crate) mod lent;
+pub(crate) mod loan;
+pub(crate) mod outgoing;
 pub(crate) mod receiver;
 mod request;
 mod route;

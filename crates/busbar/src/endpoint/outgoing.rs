@@ -49,6 +49,42 @@ impl Drop for OutFrame {
     }
 }
 
+/// What a frame is made of besides its payload ([`OutFrame::build`]).
+pub(crate) struct Built {
+    pub selector: Selector,
+    pub selector_bytes: Arc<[u8]>,
+    pub type_uuid: crate::payload::TypeUuidBytes,
+    /// The descriptors a payload attached first, then the message's objects.
+    pub objects: Vec<OwnedFd>,
+    pub regions: Vec<MemoryRegion>,
+}
+
+/// An encoded payload: ours to keep, or the caller's to copy.
+pub(crate) enum Payload<'a> {
+    Owned(Vec<u8>),
+    Borrowed(&'a [u8]),
+}
+
+impl Payload<'_> {
+    fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Payload::Owned(v) => v,
+            Payload::Borrowed(b) => b,
+        }
+    }
+
+    fn into_vec(self) -> Vec<u8> {
+        match self {
+            Payload::Owned(v) => v,
+            Payload::Borrowed(b) => b.to_vec(),
+        }
+    }
+}
+
 /// The last selector encoded, with its bytes: a sender usually sends many
 /// messages with one selector, and its text need not be made each time.
 #[derive(Debug, Default)]
@@ -111,16 +147,52 @@ impl OutFrame {
     ) -> Result<OutFrame, SendError> {
         let selector_bytes = selectors.bytes(&msg.selector)?;
         let mut payload = Vec::with_capacity(64);
-        msg.payload.encode_into(&mut payload)?;
+        // Channel ends in the payload attach their descriptors (`attach`):
+        // they go first among the frame's objects.
+        let (encoded, mut objects) =
+            crate::attach::collect(|| msg.payload.encode_into(&mut payload));
+        encoded?;
+        objects.extend(msg.objects.into_iter().map(|o| o.into_fd()));
+        OutFrame::build(
+            Built {
+                selector: msg.selector,
+                selector_bytes,
+                type_uuid: msg.payload.type_uuid(),
+                objects,
+                regions: msg.memory_regions,
+            },
+            Payload::Owned(payload),
+            max_payload,
+            pool,
+        )
+    }
+
+    /// A frame for a payload already encoded (`payload`), with these
+    /// descriptors: copied once, into the frame or into a region of `pool`
+    /// when too large to travel in-line.
+    pub(crate) fn build(
+        parts: Built,
+        payload: Payload<'_>,
+        max_payload: u64,
+        pool: &Arc<LoanPool>,
+    ) -> Result<OutFrame, SendError> {
+        let Built {
+            selector,
+            selector_bytes,
+            type_uuid,
+            objects,
+            regions,
+        } = parts;
+        let payload_len = payload.len();
         let max = max_payload.min(frame::MAX_PAYLOAD);
-        if payload.len() as u64 > max {
+        if payload_len as u64 > max {
             return Err(SendError::TooLarge {
-                size: payload.len() as u64,
+                size: payload_len as u64,
                 max,
             });
         }
-        let spills = selector_bytes.len() + payload.len() > frame::INLINE_MAX;
-        let count = msg.objects.len() + msg.memory_regions.len() + usize::from(spills);
+        let spills = selector_bytes.len() + payload_len > frame::INLINE_MAX;
+        let count = objects.len() + regions.len() + usize::from(spills);
         if count > socket::MAX_FDS_PER_FRAME {
             return Err(SendError::TooManyObjects {
                 count,
@@ -136,32 +208,34 @@ impl OutFrame {
         // In range: checked against MAX_SELECTOR and MAX_FDS_PER_FRAME above
         // (both fit the header's fields: see frame.rs).
         header.selector_len = selector_bytes.len() as u16;
-        header.n_objects = msg.objects.len() as u8;
-        header.n_regions = msg.memory_regions.len() as u8;
-        header.payload_len = payload.len() as u64;
-        header.type_uuid = msg.payload.type_uuid();
-        let lent = if spills {
+        header.n_objects = objects.len() as u8;
+        header.n_regions = regions.len() as u8;
+        header.payload_len = payload_len as u64;
+        header.type_uuid = type_uuid;
+        let (payload, lent) = if spills {
             header.flags |= FLAG_PAYLOAD_IN_REGION;
-            let (region, offset) = pool.lend_bytes(&payload)?;
-            payload = (offset as u64).to_le_bytes().to_vec();
-            Some((region, pool.clone()))
+            let (region, offset) = pool.lend_bytes(payload.bytes())?;
+            (
+                (offset as u64).to_le_bytes().to_vec(),
+                Some((region, pool.clone())),
+            )
         } else {
-            None
+            (payload.into_vec(), None)
         };
         Ok(OutFrame {
-            selector: msg.selector,
+            selector,
             header,
             selector_bytes,
             payload,
-            objects: msg.objects.into_iter().map(|o| o.into_fd()).collect(),
-            regions: msg.memory_regions,
+            objects,
+            regions,
             lent,
             own_counts: AtomicBool::new(true),
             ticket: None,
         })
     }
 
-    /// A frame for a payload lent in shared memory ([`Loan`]): it travels as
+    /// A frame for a payload lent    /// A frame for a payload lent in shared memory ([`Loan`]): it travels as
     /// a `BytesMessage` whose encoding is in the region, which receivers map.
     pub(crate) fn from_loan(
         selector: Selector,
@@ -286,7 +360,7 @@ impl OutFrame {
     }
 
     /// Writes the frame to one link, waiting for room as `wait` says.
-    pub(super) fn write_to(&self, link: &OutLink, wait: Wait) -> Result<(), SendFailure> {
+    pub(crate) fn write_to(&self, link: &OutLink, wait: Wait) -> Result<(), SendFailure> {
         let own = self.take_counts();
         let body: [&[u8]; 2] = [&self.selector_bytes, &self.payload];
         let result = link.send(&self.header, &body, &self.fds(), wait);

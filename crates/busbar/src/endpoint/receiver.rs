@@ -661,6 +661,10 @@ pub(crate) fn decode_with<R: MessageBox>(
     };
     let type_uuid = opened.type_uuid;
     let stable = opened.payload.stable();
+    let fds = std::mem::take(&mut opened.objects)
+        .into_iter()
+        .map(crate::Object::into_fd)
+        .collect();
     let Some(payload) = opened.payload.bytes() else {
         return Ok(Decoded::Malformed(FrameError::Body(
             "the payload lies outside its region".into(),
@@ -675,11 +679,14 @@ pub(crate) fn decode_with<R: MessageBox>(
         private = payload.to_vec();
         &private[..]
     };
-    match R::decode(type_uuid, payload)? {
+    // Channel ends in the payload take their descriptors (`attach`); the
+    // rest are the message's objects.
+    let (decoded, objects) = crate::attach::provide(fds, || R::decode(type_uuid, payload));
+    match decoded? {
         Some(payload) => Ok(Decoded::Message(Message {
             selector: opened.selector,
             payload,
-            objects: opened.objects,
+            objects: objects.into_iter().map(crate::Object::from).collect(),
             memory_regions: opened.memory_regions,
             source: EndpointId(origin.source),
             reply_to: reply_to.map(Box::new),

@@ -16,7 +16,6 @@ use super::memfd::{self, Mapping};
 use rustix::fs::SealFlags;
 use std::io;
 use std::os::fd::BorrowedFd;
-#[cfg(test)]
 use {
     rustix::fs::{self, MemfdFlags},
     rustix::io::Errno,
@@ -27,8 +26,8 @@ use {
 ///
 /// Senders put large payloads in pooled regions instead (`endpoint/loan.rs`);
 /// receivers still take this form, which this module's tests make (the
-/// fuzz support in `busbar-tests` makes its own).
-#[cfg(test)]
+/// fuzz support in `busbar-tests` makes its own), and `channel::SharedBytes`
+/// is one.
 pub(crate) fn write_sealed(bytes: &[u8]) -> io::Result<OwnedFd> {
     let fd = fs::memfd_create(
         "busbar-payload",

@@ -134,6 +134,12 @@ impl Doorbell {
         Ok(Doorbell { fd })
     }
 
+    /// Gives the descriptor back (to send it on: a channel's receiving
+    /// end moving to another process takes its links' doorbells along).
+    pub(crate) fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
     /// Rings it: whoever polls it wakes.
     pub(crate) fn ring(&self) {
         // Only fails when the counter would overflow, i.e. it is already ringing.

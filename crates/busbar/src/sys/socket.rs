@@ -448,10 +448,9 @@ pub(crate) fn is_peer_gone(e: &io::Error) -> bool {
 }
 
 /// A connected pair of seqpacket sockets ([socketpair(2)]), close-on-exec:
-/// a data link without an address, for the unit tests.
+/// a data link without an address (a channel's, or the unit tests').
 ///
 /// [socketpair(2)]: https://man7.org/linux/man-pages/man2/socketpair.2.html
-#[cfg(test)]
 pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(net::socketpair(
         AddressFamily::UNIX,

@@ -28,12 +28,18 @@ pub(crate) struct Consumer<M: Memory = Shm> {
     spin: Duration,
     /// Why the ring is unusable, once it is.
     broken: Option<&'static str>,
+    /// Whether the reading end went to another process (see
+    /// [`Consumer::hand_over`]): then dropping it does not tell the
+    /// producer that nobody reads.
+    handed_over: bool,
 }
 
 impl<M: Memory> Drop for Consumer<M> {
     fn drop(&mut self) {
-        // Tells the producer not to fill a ring nobody reads.
-        self.mem.gone().store(1, Ordering::Release);
+        if !self.handed_over {
+            // Tells the producer not to fill a ring nobody reads.
+            self.mem.gone().store(1, Ordering::Release);
+        }
     }
 }
 
@@ -75,7 +81,16 @@ impl<M: Memory> Consumer<M> {
             #[cfg(test)]
             spin: DEFAULT_SPIN,
             broken: None,
+            handed_over: false,
         })
+    }
+
+    /// Lets go of this reading end without telling the producer: another
+    /// process opens the ring again (its memfd travelled there) and goes on
+    /// from the consumer index in shared memory, which holds everything
+    /// released so far.
+    pub(crate) fn hand_over(mut self) {
+        self.handed_over = true;
     }
 
     /// Reads the next frame in place: runs `f` over its bytes, then releases
