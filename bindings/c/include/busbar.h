@@ -1038,8 +1038,12 @@ busbar_status busbar_borrowed_reply_handle(const busbar_borrowed *m,
 // `busbar_try_recv` gave `BUSBAR_EMPTY` (or a recv `BUSBAR_TIMEOUT`), it
 // becomes readable when a message may have come; then call
 // `busbar_try_recv` until `BUSBAR_EMPTY` again (readiness may be spurious).
-// Only poll it: never read, write or close it. -1 for NULL or a closed
-// receiver.
+// Only poll it: never read, write or close it. The same descriptor for the
+// receiver's life. -1 for NULL or a closed receiver, and for a first call
+// made while another thread's call runs on the receiver (`BUSBAR_BUSY` in
+// `busbar_last_error`). Asking for it has a cost for receivers that never
+// poll (a sender then makes a system call to wake this receiver each time
+// it went idle), so ask only for a poll loop.
 //
 // # Safety
 // `r` NULL or live.

@@ -2,7 +2,7 @@
 //! ipmb and iceoryx2, with the same harness, sizes and process layout.
 //!
 //! ```text
-//! cargo run --release -p busbar-bench -- [--quick] [--only PEER] [--out DIR]
+//! cargo run --release -p busbar-bench -- [--quick] [--only PEER[,PEER...]] [--out DIR]
 //! ```
 //!
 //! The bench process never sends or receives itself: it spawns copies of
@@ -35,11 +35,11 @@ struct Cli {
     /// Small counts and short runs: a smoke check, not numbers to quote.
     #[arg(long)]
     quick: bool,
-    /// Run one library (or one way of using busbar) only: busbar (send/recv),
-    /// busbar-zc (loan/send_loan/recv_with), ipc-channel, ipmb or iceoryx2
-    /// (both ways of waiting).
-    #[arg(long, value_parser = peers::GROUPS)]
-    only: Option<String>,
+    /// Run these libraries (or ways of using busbar) only, comma-separated:
+    /// busbar (send/recv), busbar-zc (loan/send_loan/recv_with), busbar-c
+    /// (the C API), ipc-channel, ipmb or iceoryx2 (both ways of waiting).
+    #[arg(long, value_parser = peers::GROUPS, value_delimiter = ',')]
+    only: Vec<String>,
     /// Where BENCHMARKS.md and benchmarks.svg go (default: the repository root).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -62,7 +62,7 @@ fn main() {
         }
         c
     };
-    let run = results::collect(cli.quick, cli.only.as_deref(), command);
+    let run = results::collect(cli.quick, &cli.only, command);
     print!("{}", report::tables(&run));
     let md = out.join("BENCHMARKS.md");
     let svg = out.join("benchmarks.svg");

@@ -68,15 +68,15 @@ fn one_to_one() -> Shape {
     }
 }
 
-/// Runs everything for the peers `only` selects (all when `None`).
-pub fn collect(quick: bool, only: Option<&str>, command: String) -> Run {
+/// Runs everything for the peers `only` selects (all when it is empty).
+pub fn collect(quick: bool, only: &[String], command: String) -> Run {
     let plan = Plan::new(quick);
     let started = unix_now();
     let load_before = loadavg();
     let t0 = Instant::now();
     let peers: Vec<Peer> = ALL
         .into_iter()
-        .filter(|p| only.is_none_or(|o| p.group() == o))
+        .filter(|p| only.is_empty() || only.iter().any(|o| p.group() == o))
         .collect();
     let with_busbar = peers.contains(&Peer::Busbar);
     let per_peer = SIZES.len() + LATENCY_SIZES.len() + 1 + FAN_OUT.len() + 1;

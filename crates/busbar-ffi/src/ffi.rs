@@ -23,9 +23,9 @@ use busbar::{
 };
 use std::cell::{RefCell, UnsafeCell};
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
 // ---------------------------------------------------------------------------
@@ -55,7 +55,10 @@ pub struct busbar_receiver {
     busy: AtomicBool,
     closed: AtomicBool,
     waker: RecvWaker,
-    fd: RawFd,
+    /// The poll descriptor once `busbar_receiver_fd` asked for it (-1 until
+    /// then: asking turns on the flags that make it readable, which costs
+    /// the senders a system call per wake-up, so only a poll loop pays).
+    fd: AtomicI32,
     id: u64,
 }
 
@@ -595,11 +598,10 @@ fn join_options(
     timeout_ms: i64,
 ) -> Result<(*mut busbar_sender, *mut busbar_receiver), Failure> {
     let (tx, rx) = busbar::join::<BytesMessage, BytesMessage>(options, timeout(timeout_ms))?;
-    let fd = rx.as_fd().as_raw_fd();
     let receiver = busbar_receiver {
         waker: rx.waker(),
         id: rx.id().0,
-        fd,
+        fd: AtomicI32::new(-1),
         rx: UnsafeCell::new(Some(rx)),
         busy: AtomicBool::new(false),
         closed: AtomicBool::new(false),
@@ -2443,8 +2445,12 @@ pub unsafe extern "C" fn busbar_borrowed_reply_handle(
 /// `busbar_try_recv` gave `BUSBAR_EMPTY` (or a recv `BUSBAR_TIMEOUT`), it
 /// becomes readable when a message may have come; then call
 /// `busbar_try_recv` until `BUSBAR_EMPTY` again (readiness may be spurious).
-/// Only poll it: never read, write or close it. -1 for NULL or a closed
-/// receiver.
+/// Only poll it: never read, write or close it. The same descriptor for the
+/// receiver's life. -1 for NULL or a closed receiver, and for a first call
+/// made while another thread's call runs on the receiver (`BUSBAR_BUSY` in
+/// `busbar_last_error`). Asking for it has a cost for receivers that never
+/// poll (a sender then makes a system call to wake this receiver each time
+/// it went idle), so ask only for a poll loop.
 ///
 /// # Safety
 /// `r` NULL or live.
@@ -2456,7 +2462,13 @@ pub unsafe extern "C" fn busbar_receiver_fd(r: *const busbar_receiver) -> c_int 
         if r.closed.load(Ordering::Acquire) {
             return Ok(-1);
         }
-        Ok(r.fd)
+        let known = r.fd.load(Ordering::Acquire);
+        if known >= 0 {
+            return Ok(known);
+        }
+        let fd = Receiving::start(r)?.with(|rx| Ok(rx.as_fd().as_raw_fd()))?;
+        r.fd.store(fd, Ordering::Release);
+        Ok(fd)
     })
 }
 

@@ -9,6 +9,8 @@ use crate::Res;
 use std::time::Duration;
 
 pub mod busbar;
+#[allow(unsafe_code)] // calls into C: the one module of the bench that does
+mod busbar_c;
 mod iceoryx2;
 mod ipc_channel;
 mod ipmb;
@@ -38,6 +40,8 @@ pub enum Peer {
     /// busbar `loan` / `send_loan` / `recv_with`: the payload is written
     /// into lent shared memory and read where it lies.
     BusbarZc,
+    /// busbar through its C API (`busbar_send_bytes`, `busbar_recv`), called from C.
+    BusbarC,
     IpcChannel,
     Ipmb,
     /// iceoryx2 publish-subscribe, the receiver polling in a loop.
@@ -46,9 +50,10 @@ pub enum Peer {
     IoxEvent,
 }
 
-pub const ALL: [Peer; 6] = [
+pub const ALL: [Peer; 7] = [
     Peer::Busbar,
     Peer::BusbarZc,
+    Peer::BusbarC,
     Peer::IpcChannel,
     Peer::Ipmb,
     Peer::IoxSpin,
@@ -56,7 +61,14 @@ pub const ALL: [Peer; 6] = [
 ];
 
 /// What `--only` accepts: each peer's [`group`](Peer::group).
-pub const GROUPS: [&str; 5] = ["busbar", "busbar-zc", "ipc-channel", "ipmb", "iceoryx2"];
+pub const GROUPS: [&str; 6] = [
+    "busbar",
+    "busbar-zc",
+    "busbar-c",
+    "ipc-channel",
+    "ipmb",
+    "iceoryx2",
+];
 
 /// Whether `peer` is one of the two ways of using busbar.
 pub fn is_busbar(peer: Peer) -> bool {
@@ -77,6 +89,7 @@ impl Peer {
         match self {
             Peer::Busbar => "busbar",
             Peer::BusbarZc => "busbar (zero-copy)",
+            Peer::BusbarC => "busbar (C)",
             Peer::IpcChannel => "ipc-channel",
             Peer::Ipmb => "ipmb",
             Peer::IoxSpin => "iceoryx2 (spin)",
@@ -89,6 +102,7 @@ impl Peer {
         match self {
             Peer::Busbar => "busbar",
             Peer::BusbarZc => "busbar-zc",
+            Peer::BusbarC => "busbar-c",
             Peer::IpcChannel => "ipc-channel",
             Peer::Ipmb => "ipmb",
             Peer::IoxSpin => "iceoryx2-spin",
@@ -112,6 +126,7 @@ impl Peer {
     pub fn library(self) -> &'static str {
         match self {
             Peer::Busbar | Peer::BusbarZc => "busbar 0.1.0 (this workspace)",
+            Peer::BusbarC => "busbar 0.1.0 (this workspace), through libbusbar's C API",
             Peer::IpcChannel => "ipc-channel 0.23.1",
             Peer::Ipmb => "ipmb 0.8.5",
             Peer::IoxSpin | Peer::IoxEvent => "iceoryx2 0.10.0",
@@ -138,6 +153,7 @@ impl Peer {
         match self {
             Peer::Busbar => busbar::open(role, args, ctl, false),
             Peer::BusbarZc => busbar::open(role, args, ctl, true),
+            Peer::BusbarC => busbar_c::open(role, args, ctl),
             Peer::IpcChannel => ipc_channel::open(role, args, ctl),
             Peer::Ipmb => ipmb::open(role, args, ctl),
             Peer::IoxSpin => iceoryx2::open(role, args, ctl, false),
