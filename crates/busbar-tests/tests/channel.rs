@@ -3,7 +3,9 @@
 //! gaps ipc-channel's users live with (#275, #378, #240, #112). Cases that
 //! need two processes spawn `busbar-chan-peer`.
 
-use busbar::channel::{self, bytes_channel, BytesSender, OneShotServer, Receiver, Sender};
+use busbar::channel::{
+    self, bytes_channel, BytesSender, OneShotServer, Receiver, ReceiverSet, Selection, Sender,
+};
 use busbar::{RecvError, SendError};
 use busbar_tests::chan::{Carry, Cmd};
 use serde::{Deserialize, Serialize};
@@ -418,4 +420,159 @@ fn bytes_sender_travels_and_flood_arrives() {
     drop(cmds);
     wait_ok(child);
     let _ = BytesSender::connect;
+}
+
+#[test]
+fn select() {
+    let (tx0, rx0) = channel::channel::<Person>().expect("channel");
+    let (tx1, rx1) = channel::channel::<Person>().expect("channel");
+    let mut set = ReceiverSet::new().expect("set");
+    let id0 = set.add(rx0).expect("add");
+    let id1 = set.add(rx1).expect("add");
+    tx0.send(person()).expect("send");
+    let got = set.select(Some(GUARD)).expect("select");
+    assert_eq!(got.len(), 1);
+    match got.into_iter().next() {
+        Some(Selection::Message(id, m)) => {
+            assert_eq!(id, id0);
+            assert_eq!(m.take::<Person>().expect("a Person"), person());
+        }
+        other => panic!("{other:?}"),
+    }
+    tx1.send(person()).expect("send");
+    match set.select(Some(GUARD)).expect("select").into_iter().next() {
+        Some(Selection::Message(id, _)) => assert_eq!(id, id1),
+        other => panic!("{other:?}"),
+    }
+    drop(tx0);
+    let got = set.select(Some(GUARD)).expect("select");
+    assert!(
+        matches!(got[..], [Selection::Closed(id)] if id == id0),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn try_select() {
+    let (tx, rx) = channel::channel::<u8>().expect("channel");
+    let mut set = ReceiverSet::new().expect("set");
+    set.add(rx).expect("add");
+    assert!(set.select(Some(Duration::ZERO)).expect("select").is_empty());
+    tx.send(1).expect("send");
+    // Sent before the look: there now.
+    assert_eq!(set.select(Some(Duration::ZERO)).expect("select").len(), 1);
+}
+
+#[test]
+fn select_timeout() {
+    let (_tx, rx) = channel::channel::<u8>().expect("channel");
+    let mut set = ReceiverSet::new().expect("set");
+    set.add(rx).expect("add");
+    assert!(set
+        .select(Some(Duration::from_millis(20)))
+        .expect("select")
+        .is_empty());
+    let (_tx, rx) = channel::channel::<u8>().expect("channel");
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(20)),
+        Err(RecvError::Timeout)
+    ));
+}
+
+/// ipc-channel's `receiver_set`, across processes and with a bus
+/// receiver among the channels: three peer processes send on channels,
+/// a bus endpoint gets messages too; one select loop takes everything.
+#[test]
+fn receiver_set() {
+    const COUNT: u64 = 300;
+    let mut set = ReceiverSet::new().expect("set");
+    let mut peers = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (child, cmds) = serve_peer();
+        let (tx, rx) = channel::channel::<u64>().expect("channel");
+        cmds.send(Cmd::Count(tx, COUNT)).expect("send");
+        ids.push(set.add(rx).expect("add"));
+        peers.push((child, cmds));
+    }
+    let bus = format!("test.chan.set.{}", std::process::id());
+    let options = busbar::Options::new(&bus, busbar::label!("set"), "t");
+    let (bus_tx, bus_rx) = busbar::join::<u64, u64>(options, None).expect("join");
+    let bus_id = set.add(bus_rx).expect("add a bus receiver");
+    for n in 0..COUNT {
+        bus_tx
+            .send(busbar::Message::new(busbar::Selector::unicast("set"), n))
+            .expect("bus send");
+    }
+    let mut next = std::collections::HashMap::<u64, u64>::new();
+    let mut closed = 0;
+    let mut bus_got = 0;
+    while closed < 3 || bus_got < COUNT {
+        let got = set.select(Some(GUARD)).expect("select");
+        assert!(!got.is_empty(), "nothing within the guard");
+        for s in got {
+            match s {
+                Selection::Message(id, m) if id == bus_id => {
+                    let m = m.take::<busbar::Message<u64>>().expect("a bus message");
+                    assert_eq!(m.payload, bus_got);
+                    bus_got += 1;
+                }
+                Selection::Message(id, m) => {
+                    let n = next.entry(id).or_default();
+                    assert_eq!(m.take::<u64>().expect("a u64"), *n);
+                    *n += 1;
+                }
+                Selection::Closed(id) => {
+                    assert!(ids.contains(&id));
+                    assert_eq!(next.get(&id), Some(&COUNT));
+                    closed += 1;
+                }
+                Selection::Failed(id, e) => panic!("{id}: {e}"),
+            }
+        }
+    }
+    for (child, cmds) in peers {
+        drop(cmds);
+        wait_ok(child);
+    }
+}
+
+/// ipc-channel #112: a receiver in the application's own event loop,
+/// with no thread of ours: poll the receiver's descriptor, `try_recv`
+/// until `Empty`, poll again.
+#[test]
+fn receiver_in_own_event_loop() {
+    use std::os::fd::AsFd;
+    let (child, cmds) = serve_peer();
+    let (tx, rx) = bytes_channel().expect("channel");
+    cmds.send(Cmd::Flood(tx, 500, 200)).expect("send");
+    // Asked for once, before the first receive (the contract).
+    let fd = rx.as_fd().try_clone_to_owned().expect("dup");
+    let mut got = 0u32;
+    'outer: loop {
+        loop {
+            match rx.try_recv() {
+                Ok(m) => {
+                    assert_eq!(m, busbar_tests::chan::flood_message(got, 200));
+                    got += 1;
+                }
+                Err(RecvError::Empty) => break,
+                Err(RecvError::Disconnected) => break 'outer,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        let guard = rustix::time::Timespec {
+            tv_sec: GUARD.as_secs() as i64,
+            tv_nsec: 0,
+        };
+        let n = rustix::event::poll(&mut fds, Some(&guard)).expect("poll");
+        assert!(n > 0, "nothing within the guard after {got}");
+    }
+    assert_eq!(got, 500);
+    drop(cmds);
+    wait_ok(child);
 }

@@ -58,11 +58,13 @@ mod attachments;
 mod receiver;
 mod sender;
 mod server;
+mod set;
 
 pub use attachments::SharedBytes;
 pub use receiver::{BytesReceiver, Receiver};
 pub use sender::{BytesSender, Sender};
 pub use server::OneShotServer;
+pub use set::{ReceiverSet, Selectable, Selected, Selection};
 
 use std::io;
 

@@ -193,6 +193,9 @@ impl RecvCore {
                     if let Some(out) = st.scan(&self.poller, &mut decode) {
                         return out;
                     }
+                    if st.door.is_none() && st.links.is_empty() {
+                        return Err(RecvError::Disconnected);
+                    }
                 }
                 // Polled by the application: leave every ring's flag raised
                 // so that the next frame makes the descriptor readable.
@@ -200,6 +203,9 @@ impl RecvCore {
                     if let Some(out) = st.scan(&self.poller, &mut decode) {
                         return out;
                     }
+                }
+                if st.door.is_none() && st.links.is_empty() {
+                    return Err(RecvError::Disconnected);
                 }
                 return Err(e);
             }
@@ -217,7 +223,13 @@ impl RecvCore {
     /// The poller's descriptor; from now on a receive that finds nothing
     /// leaves the rings' flags raised.
     pub(crate) fn watch_fd(&self) -> BorrowedFd<'_> {
-        self.watched.set(true);
+        if !self.watched.replace(true) {
+            // A receive that found nothing before we were asked left the
+            // flags down: raise them now, so that the next frame rings.
+            if let Ok(mut st) = self.state.try_borrow_mut() {
+                st.arm();
+            }
+        }
         self.poller.as_fd()
     }
 
