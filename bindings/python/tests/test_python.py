@@ -278,3 +278,26 @@ def test_python_to_python_across_processes_with_a_region(join, bus) -> None:
     assert ep.recv(timeout=HANG).data == b"done"
     assert np.frombuffer(r, dtype=np.int64)[0] == -1 and r.ref_count == 1
     assert proc.wait() == 0
+
+
+def test_ping_pong_between_python_processes(join, bus) -> None:
+    # Every round is a fresh blocking recv on each side, mostly past the
+    # library's first wait and into the poll of the receiver's descriptor:
+    # a lost wake-up there hangs this test (and did, before the descriptor
+    # was armed from the start).
+    ep = join(["ping"])
+    pong = textwrap.dedent(
+        f"""
+        import busbar
+        with busbar.join({bus!r}, "pong", token={TOKEN!r}, timeout=60) as ep:
+            for _ in range(300):
+                m = ep.recv(timeout=60)
+                ep.send(m.source, m.data)
+        """
+    )
+    proc = Proc([PYTHON, "-c", pong])
+    wait_listed(ep, "pong")
+    for i in range(300):
+        ep.send("pong", i.to_bytes(4, "little"))
+        assert ep.recv(timeout=HANG).data == i.to_bytes(4, "little")
+    assert proc.wait() == 0

@@ -18,7 +18,7 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 /// Payloads above this size (with no attachments) go out through a loan:
@@ -39,8 +39,11 @@ pub struct Endpoint {
     receiver: Arc<Mutex<Option<Receiver>>>,
     /// Interrupts a receive blocked in another thread when `close()` is called.
     waker: RecvWaker,
-    /// The receiver's poll descriptor, once asked for.
-    poll_fd: OnceLock<RawFd>,
+    /// The receiver's poll descriptor. Asked for at once: from then on a
+    /// receive that finds nothing arms the rings so that the next frame
+    /// makes the descriptor readable, which the second step of
+    /// [`Endpoint::wait`] and `recv_async` count on.
+    poll_fd: RawFd,
     /// Set while a message lent by `recv_with` is open.
     lending: Arc<AtomicBool>,
     id: u64,
@@ -59,12 +62,13 @@ enum Waited {
 
 impl Endpoint {
     pub fn new(tx: Sender, rx: Receiver, bus: String, label: Vec<String>) -> Endpoint {
+        let poll_fd = rx.as_fd().as_raw_fd();
         Endpoint {
             id: tx.id().0,
             sender: RwLock::new(Some(tx)),
             waker: rx.waker(),
             receiver: Arc::new(Mutex::new(Some(rx))),
-            poll_fd: OnceLock::new(),
+            poll_fd,
             lending: Arc::new(AtomicBool::new(false)),
             bus,
             label,
@@ -342,13 +346,7 @@ impl Endpoint {
         if self.closed() {
             return Err(errors::closed(py));
         }
-        if let Some(fd) = self.poll_fd.get() {
-            return Ok(*fd);
-        }
-        let fd = py
-            .detach(|| self.receiver().as_ref().map(|rx| rx.as_fd().as_raw_fd()))
-            .ok_or_else(|| errors::closed(py))?;
-        Ok(*self.poll_fd.get_or_init(|| fd))
+        Ok(self.poll_fd)
     }
 
     /// Waits for the next message on the running asyncio loop (through
