@@ -217,16 +217,16 @@ class Message {
     /** The BytesMessage format tag. */
     this.format = raw.format;
     /** Descriptors that came with it. */
-    this.fds = raw.fds.map((fd) => new Fd(fd, KEY));
+    this.fds = raw.fds.length === 0 ? [] : raw.fds.map((fd) => new Fd(fd, KEY));
     /** Memory regions that came with it. */
-    this.regions = raw.regions.map((r) => new Region(r, KEY));
+    this.regions = raw.regions.length === 0 ? [] : raw.regions.map((r) => new Region(r, KEY));
     /** The sending endpoint's id. */
     this.source = raw.source;
     /** The label expression it was sent to. */
     this.selector = raw.selector;
     /** Whether it was multicast. */
     this.multicast = raw.multicast;
-    Object.defineProperty(this, REPLY, { value: raw.request ?? null });
+    this[REPLY] = raw.request ?? null;
   }
   /** Whether its sender waits for a reply (ep.reply(message, data)). */
   get isRequest() {

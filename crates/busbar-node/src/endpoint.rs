@@ -11,7 +11,7 @@
 
 use crate::error::{Failure, Result};
 use crate::labelop;
-use crate::message::{Event, JsMessage, Outcome, Received, ReplyToken};
+use crate::message::{Event, JsMessage, Outcome, Received, ReplyToken, SelectorText};
 use crate::recv::{self, Receiving};
 use crate::region::Region;
 use busbar::{
@@ -415,7 +415,7 @@ impl NativeEndpoint {
             .spawn(move || {
                 let result = crate::no_panic(|| {
                     let answer = sender.request::<BytesMessage>(msg, timeout)?;
-                    Ok(vec![Received::new(answer)])
+                    Ok(vec![Received::new(answer, &mut SelectorText::default())])
                 });
                 drop(sender);
                 emit(Outcome {

@@ -23,12 +23,30 @@ pub struct Received {
     reply: Option<ReplyHandle>,
 }
 
+/// The text of the last selector seen: a stream of messages to one
+/// expression prints it once.
+#[derive(Debug, Default)]
+pub struct SelectorText(Option<(busbar::LabelOp, String)>);
+
+impl SelectorText {
+    fn of(&mut self, op: busbar::LabelOp) -> String {
+        match &self.0 {
+            Some((last, text)) if *last == op => text.clone(),
+            _ => {
+                let text = op.to_string();
+                self.0 = Some((op, text.clone()));
+                text
+            }
+        }
+    }
+}
+
 impl Received {
     /// Takes a message apart.
-    pub fn new(m: Message<BytesMessage>) -> Received {
+    pub fn new(m: Message<BytesMessage>, texts: &mut SelectorText) -> Received {
         let reply = m.reply_handle();
         Received {
-            selector: m.selector.label_op.to_string(),
+            selector: texts.of(m.selector.label_op),
             multicast: m.selector.mode == SelectorMode::Multicast,
             source: m.source.to_string(),
             format: m.payload.format,
