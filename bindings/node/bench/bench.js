@@ -171,6 +171,6 @@ function us(v) {
   const b = results.busbar;
   const z = results.zeromq;
   const c = results.child_process;
-  console.log(`\nAt 1 KiB busbar moves ${(b.r1k / z.r1k).toFixed(1)}× zeromq's messages and ${(b.r1k / c.r1k).toFixed(1)}× child_process's; its p50 latency is ${(z.lat.p50 / b.lat.p50).toFixed(1)}× lower than zeromq's and ${(c.lat.p50 / b.lat.p50).toFixed(1)}× lower than child_process's.`);
+  console.log(`\nAt 1 KiB busbar moves ${(b.r1k / z.r1k).toFixed(1)}× zeromq's messages per second and ${(b.r1k / c.r1k).toFixed(1)}× child_process's; its 64 B p50 latency is ${(b.lat.p50 / z.lat.p50).toFixed(2)}× zeromq's and ${(b.lat.p50 / c.lat.p50).toFixed(2)}× child_process's.`);
   fs.rmSync(tmp, { recursive: true, force: true });
 })();
