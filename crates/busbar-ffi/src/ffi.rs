@@ -1519,12 +1519,20 @@ fn received(m: Message<BytesMessage>) -> busbar_message {
         reply,
         selector: m.selector,
         payload: m.payload,
-        objects: m.objects.into_iter().map(Some).collect(),
-        regions: m
-            .memory_regions
-            .into_iter()
-            .map(|region| Some(busbar_region_view { region }))
-            .collect(),
+        // Most messages carry neither: no conversion pass for them.
+        objects: if m.objects.is_empty() {
+            Vec::new()
+        } else {
+            m.objects.into_iter().map(Some).collect()
+        },
+        regions: if m.memory_regions.is_empty() {
+            Vec::new()
+        } else {
+            m.memory_regions
+                .into_iter()
+                .map(|region| Some(busbar_region_view { region }))
+                .collect()
+        },
     }
 }
 
