@@ -8,6 +8,7 @@ pub mod chan;
 pub mod chaos;
 pub mod fuzz_support;
 pub mod hostile;
+pub mod named_ring;
 pub mod rings;
 
 use busbar::BytesMessage;

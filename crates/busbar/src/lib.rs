@@ -95,6 +95,7 @@ mod object;
 mod options;
 pub mod payload;
 mod region;
+pub mod ring;
 mod selector;
 mod sync;
 #[allow(unsafe_code)] // The platform layer is the one place allowed `unsafe`.

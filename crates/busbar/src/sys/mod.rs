@@ -15,6 +15,7 @@
 pub(crate) mod blob;
 pub(crate) mod dir;
 pub(crate) mod memfd;
+pub(crate) mod mpsc;
 pub(crate) mod poll;
 pub(crate) mod ring;
 pub(crate) mod socket;

@@ -92,6 +92,30 @@ impl Poller {
         Ok(())
     }
 
+    /// The tokens of what is ready now, without waiting ([epoll_wait(2)]
+    /// with a zero timeout).
+    ///
+    /// [epoll_wait(2)]: https://man7.org/linux/man-pages/man2/epoll_wait.2.html
+    pub(crate) fn ready_now(&self, ready: &mut Vec<u64>) -> io::Result<()> {
+        ready.clear();
+        let zero = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let mut events: Vec<epoll::Event> = Vec::with_capacity(64);
+        match epoll::wait(
+            &self.fd,
+            rustix::buffer::spare_capacity(&mut events),
+            Some(&zero),
+        ) {
+            Ok(_) => {}
+            Err(Errno::INTR) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        ready.extend(events.iter().map(|e| e.data.u64()));
+        Ok(())
+    }
+
     /// The epoll descriptor itself: it polls readable while any descriptor
     /// it watches is ready ([epoll(7)], "an epoll file descriptor can be
     /// monitored by poll, select or epoll").

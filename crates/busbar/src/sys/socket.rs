@@ -141,6 +141,14 @@ impl Listener {
     }
 }
 
+impl Listener {
+    /// Leaves the socket file in place when the listener is dropped (a
+    /// named ring's `persist`).
+    pub(crate) fn keep_file(&mut self) {
+        self.path = None;
+    }
+}
+
 impl AsFd for Listener {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()

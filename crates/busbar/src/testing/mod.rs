@@ -209,3 +209,10 @@ pub fn count_in_flight(region: &MemoryRegion) {
 pub fn region_fd(region: &MemoryRegion) -> BorrowedFd<'_> {
     region.fd()
 }
+
+/// Scribbles `rounds` random words (from `seed`) over a named ring's
+/// shared memory through `sender`'s mapping (reserve index, sender slots,
+/// record claim and commit words), as a hostile sender would.
+pub fn scribble_named_ring(sender: &crate::ring::RingSender, rounds: usize, seed: u64) {
+    crate::ring::scribble(sender, rounds, seed)
+}

@@ -1,0 +1,75 @@
+//! The other process of the named-ring tests (`tests/named_ring.rs`):
+//! senders of many kinds, each a role.
+//!
+//! - `send PATH ID COUNT SIZE DELAY_MS`: sends COUNT [`Msg`]s of SIZE bytes,
+//!   sleeping DELAY_MS between them.
+//! - `sizes PATH ID SIZE...`: sends one [`Msg`] per size, in order.
+//! - `flood PATH ID`: sends [`Msg`]s of varied sizes until killed (prints
+//!   `ready` after its first send).
+//! - `hostile PATH SEED`: sends a few messages, then scribbles over the
+//!   ring's shared memory, and goes on sending (errors are fine).
+
+use busbar::ring::RingSender;
+use busbar_tests::named_ring::{msg, Msg};
+use std::io::Write;
+use std::time::Duration;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| -> &str {
+        args.get(i)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("missing argument {i}"))
+    };
+    let num = |i: usize| -> u64 { arg(i).parse().expect("a number") };
+    let tx = RingSender::open(arg(1)).expect("open the ring");
+    match arg(0) {
+        "send" => {
+            let (id, count, size, delay) = (num(2) as u32, num(3), num(4) as usize, num(5));
+            for seq in 0..count {
+                tx.send(&msg(id, seq, size)).expect("send");
+                if delay > 0 {
+                    std::thread::sleep(Duration::from_millis(delay));
+                }
+            }
+        }
+        "sizes" => {
+            let id = num(2) as u32;
+            for (seq, i) in (3..args.len()).enumerate() {
+                tx.send(&msg(id, seq as u64, num(i) as usize))
+                    .expect("send");
+            }
+        }
+        "flood" => {
+            let id = num(2) as u32;
+            let mut seq = 0u64;
+            loop {
+                let size = [0usize, 100, 5000, 40_000, 200_000][(seq % 5) as usize];
+                let m: Msg = msg(id, seq, size);
+                match tx.send_timeout(&m, Duration::from_secs(60)) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        eprintln!("flood {id}: {e}");
+                        std::process::exit(3);
+                    }
+                }
+                if seq == 0 {
+                    println!("ready");
+                    let _ = std::io::stdout().flush();
+                }
+                seq += 1;
+            }
+        }
+        "hostile" => {
+            let seed = num(2);
+            for seq in 0..10 {
+                let _ = tx.send(&msg(99, seq, 1000));
+            }
+            busbar::testing::scribble_named_ring(&tx, 200, seed);
+            for seq in 10..50 {
+                let _ = tx.send_timeout(&msg(99, seq, 1000), Duration::from_millis(200));
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
