@@ -80,6 +80,8 @@
 
 extern crate self as busbar;
 
+#[cfg(feature = "tokio")]
+mod asyncio;
 mod attach;
 pub mod channel;
 mod controller;
@@ -106,6 +108,8 @@ mod sys;
 #[doc(hidden)]
 pub mod testing;
 
+#[cfg(feature = "tokio")]
+pub use asyncio::{AsyncReceiver, RecvFuture, RecvStream};
 pub use busbar_derive::{MessageBox, TypeUuid};
 pub use endpoint::{
     join, Borrowed, EndpointId, EndpointInfo, EndpointReceiver, EndpointSender, EndpointStats,

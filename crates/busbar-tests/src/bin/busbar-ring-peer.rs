@@ -6,6 +6,8 @@
 //! - `sizes PATH ID SIZE...`: sends one [`Msg`] per size, in order.
 //! - `flood PATH ID`: sends [`Msg`]s of varied sizes until killed (prints
 //!   `ready` after its first send).
+//! - `bus BUS COUNT`: joins the bus BUS and sends `0..COUNT` (u64) to the
+//!   label `async` (not a ring: the async tests' bus source).
 //! - `hostile PATH SEED`: sends a few messages, then scribbles over the
 //!   ring's shared memory, and goes on sending (errors are fine).
 
@@ -22,6 +24,17 @@ fn main() {
             .unwrap_or_else(|| panic!("missing argument {i}"))
     };
     let num = |i: usize| -> u64 { arg(i).parse().expect("a number") };
+    if arg(0) == "bus" {
+        let options = busbar::Options::new(arg(1), busbar::label!("bus-source"), "t");
+        let (tx, _rx) = busbar::join::<u64, u64>(options, None).expect("join");
+        for n in 0..num(2) {
+            let to = busbar::Selector::unicast("async").ttl(Duration::from_secs(60));
+            tx.send(busbar::Message::new(to, n)).expect("bus send");
+        }
+        // Stay until the receiver had everything (it drops out of the bus then).
+        std::thread::sleep(Duration::from_millis(500));
+        return;
+    }
     let tx = RingSender::open(arg(1)).expect("open the ring");
     match arg(0) {
         "send" => {

@@ -17,5 +17,7 @@ pub(crate) mod dir;
 pub(crate) mod memfd;
 pub(crate) mod mpsc;
 pub(crate) mod poll;
+#[cfg(feature = "tokio")]
+pub(crate) mod reactor;
 pub(crate) mod ring;
 pub(crate) mod socket;
