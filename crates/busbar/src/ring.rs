@@ -68,10 +68,25 @@
 //!    the receiver's wake flag is up, swap it down and ring the doorbell.
 //!
 //! Claim and commit words are tagged with their index mixed with a random
-//! per-ring key, so a word left from an earlier lap, or payload bytes that
-//! happen to lie where a record header now is, is never taken for this
-//! lap's claim or commit (but by a 2⁻³⁶ chance). The data area is never
-//! cleared.
+//! per-ring key, so a word left from an earlier lap is not taken for this
+//! lap's claim or commit. The data area is never cleared, but the one word
+//! where the next claim goes is:
+//!
+//! **Clean claim words.** When `R` becomes `q`, the claim word at `q` is no
+//! claim for `q` unless someone really claimed `q`. Whoever moves `R` from
+//! `r` to `q` (the claimant, or a sender helping it) first loads the word
+//! at `q`, checks that `R` is still `r` (so nobody can have claimed `q`
+//! yet: that takes `R == q`), and CASes the word from what it loaded to a
+//! value that is no claim for `q`; a claim made meanwhile makes the CAS
+//! fail. When `q` is a whole capacity ahead of `head`, the word at `q` is
+//! the claim of the record at `head` and is left alone: the receiver, as it
+//! moves past each record, stores a no-claim for the index a lap later in
+//! that record's claim word before it stores the new `head`, and no sender
+//! can claim there before seeing that `head`. A full ring has no claim at
+//! `R` (it would need room), so a sender does not look for one there. So
+//! payload bytes left where a record header now lies are never read as a
+//! claim (without this, a 36-bit tag would match random bytes once in 2³⁶
+//! looks).
 //!
 //! The receiver, at `head`: loads the claim word (acquire). No claim for
 //! `head`: nothing there. A padding claim: step over it. A message claim:
@@ -533,6 +548,14 @@ impl RingReceiver {
 
     /// Releases `len` bytes at `head` to the senders.
     fn advance(&mut self, len: usize) {
+        // The record's claim word is where a claim a lap later may go:
+        // leave no claim there (no sender can claim there before `head`
+        // has moved on, below).
+        let lap = self.head.wrapping_add(self.shared.capacity() as u64);
+        let off = self.shared.offset(self.head);
+        self.shared
+            .claim_word(off)
+            .store(self.shared.not_claim(lap), Ordering::Relaxed);
         self.head = self.head.wrapping_add(len as u64);
         self.shared.head().store(self.head, Ordering::Release);
         fence(Ordering::SeqCst);
@@ -638,6 +661,32 @@ impl Drop for RingReceiver {
         self.shared.room().store(0, Ordering::Release);
         self.shared.wake_room();
     }
+}
+
+/// Before the reserve index moves from `r` to `next`: makes sure the word
+/// where the next claim goes is no claim for `next`, whatever bytes an
+/// earlier lap left there (see "Clean claim words" in the module docs).
+/// `h` is a `head` loaded before `r` was.
+fn clear_next(shared: &Shared, r: u64, next: u64, h: u64) {
+    if next.wrapping_sub(h) >= shared.capacity() as u64 {
+        // The word is the claim of the record at `head` (or of one that
+        // came before it): the receiver clears it when it moves on.
+        return;
+    }
+    let word = shared.claim_word(shared.offset(next));
+    let stale = word.load(Ordering::Acquire);
+    if shared.reserve().load(Ordering::Acquire) != r {
+        // Whoever moved it cleared the word first.
+        return;
+    }
+    // Nobody can have claimed at `next` (that takes the reserve index at
+    // `next`): a claim made since the load above makes this fail.
+    let _ = word.compare_exchange(
+        stale,
+        shared.not_claim(next),
+        Ordering::AcqRel,
+        Ordering::Relaxed,
+    );
 }
 
 /// How long a send may wait for room.
@@ -797,21 +846,27 @@ impl RingSender {
                 return Err(SendError::Io(corrupt("the reserve index is not aligned")));
             }
             let off = shared.offset(r);
-            let w = shared.claim_word(off).load(Ordering::Acquire);
-            if let Some(c) = shared.decode_claim(r, w) {
-                if c.len < RECORD || off + c.len > cap {
-                    return Err(SendError::Io(corrupt("a record's length is out of range")));
-                }
-                // Claimed already: help its sender move the reserve index.
-                let _ = shared.reserve().compare_exchange(
-                    r,
-                    r.wrapping_add(c.len as u64),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                );
-                continue;
-            }
             let used = r.wrapping_sub(h);
+            // A full ring (`used == cap`) has no claim at `r`: the word
+            // there is the claim of the record at `head`.
+            let w = shared.claim_word(off).load(Ordering::Acquire);
+            if used < cap as u64 {
+                if let Some(c) = shared.decode_claim(r, w) {
+                    if c.len < RECORD || off + c.len > cap {
+                        return Err(SendError::Io(corrupt("a record's length is out of range")));
+                    }
+                    // Claimed already: help its sender move the reserve index.
+                    let next = r.wrapping_add(c.len as u64);
+                    clear_next(&shared, r, next, h);
+                    let _ = shared.reserve().compare_exchange(
+                        r,
+                        next,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
+                    continue;
+                }
+            }
             if used > cap as u64 {
                 // `r` is behind `head` or far ahead of it: only a scribbled
                 // header does that for long.
@@ -871,12 +926,11 @@ impl RingSender {
                 self.ring_if_sleeping(&shared);
                 continue;
             }
-            let _ = shared.reserve().compare_exchange(
-                r,
-                r.wrapping_add(rec as u64),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
+            let next = r.wrapping_add(rec as u64);
+            clear_next(&shared, r, next, h);
+            let _ = shared
+                .reserve()
+                .compare_exchange(r, next, Ordering::AcqRel, Ordering::Relaxed);
             if pad {
                 // Padding is complete once claimed: the receiver may step
                 // over it now, and must be woken to (the room this sender

@@ -128,8 +128,9 @@ impl Shared {
         for i in 0..SLOTS {
             shared.slot(i).store(NONE, Ordering::Relaxed);
         }
-        // Claim words of index 0.. are zero, which no tag equals but by
-        // a 2^-36 chance: a fresh ring has no claim anywhere.
+        // Where the first claim goes: no claim yet (see `not_claim`).
+        let first = shared.not_claim(0);
+        shared.claim_word(0).store(first, Ordering::Relaxed);
         w64(OFF_MAGIC)?.store(MAGIC, Ordering::Release);
         Ok((shared, fd))
     }
@@ -238,6 +239,12 @@ impl Shared {
     /// The claim word for a record of `len` bytes at index `p`.
     pub(crate) fn claim(&self, p: u64, len: usize, pad: bool) -> u64 {
         (self.claim_tag(p) << 28) | if pad { PAD_BIT } else { 0 } | ((len / RECORD) as u64 & UNITS)
+    }
+
+    /// A word that is no claim at index `p` (written where the next claim
+    /// will go, so that stale bytes there never pass for one).
+    pub(crate) fn not_claim(&self, p: u64) -> u64 {
+        (self.claim_tag(p) ^ 1) << 28
     }
 
     /// Decodes `word` as a claim at index `p`: `None` when it is not one
