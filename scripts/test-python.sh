@@ -22,5 +22,8 @@ gcc -std=c11 -Wall -Wextra -Werror -I"$cprefix/include" bindings/c/examples/echo
 "$venv/bin/pip" install --quiet --disable-pip-version-check pytest numpy mypy
 "$venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps ./bindings/python
 export BUSBAR_BIN_DIR="$PWD/target/debug"
-(cd bindings/python && ../../"$venv"/bin/python -m pytest -q tests)
+# From the repository root, and with -P: the source folder
+# bindings/python/busbar (which lacks the built extension) must not shadow
+# the installed package, in pytest or in the Python children the tests start.
+"$venv"/bin/python -P -m pytest -q bindings/python/tests
 "$venv/bin/mypy" --strict bindings/python/examples
