@@ -18,6 +18,7 @@ fn color(p: Peer) -> RGBColor {
         Peer::Busbar => RGBColor(0x1f, 0x4e, 0xb4),
         Peer::BusbarZc => RGBColor(0x17, 0xa8, 0xc4),
         Peer::BusbarC => RGBColor(0x6b, 0x7f, 0xa8),
+        Peer::BusbarChan => RGBColor(0x0b, 0x2a, 0x6e),
         Peer::IpcChannel => RGBColor(0xe0, 0x7b, 0x10),
         Peer::Ipmb => RGBColor(0x2c, 0x9c, 0x3f),
         Peer::IoxSpin => RGBColor(0xc8, 0x2a, 0x2a),

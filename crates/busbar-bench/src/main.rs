@@ -37,7 +37,8 @@ struct Cli {
     quick: bool,
     /// Run these libraries (or ways of using busbar) only, comma-separated:
     /// busbar (send/recv), busbar-zc (loan/send_loan/recv_with), busbar-c
-    /// (the C API), ipc-channel, ipmb or iceoryx2 (both ways of waiting).
+    /// (the C API), busbar-chan (busbar::channel), ipc-channel, ipmb or
+    /// iceoryx2 (both ways of waiting).
     #[arg(long, value_parser = peers::GROUPS, value_delimiter = ',')]
     only: Vec<String>,
     /// Where BENCHMARKS.md and benchmarks.svg go (default: the repository root).

@@ -11,6 +11,7 @@ use std::time::Duration;
 pub mod busbar;
 #[allow(unsafe_code)] // calls into C: the one module of the bench that does
 mod busbar_c;
+mod busbar_chan;
 mod iceoryx2;
 mod ipc_channel;
 mod ipmb;
@@ -42,6 +43,8 @@ pub enum Peer {
     BusbarZc,
     /// busbar through its C API (`busbar_send_bytes`, `busbar_recv`), called from C.
     BusbarC,
+    /// busbar's channels (`busbar::channel`), set up as ipc-channel's are.
+    BusbarChan,
     IpcChannel,
     Ipmb,
     /// iceoryx2 publish-subscribe, the receiver polling in a loop.
@@ -50,10 +53,11 @@ pub enum Peer {
     IoxEvent,
 }
 
-pub const ALL: [Peer; 7] = [
+pub const ALL: [Peer; 8] = [
     Peer::Busbar,
     Peer::BusbarZc,
     Peer::BusbarC,
+    Peer::BusbarChan,
     Peer::IpcChannel,
     Peer::Ipmb,
     Peer::IoxSpin,
@@ -61,10 +65,11 @@ pub const ALL: [Peer; 7] = [
 ];
 
 /// What `--only` accepts: each peer's [`group`](Peer::group).
-pub const GROUPS: [&str; 6] = [
+pub const GROUPS: [&str; 7] = [
     "busbar",
     "busbar-zc",
     "busbar-c",
+    "busbar-chan",
     "ipc-channel",
     "ipmb",
     "iceoryx2",
@@ -90,6 +95,7 @@ impl Peer {
             Peer::Busbar => "busbar",
             Peer::BusbarZc => "busbar (zero-copy)",
             Peer::BusbarC => "busbar (C)",
+            Peer::BusbarChan => "busbar channel",
             Peer::IpcChannel => "ipc-channel",
             Peer::Ipmb => "ipmb",
             Peer::IoxSpin => "iceoryx2 (spin)",
@@ -103,6 +109,7 @@ impl Peer {
             Peer::Busbar => "busbar",
             Peer::BusbarZc => "busbar-zc",
             Peer::BusbarC => "busbar-c",
+            Peer::BusbarChan => "busbar-chan",
             Peer::IpcChannel => "ipc-channel",
             Peer::Ipmb => "ipmb",
             Peer::IoxSpin => "iceoryx2-spin",
@@ -127,6 +134,7 @@ impl Peer {
         match self {
             Peer::Busbar | Peer::BusbarZc => "busbar 0.1.0 (this workspace)",
             Peer::BusbarC => "busbar 0.1.0 (this workspace), through libbusbar's C API",
+            Peer::BusbarChan => "busbar 0.1.0 (this workspace), busbar::channel byte channels",
             Peer::IpcChannel => "ipc-channel 0.23.1",
             Peer::Ipmb => "ipmb 0.8.5",
             Peer::IoxSpin | Peer::IoxEvent => "iceoryx2 0.10.0",
@@ -136,7 +144,9 @@ impl Peer {
     /// Whether the peer's model can do this at all (`Err`: why not).
     pub fn supports(self, shape: Shape) -> Result<(), &'static str> {
         match self {
-            Peer::IpcChannel if shape.multicast => Err("no multicast: a channel has one receiver"),
+            Peer::IpcChannel | Peer::BusbarChan if shape.multicast => {
+                Err("no multicast: a channel has one receiver")
+            }
             _ => Ok(()),
         }
     }
@@ -154,6 +164,7 @@ impl Peer {
             Peer::Busbar => busbar::open(role, args, ctl, false),
             Peer::BusbarZc => busbar::open(role, args, ctl, true),
             Peer::BusbarC => busbar_c::open(role, args, ctl),
+            Peer::BusbarChan => busbar_chan::open(role, args, ctl),
             Peer::IpcChannel => ipc_channel::open(role, args, ctl),
             Peer::Ipmb => ipmb::open(role, args, ctl),
             Peer::IoxSpin => iceoryx2::open(role, args, ctl, false),
