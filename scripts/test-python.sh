@@ -12,7 +12,9 @@ python=${PYTHON:-python3}
 if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
-cargo build --locked -p busbar-tests --bin busbar-peer -p busbar-cli --bin busbar -p busbar-ffi
+cargo build --locked -p busbar-tests --bin busbar-peer -p busbar-cli --bin busbar
+# Apart: with --bin selected, cargo would build no library of busbar-ffi.
+cargo build --locked -p busbar-ffi
 # The C binding's echo example, for the Python <-> C test (built against
 # the library installed into a prefix, as test-c.sh does, without pkg-config).
 cprefix=target/python-c-prefix
