@@ -93,7 +93,8 @@ test('take() hands a received descriptor over; Node to Node with copies of the r
   const region = busbar.Region.create(100);
   region.write('shared', 10);
   const pipe = fs.openSync('/dev/null', 'r');
-  await a.send('b', Buffer.from([1, 2, 3]), { fds: [pipe, pipe], regions: [region] });
+  // A ttl: a's directory may not list b yet, right after b's join.
+  await a.send('b', Buffer.from([1, 2, 3]), { fds: [pipe, pipe], regions: [region], ttlMs: 20000 });
   fs.closeSync(pipe);
   const m = await b.recv({ timeoutMs: 20000 });
   assert.deepEqual([...m.data], [1, 2, 3]);

@@ -272,6 +272,8 @@ fn hostile_rings_are_cut_and_the_receiver_goes_on() {
     let len = scribbler.len();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stopped = stop.clone();
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scribbled = started.clone();
     let scribbling = std::thread::spawn(move || {
         let mut rng = Rng::new(0x5c41_bb1e);
         let mut n = 0u64;
@@ -295,9 +297,15 @@ fn hostile_rings_are_cut_and_the_receiver_goes_on() {
                 _ => std::thread::yield_now(),
             }
             n += 1;
+            scribbled.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         n
     });
+    // The frames go in while the scribbler is at work, however the
+    // threads are scheduled (on a loaded machine it may start late).
+    while !started.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::yield_now();
+    }
     let mut rng = Rng::new(0xc0ffee);
     let until = Instant::now() + Duration::from_millis(500);
     while Instant::now() < until && !c.ring.consumer_gone() {
