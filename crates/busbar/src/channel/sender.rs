@@ -79,6 +79,26 @@ impl SenderCore {
             Backpressure::Block => Wait::Forever,
             Backpressure::DropNewest | Backpressure::FailFast => Wait::No,
         });
+        if objects.is_empty() && self.selector.len() + payload.len() <= crate::frame::INLINE_MAX {
+            // In-line with no descriptors (the ring's case): written
+            // straight from the caller's bytes, with no frame in between.
+            let mut header = crate::frame::Header::new(crate::frame::Kind::Data);
+            // In range: a selector of a few bytes, and INLINE_MAX.
+            header.selector_len = self.selector.len() as u16;
+            header.payload_len = payload.len() as u64;
+            header.type_uuid = type_uuid;
+            let link = self.link(wait)?;
+            let body: [&[u8]; 2] = [&self.selector, payload.bytes()];
+            return match link.send(&header, &body, &[], wait) {
+                Ok(()) => Ok(()),
+                Err(SendFailure::Full) if dropping => {
+                    link.dropped
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Ok(())
+                }
+                Err(e) => Err(failure(e)),
+            };
+        }
         let frame = OutFrame::build(
             Built {
                 selector: Selector::unicast(crate::LabelOp::True),

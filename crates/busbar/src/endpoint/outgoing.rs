@@ -66,11 +66,13 @@ pub(crate) enum Payload<'a> {
 }
 
 impl Payload<'_> {
-    fn len(&self) -> usize {
+    /// Its length in bytes.
+    pub(crate) fn len(&self) -> usize {
         self.bytes().len()
     }
 
-    fn bytes(&self) -> &[u8] {
+    /// Its bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
         match self {
             Payload::Owned(v) => v,
             Payload::Borrowed(b) => b,
