@@ -415,7 +415,9 @@ busbar_status busbar_send_bytes(const busbar_sender *s,
 // `*msg` is untouched and still the caller's: its descriptors are not
 // closed, so it can be sent again or freed. (To keep it, busbar sends a
 // copy of its bytes and duplicates of its descriptors; `busbar_send_bytes`
-// copies the bytes once and nothing more.) Thread-safe.
+// copies the bytes once and nothing more. A region's count includes that
+// duplicate until `busbar_send` returns: a receiver that counts at once
+// may see one handle more.) Thread-safe.
 //
 // # Safety
 // `s` NULL or live; `msg` NULL or points to NULL or a live message.
