@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every busbar test: unit, property, doc and cross-process tests, the
-# Python binding's (scripts/test-python.sh) and the C and C++ bindings'
-# (scripts/test-c.sh), and the Node.js binding's (scripts/test-node.sh).
+# Runs every busbar test: unit, property, doc and cross-process tests, then
+# the bindings': Python (scripts/test-python.sh: makes target/python-venv,
+# pip-installs ./bindings/python with pytest, numpy and mypy, runs pytest on
+# bindings/python/tests and mypy --strict on its example), C and C++
+# (scripts/test-c.sh) and Node.js (scripts/test-node.sh: npm ci, node --test).
 # Needs a Rust toolchain, gcc/g++, Python 3.11+ (venv, pip) and Node.js 18+
 # (npm); cargo, pip and npm fetch the crates and packages, and
 # scripts/test-c.sh installs pkg-config and cmake from Debian's packages
