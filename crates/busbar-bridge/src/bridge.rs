@@ -1,0 +1,1096 @@
+//! The bridge: a local bus on one side, a Zenoh session on the other.
+
+use crate::config::Config;
+use crate::raw::Raw;
+use crate::wire::{self, Kind};
+use crate::BridgeError;
+use busbar::{
+    Borrowed, BytesMessage, EndpointId, EndpointReceiver, EndpointSender, Label, MemoryRegion,
+    Message, MessageBox, Options, RecvError, RecvWaker, ReplyHandle, Selector, TypeUuid,
+};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use zenoh::liveliness::LivelinessToken;
+use zenoh::pubsub::Publisher;
+use zenoh::qos::CongestionControl;
+use zenoh::sample::SampleKind;
+use zenoh::Wait;
+
+/// The label item every bridge's own endpoint carries.
+pub const BRIDGE_LABEL: &str = "@bridge";
+/// The prefix of the label item naming an endpoint's host (`@host:b`).
+pub const HOST_PREFIX: &str = "@host:";
+/// The prefix of the label item giving a remote endpoint's id on its own
+/// bus (`@remote:00c0ffee00c0ffee`).
+pub const REMOTE_PREFIX: &str = "@remote:";
+
+/// How long a message from another host waits for its local receiver to
+/// be in the directory of the endpoint that delivers it.
+const DELIVERY_TTL: Duration = Duration::from_secs(1);
+/// Threads that wait for answers to requests from other hosts.
+const REQUEST_THREADS: usize = 16;
+/// How long a bridge asks the others about a source it does not know yet.
+const LEARN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether a label marks an endpoint a bridge made (its own, or one
+/// standing for an endpoint of another host): never exported, so nothing
+/// loops back.
+pub fn bridge_made(label: &Label) -> bool {
+    label
+        .iter()
+        .any(|item| item == BRIDGE_LABEL || item.starts_with(HOST_PREFIX))
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A bridge's counters (see [`Bridge::stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BridgeStats {
+    /// Messages and requests sent to other hosts.
+    pub forwarded: u64,
+    /// Messages and requests from other hosts handed to local endpoints.
+    pub delivered: u64,
+    /// Answers from other hosts handed back to local requesters.
+    pub answered: u64,
+    /// Memory regions whose contents were copied into a message.
+    pub regions_copied: u64,
+    /// Messages refused because they carry file descriptors
+    /// ([`ForwardError::Descriptors`]).
+    pub refused_descriptors: u64,
+    /// Messages from a local endpoint the export expression does not
+    /// cover, refused ([`ForwardError::UnexportedSource`]).
+    pub unexported_source: u64,
+    /// Messages from another host for a local endpoint that is not
+    /// exported (or no longer there), refused.
+    pub unexported_target: u64,
+    /// Messages from another host whose source this bridge could not learn.
+    pub unknown_source: u64,
+    /// Messages from another host that a local send refused (the receiver
+    /// left, is full under a policy that does not wait, ...).
+    pub delivery_failed: u64,
+    /// Requests that got no answer here, or whose answer could not be
+    /// handed back.
+    pub requests_failed: u64,
+    /// Zenoh samples on the bridge's keys that did not parse: dropped.
+    pub garbage: u64,
+    /// Local endpoints this bridge exports now.
+    pub exported: u64,
+    /// Endpoints of other hosts this bridge knows now.
+    pub remote: u64,
+    /// Local endpoints standing for those (proxies) now.
+    pub proxies: u64,
+    /// Whether this bridge is the active one on its bus (another bridge
+    /// with a smaller endpoint id makes it stand by).
+    pub active: bool,
+}
+
+impl BridgeStats {
+    /// One `name=value` per line.
+    pub fn to_text(&self) -> String {
+        format!(
+            "forwarded={}\ndelivered={}\nanswered={}\nregions_copied={}\nrefused_descriptors={}\n\
+             unexported_source={}\nunexported_target={}\nunknown_source={}\ndelivery_failed={}\n\
+             requests_failed={}\ngarbage={}\nexported={}\nremote={}\nproxies={}\nactive={}\n",
+            self.forwarded,
+            self.delivered,
+            self.answered,
+            self.regions_copied,
+            self.refused_descriptors,
+            self.unexported_source,
+            self.unexported_target,
+            self.unknown_source,
+            self.delivery_failed,
+            self.requests_failed,
+            self.garbage,
+            self.exported,
+            self.remote,
+            self.proxies,
+            self.active,
+        )
+    }
+}
+
+/// Why a local message did not cross to another host. The sender's own
+/// `send` succeeded (it reached the bridge's endpoint on its bus); the
+/// bridge drops the message, counts it ([`BridgeStats`]), logs the first
+/// of each kind per sender as a warning, and keeps the last one for
+/// [`Bridge::last_refusal`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardError {
+    /// The message carries file descriptors ([`busbar::Object`]): they
+    /// cannot cross hosts.
+    #[error("message from endpoint {sender} carries {count} file descriptor(s): descriptors cannot cross hosts, message refused")]
+    Descriptors {
+        /// The sending endpoint.
+        sender: EndpointId,
+        /// How many it carried.
+        count: usize,
+    },
+    /// The sender is not covered by the export expression: what is not
+    /// exported neither is seen on nor reaches other hosts, nor speaks to
+    /// them.
+    #[error("endpoint {0} is not exported: its messages do not leave this host")]
+    UnexportedSource(EndpointId),
+    /// A memory region could not be read to copy it.
+    #[error("a memory region of endpoint {sender} could not be read: {why}")]
+    Region {
+        /// The sending endpoint.
+        sender: EndpointId,
+        /// What failed.
+        why: String,
+    },
+}
+
+#[derive(Default)]
+struct Counters {
+    forwarded: AtomicU64,
+    delivered: AtomicU64,
+    answered: AtomicU64,
+    regions_copied: AtomicU64,
+    refused_descriptors: AtomicU64,
+    unexported_source: AtomicU64,
+    unexported_target: AtomicU64,
+    unknown_source: AtomicU64,
+    delivery_failed: AtomicU64,
+    requests_failed: AtomicU64,
+    garbage: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A local endpoint standing for an endpoint of another host.
+struct Proxy {
+    sender: EndpointSender<Raw>,
+    waker: RecvWaker,
+    /// The remote endpoint's id on its bus.
+    remote: u64,
+    /// The bridge (Zenoh id) its messages go through.
+    via: Mutex<String>,
+    stop: AtomicBool,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Proxy {
+    fn shut(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.waker.wake();
+        if let Some(t) = lock(&self.thread).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Remote {
+    host: String,
+    label: Label,
+    /// Bridges announcing it (usually one).
+    via: Vec<String>,
+    proxy: Option<Arc<Proxy>>,
+}
+
+struct Exported {
+    _token: LivelinessToken,
+    /// When it was announced.
+    since: Instant,
+}
+
+/// How long an endpoint announced on its first message (before the
+/// bridge's own directory listed it) is kept while that directory does
+/// not list it yet.
+const ANNOUNCE_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Default)]
+struct Tables {
+    active: bool,
+    exported: HashMap<u64, Exported>,
+    remotes: HashMap<u64, Remote>,
+}
+
+/// A local request waiting for its answer from another host.
+struct Waiting {
+    handle: ReplyHandle,
+    sender: EndpointSender<Raw>,
+    via: String,
+    since: Instant,
+}
+
+/// A request from another host, for a request thread.
+struct Job {
+    sender: EndpointSender<Raw>,
+    msg: Message<Raw>,
+    zid: String,
+    src: u64,
+    dst: u64,
+    corr: u64,
+}
+
+enum Event {
+    Put(String),
+    Delete(String),
+}
+
+struct Inner {
+    config: Config,
+    zid: String,
+    session: zenoh::Session,
+    me: EndpointSender<Raw>,
+    counters: Counters,
+    tables: RwLock<Tables>,
+    /// Taken while a proxy is made, so that two threads never make two.
+    making: Mutex<()>,
+    publishers: Mutex<HashMap<String, Arc<Publisher<'static>>>>,
+    waiting: Mutex<HashMap<u64, Waiting>>,
+    next_corr: AtomicU64,
+    closed: AtomicBool,
+    last_refusal: Mutex<Option<ForwardError>>,
+    /// Senders already warned about, per kind of refusal.
+    warned: Mutex<std::collections::HashSet<(u8, u64)>>,
+}
+
+/// A running bridge. Dropping it leaves the bus and closes the Zenoh
+/// session; the other hosts see its endpoints go at once.
+pub struct Bridge {
+    inner: Arc<Inner>,
+    me_waker: RecvWaker,
+    threads: Vec<JoinHandle<()>>,
+    _liveliness: zenoh::pubsub::Subscriber<()>,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge")
+            .field("bus", &self.inner.config.bus)
+            .field("host", &self.inner.config.host)
+            .field("zid", &self.inner.zid)
+            .finish()
+    }
+}
+
+fn zenoh_config(config: &Config) -> Result<zenoh::Config, BridgeError> {
+    let mut z = zenoh::Config::default();
+    let list = |v: &[String]| {
+        format!(
+            "[{}]",
+            v.iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
+    let settings = [
+        ("mode", "\"peer\"".to_string()),
+        ("listen/endpoints", list(&config.listen)),
+        ("connect/endpoints", list(&config.connect)),
+        ("scouting/multicast/enabled", config.scouting.to_string()),
+        (
+            "transport/link/tx/lease",
+            config.lease.as_millis().to_string(),
+        ),
+        // A receiver that stops reading holds its sender back (busbar's
+        // backpressure, end to end); Zenoh closes a session whose queue
+        // stays full this long (its default is 5 s).
+        (
+            "transport/link/tx/queue/congestion_control/block/wait_before_close",
+            "60000000".to_string(),
+        ),
+    ];
+    for (key, value) in settings {
+        z.insert_json5(key, &value)
+            .map_err(|e| BridgeError::Zenoh(format!("setting {key} = {value}: {e}")))?;
+    }
+    Ok(z)
+}
+
+impl Bridge {
+    /// Opens the Zenoh session, joins the local bus and starts bridging.
+    ///
+    /// The bridge's own endpoint joins with the label `@bridge @host:<host>`
+    /// (it hosts the bus controller if there is none yet). Endpoints of
+    /// other hosts appear on the local bus as they are learnt; local
+    /// endpoints that [`Config::export`] matches are announced to the other
+    /// hosts within [`Config::poll`] of their join.
+    pub fn start(config: Config) -> Result<Bridge, BridgeError> {
+        config.check()?;
+        let session = zenoh::open(zenoh_config(&config)?)
+            .wait()
+            .map_err(|e| BridgeError::Zenoh(format!("cannot open the Zenoh session: {e}")))?;
+        let zid = session.zid().to_string();
+        let mut label = Label::default();
+        label.insert(BRIDGE_LABEL);
+        label.insert(format!("{HOST_PREFIX}{}", config.host));
+        let mut options = Options::new(&config.bus, label, &config.token);
+        options.limits.max_payload = config.max_payload;
+        let (me, me_rx) = busbar::join::<Raw, Raw>(options, Some(Duration::from_secs(10)))?;
+        let inner = Arc::new(Inner {
+            config,
+            zid,
+            session,
+            me,
+            counters: Counters::default(),
+            tables: RwLock::new(Tables::default()),
+            making: Mutex::new(()),
+            publishers: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashMap::new()),
+            next_corr: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
+            last_refusal: Mutex::new(None),
+            warned: Mutex::new(Default::default()),
+        });
+        let (events_tx, events) = crossbeam_channel::unbounded();
+        let liveliness = inner
+            .session
+            .liveliness()
+            .declare_subscriber(format!("{}/ep/**", wire::PREFIX))
+            .history(true)
+            .callback(move |sample| {
+                let key = sample.key_expr().as_str().to_string();
+                let _ = events_tx.send(match sample.kind() {
+                    SampleKind::Put => Event::Put(key),
+                    SampleKind::Delete => Event::Delete(key),
+                });
+            })
+            .wait()
+            .map_err(|e| BridgeError::Zenoh(format!("cannot watch the other hosts: {e}")))?;
+        let inbox = inner
+            .session
+            .declare_subscriber(format!("{}/to/{}", wire::PREFIX, inner.zid))
+            .wait()
+            .map_err(|e| BridgeError::Zenoh(format!("cannot subscribe: {e}")))?;
+        let me_waker = me_rx.waker();
+        let (jobs_tx, jobs) = crossbeam_channel::bounded::<Job>(1024);
+        let mut threads = Vec::new();
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn(f)
+                .map_err(|e| BridgeError::Io(e.to_string()))
+        };
+        // First look at the local bus before anything else runs.
+        inner.reconcile();
+        let i = inner.clone();
+        threads.push(spawn(
+            "bridge-members",
+            Box::new(move || i.membership(&events)),
+        )?);
+        let i = inner.clone();
+        threads.push(spawn(
+            "bridge-deliver",
+            Box::new(move || {
+                while !i.closed.load(Ordering::Relaxed) {
+                    match inbox.recv_timeout(Duration::from_millis(100)) {
+                        Ok(Some(sample)) => i.incoming(&sample.payload().to_bytes(), &jobs_tx),
+                        Ok(None) => {}
+                        Err(_) => break,
+                    }
+                }
+            }),
+        )?);
+        for n in 0..REQUEST_THREADS {
+            let i = inner.clone();
+            let jobs = jobs.clone();
+            threads.push(spawn(
+                &format!("bridge-req{n}"),
+                Box::new(move || {
+                    for job in jobs {
+                        i.request(job);
+                    }
+                }),
+            )?);
+        }
+        let i = inner.clone();
+        threads.push(spawn("bridge-self", Box::new(move || i.serve_self(me_rx)))?);
+        Ok(Bridge {
+            inner,
+            me_waker,
+            threads,
+            _liveliness: liveliness,
+        })
+    }
+
+    /// This bridge's Zenoh id (hex), as the other bridges address it.
+    pub fn zid(&self) -> &str {
+        &self.inner.zid
+    }
+
+    /// The bridge's own endpoint on the local bus (label `@bridge
+    /// @host:<host>`).
+    pub fn endpoint_id(&self) -> EndpointId {
+        self.inner.me.id()
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> BridgeStats {
+        self.inner.stats()
+    }
+
+    /// The last message the bridge refused to forward, and why.
+    pub fn last_refusal(&self) -> Option<ForwardError> {
+        lock(&self.inner.last_refusal).clone()
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.me_waker.wake();
+        let proxies: Vec<_> = {
+            let mut t = write(&self.inner.tables);
+            t.exported.clear();
+            t.remotes.drain().filter_map(|(_, r)| r.proxy).collect()
+        };
+        for p in proxies {
+            p.shut();
+        }
+        let _ = self.inner.session.close().wait();
+        // The request threads end when the deliver thread (holding the job
+        // sender) has ended.
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Inner {
+    fn stats(&self) -> BridgeStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let t = read(&self.tables);
+        BridgeStats {
+            forwarded: get(&c.forwarded),
+            delivered: get(&c.delivered),
+            answered: get(&c.answered),
+            regions_copied: get(&c.regions_copied),
+            refused_descriptors: get(&c.refused_descriptors),
+            unexported_source: get(&c.unexported_source),
+            unexported_target: get(&c.unexported_target),
+            unknown_source: get(&c.unknown_source),
+            delivery_failed: get(&c.delivery_failed),
+            requests_failed: get(&c.requests_failed),
+            garbage: get(&c.garbage),
+            exported: t.exported.len() as u64,
+            remote: t.remotes.len() as u64,
+            proxies: t.remotes.values().filter(|r| r.proxy.is_some()).count() as u64,
+            active: t.active,
+        }
+    }
+
+    fn refuse(&self, e: ForwardError) {
+        let (kind, source) = match &e {
+            ForwardError::Descriptors { sender: source, .. } => {
+                bump(&self.counters.refused_descriptors);
+                (0, *source)
+            }
+            ForwardError::UnexportedSource(source) => {
+                bump(&self.counters.unexported_source);
+                (1, *source)
+            }
+            ForwardError::Region { sender: source, .. } => (2, *source),
+        };
+        if lock(&self.warned).insert((kind, source.0)) {
+            tracing::warn!("{e}");
+        }
+        *lock(&self.last_refusal) = Some(e);
+    }
+
+    // ---- local side: what is exported, who stands for whom ----
+
+    /// Looks at the local directory: which bridge is active, what to
+    /// export, which proxies to make or drop.
+    fn reconcile(self: &Arc<Self>) {
+        let directory = self.me.endpoints();
+        let me = self.me.id();
+        let active = !directory
+            .iter()
+            .any(|e| e.id < me && e.label.contains(BRIDGE_LABEL));
+        let mut drop_proxies = Vec::new();
+        {
+            let mut t = write(&self.tables);
+            if t.active != active {
+                tracing::info!(
+                    "bridge {} is {} on bus {}",
+                    self.zid,
+                    if active { "active" } else { "standing by" },
+                    self.config.bus
+                );
+                t.active = active;
+            }
+            if !active {
+                t.exported.clear();
+                for r in t.remotes.values_mut() {
+                    drop_proxies.extend(r.proxy.take());
+                }
+            } else {
+                let wanted: HashMap<u64, &Label> = directory
+                    .iter()
+                    .filter(|e| !bridge_made(&e.label) && self.config.export.matches(&e.label))
+                    .map(|e| (e.id.0, &e.label))
+                    .collect();
+                t.exported
+                    .retain(|id, e| wanted.contains_key(id) || e.since.elapsed() < ANNOUNCE_GRACE);
+                for (id, label) in wanted {
+                    self.announce(&mut t, id, label);
+                }
+            }
+        }
+        for p in drop_proxies {
+            p.shut();
+        }
+        if active {
+            let missing: Vec<u64> = read(&self.tables)
+                .remotes
+                .iter()
+                .filter(|(_, r)| r.proxy.is_none())
+                .map(|(id, _)| *id)
+                .collect();
+            for id in missing {
+                self.ensure_proxy(id);
+            }
+        }
+        // Requests whose answer will not come any more.
+        let limit = self.config.request_timeout + Duration::from_secs(5);
+        lock(&self.waiting).retain(|_, w| w.since.elapsed() < limit);
+    }
+
+    /// Exports `source` at once if the export expression covers it: it
+    /// sent before the bridge's next look at the directory. The proxy it
+    /// sent to lists it (busbar's causal directory), so the proxy's
+    /// directory is asked.
+    fn export_now(&self, proxy: &Proxy, source: EndpointId) -> bool {
+        let Some(e) = proxy
+            .sender
+            .endpoints()
+            .into_iter()
+            .find(|e| e.id == source)
+        else {
+            return false;
+        };
+        if bridge_made(&e.label) || !self.config.export.matches(&e.label) {
+            return false;
+        }
+        let mut t = write(&self.tables);
+        if !t.active {
+            return false;
+        }
+        self.announce(&mut t, source.0, &e.label)
+    }
+
+    /// Declares the liveliness token of local endpoint `id`.
+    fn announce(&self, t: &mut Tables, id: u64, label: &Label) -> bool {
+        if t.exported.contains_key(&id) {
+            return true;
+        }
+        let key = wire::endpoint_key(&self.zid, &self.config.host, id, label);
+        match self.session.liveliness().declare_token(key).wait() {
+            Ok(token) => {
+                t.exported.insert(
+                    id,
+                    Exported {
+                        _token: token,
+                        since: Instant::now(),
+                    },
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!("cannot announce endpoint {id:016x}: {e}");
+                false
+            }
+        }
+    }
+
+    fn membership(self: &Arc<Self>, events: &crossbeam_channel::Receiver<Event>) {
+        let mut next = Instant::now() + self.config.poll;
+        while !self.closed.load(Ordering::Relaxed) {
+            let wait = next.saturating_duration_since(Instant::now());
+            let mut changed = false;
+            match events.recv_timeout(wait) {
+                Ok(ev) => {
+                    changed |= self.remote_event(ev);
+                    while let Ok(ev) = events.try_recv() {
+                        changed |= self.remote_event(ev);
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+            if changed || Instant::now() >= next {
+                self.reconcile();
+                next = Instant::now() + self.config.poll;
+            }
+        }
+    }
+
+    /// Takes in a liveliness event; whether the table changed.
+    fn remote_event(&self, ev: Event) -> bool {
+        let (put, key) = match ev {
+            Event::Put(k) => (true, k),
+            Event::Delete(k) => (false, k),
+        };
+        let a = match wire::parse_endpoint_key(&key) {
+            Ok(a) => a,
+            Err(wire::Malformed(why)) => {
+                bump(&self.counters.garbage);
+                tracing::debug!("ignoring liveliness key {key:?}: {why}");
+                return false;
+            }
+        };
+        if a.zid == self.zid {
+            return false;
+        }
+        let gone = {
+            let mut t = write(&self.tables);
+            if put {
+                let r = t.remotes.entry(a.id).or_insert_with(|| Remote {
+                    host: a.host.clone(),
+                    label: a.label.clone(),
+                    via: Vec::new(),
+                    proxy: None,
+                });
+                if !r.via.contains(&a.zid) {
+                    r.via.push(a.zid);
+                }
+                None
+            } else {
+                let Some(r) = t.remotes.get_mut(&a.id) else {
+                    return false;
+                };
+                r.via.retain(|z| *z != a.zid);
+                if let Some(first) = r.via.first() {
+                    if let Some(p) = &r.proxy {
+                        *lock(&p.via) = first.clone();
+                    }
+                    None
+                } else {
+                    t.remotes.remove(&a.id).and_then(|r| r.proxy)
+                }
+            }
+        };
+        if let Some(p) = gone {
+            p.shut();
+        }
+        true
+    }
+
+    /// Makes the proxy of remote endpoint `id` if it has none (and this
+    /// bridge is active); its sender.
+    fn ensure_proxy(self: &Arc<Self>, id: u64) -> Option<EndpointSender<Raw>> {
+        let _making = lock(&self.making);
+        let (label, via) = {
+            let t = read(&self.tables);
+            if !t.active {
+                return None;
+            }
+            let r = t.remotes.get(&id)?;
+            if let Some(p) = &r.proxy {
+                return Some(p.sender.clone());
+            }
+            let mut label = r.label.clone();
+            label.insert(format!("{HOST_PREFIX}{}", r.host));
+            label.insert(format!("{REMOTE_PREFIX}{id:016x}"));
+            (label, r.via.first()?.clone())
+        };
+        let mut options = Options::new(&self.config.bus, label, &self.config.token);
+        options.controller_affinity = false;
+        options.limits.max_payload = self.config.max_payload;
+        let (sender, receiver) =
+            match busbar::join::<Raw, Raw>(options, Some(Duration::from_secs(10))) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!("cannot join a proxy for remote endpoint {id:016x}: {e}");
+                    return None;
+                }
+            };
+        let proxy = Arc::new(Proxy {
+            sender: sender.clone(),
+            waker: receiver.waker(),
+            remote: id,
+            via: Mutex::new(via),
+            stop: AtomicBool::new(false),
+            thread: Mutex::new(None),
+        });
+        let mut t = write(&self.tables);
+        let Some(r) = t.remotes.get_mut(&id) else {
+            return None; // Gone meanwhile: the new endpoint leaves as it drops.
+        };
+        let me = self.clone();
+        let p = proxy.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("bridge-px-{id:016x}"))
+            .spawn(move || me.forward(&p, receiver));
+        match thread {
+            Ok(h) => *lock(&proxy.thread) = Some(h),
+            Err(e) => {
+                tracing::warn!("cannot start a proxy thread: {e}");
+                return None;
+            }
+        }
+        r.proxy = Some(proxy);
+        Some(sender)
+    }
+
+    // ---- local to remote ----
+
+    fn forward(&self, proxy: &Proxy, mut rx: EndpointReceiver<Raw>) {
+        let mut publisher: Option<(String, Arc<Publisher<'static>>)> = None;
+        while !proxy.stop.load(Ordering::Relaxed) && !self.closed.load(Ordering::Relaxed) {
+            let out = rx.recv_with(None, |m| self.outgoing(proxy, m));
+            match out {
+                Ok(Some((via, bytes))) => {
+                    let cached = publisher.as_ref().filter(|(z, _)| *z == via);
+                    let p = match cached {
+                        Some((_, p)) => p.clone(),
+                        None => match self.publisher(&via) {
+                            Some(p) => {
+                                publisher = Some((via, p.clone()));
+                                p
+                            }
+                            None => continue,
+                        },
+                    };
+                    if let Err(e) = p.put(bytes).wait() {
+                        tracing::warn!("cannot publish to bridge {}: {e}", proxy_via(proxy));
+                    }
+                }
+                Ok(None) => {}
+                Err(RecvError::Interrupted) => {}
+                Err(RecvError::Disconnected) => break,
+                Err(e) => tracing::warn!("proxy of {:016x}: {e}", proxy.remote),
+            }
+        }
+    }
+
+    fn publisher(&self, zid: &str) -> Option<Arc<Publisher<'static>>> {
+        let mut all = lock(&self.publishers);
+        if let Some(p) = all.get(zid) {
+            return Some(p.clone());
+        }
+        let declared = self
+            .session
+            .declare_publisher(format!("{}/to/{zid}", wire::PREFIX))
+            .congestion_control(CongestionControl::Block)
+            .wait();
+        match declared {
+            Ok(p) => {
+                let p = Arc::new(p);
+                all.insert(zid.to_string(), p.clone());
+                Some(p)
+            }
+            Err(e) => {
+                tracing::warn!("cannot declare a publisher for bridge {zid}: {e}");
+                None
+            }
+        }
+    }
+
+    fn publish(&self, zid: &str, bytes: Vec<u8>) {
+        if let Some(p) = self.publisher(zid) {
+            if let Err(e) = p.put(bytes).wait() {
+                tracing::warn!("cannot publish to bridge {zid}: {e}");
+            }
+        }
+    }
+
+    /// Turns a message a proxy received into a frame for the remote
+    /// bridge (or refuses it).
+    fn outgoing(&self, proxy: &Proxy, mut m: Borrowed<'_>) -> Option<(String, Vec<u8>)> {
+        let source = m.source;
+        if !m.objects.is_empty() {
+            self.refuse(ForwardError::Descriptors {
+                sender: source,
+                count: m.objects.len(),
+            });
+            return None;
+        }
+        if !read(&self.tables).exported.contains_key(&source.0) && !self.export_now(proxy, source) {
+            self.refuse(ForwardError::UnexportedSource(source));
+            return None;
+        }
+        let via = lock(&proxy.via).clone();
+        let (kind, corr) = match m.reply_handle() {
+            Some(handle) => {
+                let corr = self.next_corr.fetch_add(1, Ordering::Relaxed);
+                lock(&self.waiting).insert(
+                    corr,
+                    Waiting {
+                        handle,
+                        sender: proxy.sender.clone(),
+                        via: via.clone(),
+                        since: Instant::now(),
+                    },
+                );
+                (Kind::Request, corr)
+            }
+            None => (Kind::Message, 0),
+        };
+        let extra: usize = m.memory_regions.iter().map(|r| 8 + r.size()).sum();
+        let mut out = wire::encode(
+            kind,
+            &self.zid,
+            source.0,
+            proxy.remote,
+            corr,
+            m.type_uuid().into_bytes(),
+            m.payload(),
+            m.memory_regions.len(),
+            extra,
+        );
+        for region in m.memory_regions.iter_mut() {
+            match region.map(..) {
+                Ok(bytes) => wire::push_region(&mut out, bytes),
+                Err(e) => {
+                    self.refuse(ForwardError::Region {
+                        sender: source,
+                        why: e.to_string(),
+                    });
+                    return None;
+                }
+            }
+            bump(&self.counters.regions_copied);
+        }
+        bump(&self.counters.forwarded);
+        Some((via, out))
+    }
+
+    // ---- remote to local ----
+
+    fn incoming(self: &Arc<Self>, bytes: &[u8], jobs: &crossbeam_channel::Sender<Job>) {
+        let f = match wire::decode(bytes, self.config.max_payload) {
+            Ok(f) => f,
+            Err(wire::Malformed(why)) => {
+                bump(&self.counters.garbage);
+                tracing::debug!("dropped a malformed frame ({} bytes): {why}", bytes.len());
+                return;
+            }
+        };
+        match f.kind {
+            Kind::Message | Kind::Request => self.inbound(f, jobs),
+            Kind::Answer => self.answer(f),
+            Kind::Failed => {
+                if lock(&self.waiting).remove(&f.corr).is_some() {
+                    bump(&self.counters.requests_failed);
+                }
+            }
+        }
+    }
+
+    fn fail_request(&self, f: &wire::Frame<'_>) {
+        if f.kind == Kind::Request {
+            bump(&self.counters.requests_failed);
+            let out = wire::encode(
+                Kind::Failed,
+                &self.zid,
+                f.dst,
+                f.src,
+                f.corr,
+                [0; 16],
+                &[],
+                0,
+                0,
+            );
+            self.publish(f.zid, out);
+        }
+    }
+
+    fn inbound(self: &Arc<Self>, f: wire::Frame<'_>, jobs: &crossbeam_channel::Sender<Job>) {
+        let sender = match self.source(f.zid, f.src) {
+            Some(s) => s,
+            None => {
+                bump(&self.counters.unknown_source);
+                self.fail_request(&f);
+                return;
+            }
+        };
+        if !read(&self.tables).exported.contains_key(&f.dst) {
+            bump(&self.counters.unexported_target);
+            self.fail_request(&f);
+            return;
+        }
+        let selector = Selector::endpoint(EndpointId(f.dst)).ttl(DELIVERY_TTL);
+        let mut msg = Message::new(
+            selector,
+            Raw {
+                type_uuid: f.type_uuid,
+                bytes: f.payload.to_vec(),
+            },
+        );
+        for bytes in &f.regions {
+            match copy_region(bytes) {
+                Ok(r) => msg.memory_regions.push(r),
+                Err(e) => {
+                    tracing::warn!("cannot make a region for a message from another host: {e}");
+                    bump(&self.counters.delivery_failed);
+                    self.fail_request(&f);
+                    return;
+                }
+            }
+        }
+        if f.kind == Kind::Request {
+            let job = Job {
+                sender,
+                msg,
+                zid: f.zid.to_string(),
+                src: f.src,
+                dst: f.dst,
+                corr: f.corr,
+            };
+            if jobs.send(job).is_err() {
+                bump(&self.counters.requests_failed);
+            }
+            return;
+        }
+        match sender.send(msg) {
+            Ok(()) => bump(&self.counters.delivered),
+            Err(e) => {
+                bump(&self.counters.delivery_failed);
+                tracing::debug!("cannot deliver to {:016x}: {e}", f.dst);
+            }
+        }
+    }
+
+    /// The sender of the proxy standing for endpoint `src` of bridge
+    /// `zid`, learning it from the others if its announcement has not come
+    /// yet.
+    fn source(self: &Arc<Self>, zid: &str, src: u64) -> Option<EndpointSender<Raw>> {
+        if let Some(p) = read(&self.tables)
+            .remotes
+            .get(&src)
+            .and_then(|r| r.proxy.as_ref())
+        {
+            return Some(p.sender.clone());
+        }
+        if !read(&self.tables).remotes.contains_key(&src) {
+            let key = format!("{}/ep/{zid}/*/{src:016x}/*", wire::PREFIX);
+            let replies = self
+                .session
+                .liveliness()
+                .get(key)
+                .timeout(LEARN_TIMEOUT)
+                .wait()
+                .ok()?;
+            while let Ok(reply) = replies.recv() {
+                if let Ok(sample) = reply.result() {
+                    self.remote_event(Event::Put(sample.key_expr().as_str().to_string()));
+                }
+            }
+        }
+        self.ensure_proxy(src)
+    }
+
+    fn answer(&self, f: wire::Frame<'_>) {
+        let Some(w) = lock(&self.waiting).remove(&f.corr) else {
+            return;
+        };
+        if w.via != f.zid || !f.regions.is_empty() {
+            bump(&self.counters.requests_failed);
+            return;
+        }
+        let raw = Raw {
+            type_uuid: f.type_uuid,
+            bytes: f.payload.to_vec(),
+        };
+        match w.sender.reply_with(&w.handle, raw) {
+            Ok(()) => bump(&self.counters.answered),
+            Err(e) => {
+                bump(&self.counters.requests_failed);
+                tracing::debug!("cannot hand an answer back: {e}");
+            }
+        }
+    }
+
+    /// Sends a request from another host and sends its answer back.
+    fn request(&self, job: Job) {
+        let answer = job
+            .sender
+            .request::<Raw>(job.msg, self.config.request_timeout);
+        let out = match answer {
+            Ok(a) if a.objects.is_empty() && a.memory_regions.is_empty() => {
+                bump(&self.counters.delivered);
+                wire::encode(
+                    Kind::Answer,
+                    &self.zid,
+                    job.dst,
+                    job.src,
+                    job.corr,
+                    a.payload.type_uuid,
+                    &a.payload.bytes,
+                    0,
+                    0,
+                )
+            }
+            other => {
+                if let Err(e) = other {
+                    tracing::debug!("a request from another host got no answer: {e}");
+                } else {
+                    tracing::warn!("an answer with attachments cannot go back to another host");
+                }
+                bump(&self.counters.requests_failed);
+                wire::encode(
+                    Kind::Failed,
+                    &self.zid,
+                    job.dst,
+                    job.src,
+                    job.corr,
+                    [0; 16],
+                    &[],
+                    0,
+                    0,
+                )
+            }
+        };
+        self.publish(&job.zid, out);
+    }
+
+    /// Answers `stats` requests to the bridge's own endpoint.
+    fn serve_self(&self, mut rx: EndpointReceiver<Raw>) {
+        while !self.closed.load(Ordering::Relaxed) {
+            let asked = rx.recv_with(None, |m| {
+                let stats = m.bytes().is_some_and(|(_, b)| b == b"stats");
+                m.reply_handle().filter(|_| stats)
+            });
+            match asked {
+                Ok(Some(handle)) => {
+                    let mut text = self.stats().to_text();
+                    if let Some(e) = lock(&self.last_refusal).as_ref() {
+                        text.push_str(&format!("last_refusal={e}\n"));
+                    }
+                    let mut bytes = Vec::new();
+                    if BytesMessage::new(0, text).encode_into(&mut bytes).is_ok() {
+                        let raw = Raw {
+                            type_uuid: BytesMessage::TYPE_UUID,
+                            bytes,
+                        };
+                        let _ = self.me.reply_with(&handle, raw);
+                    }
+                }
+                Ok(None) | Err(RecvError::Interrupted) => {}
+                Err(RecvError::Disconnected) => break,
+                Err(e) => tracing::debug!("bridge endpoint: {e}"),
+            }
+        }
+    }
+}
+
+fn proxy_via(p: &Proxy) -> String {
+    lock(&p.via).clone()
+}
+
+fn copy_region(bytes: &[u8]) -> Result<MemoryRegion, busbar::RegionError> {
+    let mut r = MemoryRegion::new(bytes.len().max(1))?;
+    if !bytes.is_empty() {
+        r.map(..bytes.len())?.copy_from_slice(bytes);
+    }
+    Ok(r)
+}

@@ -1,0 +1,335 @@
+//! What bridges say to each other over Zenoh, and the names they say it under.
+//!
+//! Keys (all under `busbar/`):
+//!
+//! - `busbar/ep/<zid>/<host>/<id>/l<label>`: a liveliness token per
+//!   exported endpoint, held by the bridge whose Zenoh id is `<zid>` while
+//!   the endpoint is on its bus. `<id>` is the endpoint's id (16 hex
+//!   digits), `<label>` its label: each item as a 2-byte big-endian length
+//!   and its UTF-8 bytes, in hex.
+//! - `busbar/to/<zid>`: messages for the bridge whose Zenoh id is `<zid>`.
+//!
+//! A message (little-endian):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 4 | magic `BBZ1` |
+//! | 1 | kind: 1 message, 2 request, 3 answer, 4 request failed |
+//! | 1 | length `z` of the sending bridge's Zenoh id (1 to 32) |
+//! | 2 | number of regions `n` |
+//! | z | the sending bridge's Zenoh id (ASCII hex) |
+//! | 8 | source endpoint id (on the sending bridge's bus) |
+//! | 8 | destination endpoint id (on the receiving bridge's bus) |
+//! | 8 | correlation id (requests, answers) |
+//! | 16 | payload type id |
+//! | 8 | payload length `p` |
+//! | p | payload (postcard, as busbar encoded it) |
+//! | n × (8 + len) | each region's length and contents |
+//!
+//! Everything is checked before use: a message that does not parse is
+//! dropped and counted, never trusted.
+
+use busbar::{Label, TypeUuidBytes};
+
+/// The prefix of every key.
+pub const PREFIX: &str = "busbar";
+
+/// What a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A message.
+    Message = 1,
+    /// A request waiting for an answer.
+    Request = 2,
+    /// The answer to a request.
+    Answer = 3,
+    /// A request that got no answer on the other side.
+    Failed = 4,
+}
+
+/// A decoded bridge message, borrowing from the bytes it came in.
+#[derive(Debug)]
+pub struct Frame<'a> {
+    /// What it is.
+    pub kind: Kind,
+    /// The sending bridge's Zenoh id.
+    pub zid: &'a str,
+    /// The source endpoint (on the sender's bus).
+    pub src: u64,
+    /// The destination endpoint (on the receiver's bus).
+    pub dst: u64,
+    /// The correlation id.
+    pub corr: u64,
+    /// The payload's type id.
+    pub type_uuid: TypeUuidBytes,
+    /// The payload.
+    pub payload: &'a [u8],
+    /// Regions' contents.
+    pub regions: Vec<&'a [u8]>,
+}
+
+const MAGIC: &[u8; 4] = b"BBZ1";
+
+/// Encodes a frame header; payload and regions are appended by the caller
+/// with [`push_region`].
+#[allow(clippy::too_many_arguments)]
+pub fn encode(
+    kind: Kind,
+    zid: &str,
+    src: u64,
+    dst: u64,
+    corr: u64,
+    type_uuid: TypeUuidBytes,
+    payload: &[u8],
+    regions: usize,
+    extra: usize,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + zid.len() + payload.len() + extra);
+    out.extend_from_slice(MAGIC);
+    out.push(kind as u8);
+    out.push(zid.len() as u8);
+    out.extend_from_slice(&(regions as u16).to_le_bytes());
+    out.extend_from_slice(zid.as_bytes());
+    out.extend_from_slice(&src.to_le_bytes());
+    out.extend_from_slice(&dst.to_le_bytes());
+    out.extend_from_slice(&corr.to_le_bytes());
+    out.extend_from_slice(&type_uuid);
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Appends a region's contents to a frame from [`encode`].
+pub fn push_region(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed(pub &'static str);
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
+        if n > self.0.len() {
+            return Err(Malformed("truncated"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u64(&mut self) -> Result<u64, Malformed> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    fn len(&mut self, max: u64) -> Result<usize, Malformed> {
+        let n = self.u64()?;
+        if n > max || n > self.0.len() as u64 {
+            return Err(Malformed("a length beyond the frame or the limit"));
+        }
+        Ok(n as usize)
+    }
+}
+
+/// Decodes a frame, checking every length against what arrived and
+/// against `max_payload` (regions too).
+pub fn decode(bytes: &[u8], max_payload: u64) -> Result<Frame<'_>, Malformed> {
+    let mut r = Reader(bytes);
+    if r.take(4)? != MAGIC {
+        return Err(Malformed("bad magic"));
+    }
+    let head = r.take(4)?;
+    let kind = match head[0] {
+        1 => Kind::Message,
+        2 => Kind::Request,
+        3 => Kind::Answer,
+        4 => Kind::Failed,
+        _ => return Err(Malformed("unknown kind")),
+    };
+    let zid_len = usize::from(head[1]);
+    if zid_len == 0 || zid_len > 32 {
+        return Err(Malformed("bad zenoh id length"));
+    }
+    let regions = usize::from(u16::from_le_bytes([head[2], head[3]]));
+    let zid = std::str::from_utf8(r.take(zid_len)?).map_err(|_| Malformed("zenoh id not text"))?;
+    if !zid.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Malformed("zenoh id not hex"));
+    }
+    let src = r.u64()?;
+    let dst = r.u64()?;
+    let corr = r.u64()?;
+    let mut type_uuid = [0u8; 16];
+    type_uuid.copy_from_slice(r.take(16)?);
+    let p = r.len(max_payload)?;
+    let payload = r.take(p)?;
+    if regions > 253 {
+        return Err(Malformed("too many regions"));
+    }
+    let mut out = Vec::with_capacity(regions);
+    for _ in 0..regions {
+        let n = r.len(max_payload)?;
+        out.push(r.take(n)?);
+    }
+    if !r.0.is_empty() {
+        return Err(Malformed("trailing bytes"));
+    }
+    Ok(Frame {
+        kind,
+        zid,
+        src,
+        dst,
+        corr,
+        type_uuid,
+        payload,
+        regions: out,
+    })
+}
+
+/// The liveliness key announcing endpoint `id` with `label` on `host`,
+/// through bridge `zid`.
+pub fn endpoint_key(zid: &str, host: &str, id: u64, label: &Label) -> String {
+    let mut hex = String::from("l");
+    for item in label.iter() {
+        let bytes = item.as_bytes();
+        let len = bytes.len().min(u16::MAX as usize);
+        for b in (len as u16).to_be_bytes().iter().chain(&bytes[..len]) {
+            hex.push_str(&format!("{b:02x}"));
+        }
+    }
+    format!("{PREFIX}/ep/{zid}/{host}/{id:016x}/{hex}")
+}
+
+/// What an endpoint key says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announced {
+    /// The bridge holding the token.
+    pub zid: String,
+    /// Its host name.
+    pub host: String,
+    /// The endpoint's id there.
+    pub id: u64,
+    /// The endpoint's label.
+    pub label: Label,
+}
+
+/// Parses a key from [`endpoint_key`].
+pub fn parse_endpoint_key(key: &str) -> Result<Announced, Malformed> {
+    let mut parts = key.split('/');
+    let (Some(PREFIX), Some("ep"), Some(zid), Some(host), Some(id), Some(label), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(Malformed("not an endpoint key"));
+    };
+    if zid.is_empty() || zid.len() > 32 || !zid.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Malformed("bad zenoh id"));
+    }
+    crate::config::check_host(host).map_err(|_| Malformed("bad host"))?;
+    if id.len() != 16 {
+        return Err(Malformed("bad endpoint id"));
+    }
+    let id = u64::from_str_radix(id, 16).map_err(|_| Malformed("bad endpoint id"))?;
+    let hex = label.strip_prefix('l').ok_or(Malformed("bad label"))?;
+    if hex.len() % 2 != 0 {
+        return Err(Malformed("bad label"));
+    }
+    let mut bytes = Vec::with_capacity(hex.len() / 2);
+    for pair in hex.as_bytes().chunks(2) {
+        let s = std::str::from_utf8(pair).map_err(|_| Malformed("bad label"))?;
+        bytes.push(u8::from_str_radix(s, 16).map_err(|_| Malformed("bad label"))?);
+    }
+    let mut items = Vec::new();
+    let mut rest = bytes.as_slice();
+    while !rest.is_empty() {
+        if rest.len() < 2 {
+            return Err(Malformed("bad label"));
+        }
+        let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        let item = rest.get(2..2 + n).ok_or(Malformed("bad label"))?;
+        items.push(
+            std::str::from_utf8(item)
+                .map_err(|_| Malformed("bad label"))?
+                .to_string(),
+        );
+        rest = &rest[2 + n..];
+    }
+    Ok(Announced {
+        zid: zid.to_string(),
+        host: host.to_string(),
+        id,
+        label: Label::new(items),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use busbar::label;
+
+    #[test]
+    fn frames_round_trip() {
+        let mut f = encode(Kind::Request, "a1b2", 7, 9, 11, [3; 16], b"hello", 2, 0);
+        push_region(&mut f, b"one");
+        push_region(&mut f, b"");
+        let d = decode(&f, 1 << 20).expect("decodes");
+        assert_eq!(
+            (d.kind, d.zid, d.src, d.dst, d.corr),
+            (Kind::Request, "a1b2", 7, 9, 11)
+        );
+        assert_eq!((d.type_uuid, d.payload), ([3; 16], &b"hello"[..]));
+        assert_eq!(d.regions, [&b"one"[..], &b""[..]]);
+    }
+
+    #[test]
+    fn every_truncation_and_corruption_is_refused_without_panic() {
+        let mut f = encode(Kind::Message, "ff", 1, 2, 3, [0; 16], &[5; 40], 1, 0);
+        push_region(&mut f, &[6; 10]);
+        for n in 0..f.len() {
+            assert!(decode(&f[..n], 1 << 20).is_err(), "truncated at {n}");
+        }
+        let mut x = 0x1234_5678_u32;
+        for _ in 0..20_000 {
+            let mut g = f.clone();
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let i = x as usize % g.len();
+            g[i] = (x >> 8) as u8;
+            let _ = decode(&g, 1 << 20);
+        }
+        assert!(decode(&f, 39).is_err(), "a payload over the limit");
+    }
+
+    #[test]
+    fn endpoint_keys_round_trip() {
+        let l = label!("camera", "front left", "@x=1", "");
+        let k = endpoint_key("abc123", "host-1", 0xdead_beef, &l);
+        let a = parse_endpoint_key(&k).expect("parses");
+        assert_eq!(
+            (a.zid.as_str(), a.host.as_str(), a.id),
+            ("abc123", "host-1", 0xdead_beef)
+        );
+        assert_eq!(a.label, l);
+        for bad in [
+            "busbar/ep/zz/h/0000000000000001/l",
+            "busbar/ep/ab/h/1/l",
+            "busbar/ep/ab/h/0000000000000001/x",
+            "busbar/ep/ab/h/0000000000000001/l0",
+            "busbar/ep/ab/h/0000000000000001/l0005ab",
+            "busbar/to/ab",
+        ] {
+            assert!(parse_endpoint_key(bad).is_err(), "{bad}");
+        }
+    }
+}
