@@ -33,7 +33,9 @@ const DELIVERY_TTL: Duration = Duration::from_secs(1);
 /// Threads that wait for answers to requests from other hosts.
 const REQUEST_THREADS: usize = 16;
 /// How long a bridge asks the others about a source it does not know yet.
-const LEARN_TIMEOUT: Duration = Duration::from_secs(2);
+const LEARN_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a source that could not be learnt is not asked about again.
+const UNKNOWN_MEMORY: Duration = Duration::from_secs(10);
 
 /// Whether a label marks an endpoint a bridge made (its own, or one
 /// standing for an endpoint of another host): never exported, so nothing
@@ -256,6 +258,9 @@ struct Inner {
     next_corr: AtomicU64,
     closed: AtomicBool,
     last_refusal: Mutex<Option<ForwardError>>,
+    /// Sources asked about in vain lately (a forged frame's), not asked
+    /// about again for [`UNKNOWN_MEMORY`].
+    unknown: Mutex<HashMap<(String, u64), Instant>>,
     /// Senders already warned about, per kind of refusal.
     warned: Mutex<std::collections::HashSet<(u8, u64)>>,
 }
@@ -348,6 +353,7 @@ impl Bridge {
             closed: AtomicBool::new(false),
             last_refusal: Mutex::new(None),
             warned: Mutex::new(Default::default()),
+            unknown: Mutex::new(HashMap::new()),
         });
         let (events_tx, events) = crossbeam_channel::unbounded();
         let liveliness = inner
@@ -971,22 +977,37 @@ impl Inner {
         {
             return Some(p.sender.clone());
         }
-        if !read(&self.tables).remotes.contains_key(&src) {
-            let key = format!("{}/ep/{zid}/*/{src:016x}/*", wire::PREFIX);
-            let replies = self
-                .session
-                .liveliness()
-                .get(key)
-                .timeout(LEARN_TIMEOUT)
-                .wait()
-                .ok()?;
-            while let Ok(reply) = replies.recv() {
-                if let Ok(sample) = reply.result() {
-                    self.remote_event(Event::Put(sample.key_expr().as_str().to_string()));
-                }
+        // Its announcement is on its way (or the frame lies): ask, for a
+        // while, unless it was asked about in vain a moment ago.
+        let key = (zid.to_string(), src);
+        {
+            let mut unknown = lock(&self.unknown);
+            unknown.retain(|_, at| at.elapsed() < UNKNOWN_MEMORY);
+            if unknown.contains_key(&key) {
+                return None;
             }
         }
-        self.ensure_proxy(src)
+        let deadline = Instant::now() + LEARN_TIMEOUT;
+        while Instant::now() < deadline && !self.closed.load(Ordering::Relaxed) {
+            if !read(&self.tables).remotes.contains_key(&src) {
+                let expr = format!("{}/ep/{zid}/*/{src:016x}/*", wire::PREFIX);
+                let left = deadline.saturating_duration_since(Instant::now());
+                if let Ok(replies) = self.session.liveliness().get(expr).timeout(left).wait() {
+                    while let Ok(reply) = replies.recv() {
+                        if let Ok(sample) = reply.result() {
+                            let key = sample.key_expr().as_str().to_string();
+                            self.remote_event(Event::Put(key));
+                        }
+                    }
+                }
+            }
+            if let Some(sender) = self.ensure_proxy(src) {
+                return Some(sender);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        lock(&self.unknown).insert(key, Instant::now());
+        None
     }
 
     fn answer(&self, f: wire::Frame<'_>) {

@@ -201,3 +201,33 @@ pub fn stat(bus: &str, name: &str) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no counter {name}"))
 }
+
+/// A Zenoh session of the test's own, connected to the bridge listening on `port`.
+pub fn zenoh_peer(port: u16) -> zenoh::Session {
+    use zenoh::Wait;
+    let mut c = zenoh::Config::default();
+    for (k, v) in [
+        ("mode", "\"peer\"".to_string()),
+        ("connect/endpoints", format!("[\"tcp/127.0.0.1:{port}\"]")),
+        ("scouting/multicast/enabled", "false".to_string()),
+    ] {
+        c.insert_json5(k, &v).expect("zenoh setting");
+    }
+    zenoh::open(c).wait().expect("open a zenoh session")
+}
+
+/// Waits until counter `name` of the bridge on `bus` is at least `n`.
+pub fn wait_stat(bus: &str, name: &str, n: u64) -> u64 {
+    let deadline = Instant::now() + GUARD;
+    loop {
+        let v = stat(bus, name);
+        if v >= n {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hang guard: {name} stayed at {v} < {n}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
