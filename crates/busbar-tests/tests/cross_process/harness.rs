@@ -230,9 +230,30 @@ impl Peer {
         }
     }
 
-    /// Stops the process (`SIGSTOP`): it keeps its sockets but reads nothing.
+    /// Stops the process (`SIGSTOP`): it keeps its sockets but reads
+    /// nothing. Returns once every thread of it is stopped.
+    ///
+    /// `kill` only queues the signal: the kernel wakes one thread to take
+    /// it, and that thread stops the others when it next runs. On a loaded
+    /// machine it may wait for a core for milliseconds, and meanwhile the
+    /// process's other threads (its controller's, say) still run and answer
+    /// whatever reaches them. So this waits until `/proc` shows each thread
+    /// stopped (state `T`).
     pub fn stop(&mut self) {
         self.signal(rustix::process::Signal::STOP);
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let start = Instant::now();
+        loop {
+            match all_stopped(&tasks) {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => self.fail(&format!("cannot read {tasks}: {e}")),
+            }
+            if start.elapsed() > GUARD {
+                self.fail(&format!("not stopped {GUARD:?} after SIGSTOP"));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Lets a stopped process go on (`SIGCONT`).
@@ -354,6 +375,27 @@ pub fn controller_holder(bus: &str) -> Peer {
         "the first endpoint on a fresh bus must host its controller"
     );
     holder
+}
+
+/// Whether every thread in `tasks` (a `/proc/<pid>/task` directory) is
+/// stopped by a signal (or gone).
+fn all_stopped(tasks: &str) -> std::io::Result<bool> {
+    for task in std::fs::read_dir(tasks)? {
+        let stat = match std::fs::read_to_string(task?.path().join("stat")) {
+            Ok(s) => s,
+            // The thread ended between the listing and the read.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        // `pid (comm) S ...`: the state follows the last ')' (comm may hold one).
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        if !matches!(state, Some("T" | "Z" | "X")) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Starts a peer and waits for it to join; checks that it does not host the controller.

@@ -205,10 +205,16 @@ pub fn join_error(args: &Args) -> Result {
         .map_or(HANG, Duration::from_secs);
     let refusal = match busbar::join::<Mixed, Mixed>(options, Some(timeout)) {
         Ok((tx, _rx)) => {
+            // Say who answered, so that a test can tell which controller did.
+            let controller = tx
+                .endpoints()
+                .into_iter()
+                .find(|e| e.is_controller)
+                .map_or("none".to_string(), |e| format!("{} pid={}", e.id, e.pid));
             return Err(format!(
-                "JOINED as {} although it should have been refused",
+                "JOINED as {} (controller {controller}) although it should have been refused",
                 tx.id()
-            ))
+            ));
         }
         Err(JoinError::TokenMismatch) => "TokenMismatch".to_string(),
         Err(JoinError::VersionMismatch { ours, controller }) => {
