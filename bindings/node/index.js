@@ -50,6 +50,7 @@ const KEY = Symbol('busbar.internal');
 const NATIVE = Symbol('busbar.native');
 const REPLY = Symbol('busbar.reply');
 const EVENT = Symbol('busbar.event');
+const READABLE = Symbol('busbar.readable');
 
 const RESOLVED = Promise.resolve();
 
@@ -302,17 +303,27 @@ class Endpoint {
   #pending = new Map();
   /** How many operations wait: while > 0 the process stays alive. */
   #waiting = 0;
-  /** recv() callers, in order; the first may have a native receive running (its `id`). */
+  /** recv() callers waiting, in order (while there are some, the native side watches). */
   #receivers = [];
   /** Messages received and not handed out yet (at most one native batch). */
   #inbox = [];
   /** Sends handed to the sending thread and not yet done. */
   #queuedSends = 0;
   #closed = false;
+  /** What the native side calls when a message may be there. */
+  #onReadable;
 
   constructor(n, key) {
     if (key !== KEY) throw new TypeError('use busbar.join()');
     this.#n = n;
+    // Held by the native side: it must reach the endpoint but weakly.
+    const self = new WeakRef(this);
+    this.#onReadable = () => self.deref()?.[READABLE]();
+  }
+
+  /** Called by the event loop (#watch) while receivers wait. */
+  [READABLE]() {
+    this.#drain();
   }
 
   /** This endpoint's id (16 hex digits). */
@@ -448,69 +459,86 @@ class Endpoint {
       } catch (e) {
         return Promise.reject(wrap(e));
       }
-      if (batch !== null && batch.length > 0) {
+      if (batch.length > 0) {
         for (const raw of batch) this.#inbox.push(new Message(raw, KEY));
         return Promise.resolve(this.#inbox.shift());
       }
-      if (timeout === 0 && batch !== null) {
+      if (timeout === 0) {
         return Promise.reject(new BusbarError('TIMEOUT', 'timed out waiting for a message'));
       }
     }
     if (this.#closed) return Promise.reject(disconnected());
     let waiter;
     const promise = new Promise((resolve, reject) => {
-      waiter = {
-        resolve,
-        reject,
-        deadline: timeout === undefined ? undefined : performance.now() + timeout,
-        id: 0,
-        aborted: false,
-        signal,
-        onAbort: null,
-      };
+      waiter = { resolve, reject, signal, onAbort: null, timer: null };
     });
     if (signal) {
-      waiter.onAbort = () => this.#abort(waiter);
+      waiter.onAbort = () => this.#leave(waiter, abortError(signal));
       signal.addEventListener('abort', waiter.onAbort, { once: true });
     }
+    if (timeout !== undefined) {
+      waiter.timer = setTimeout(() => this.#expire(waiter), timeout);
+    }
     this.#receivers.push(waiter);
-    if (this.#receivers.length === 1) this.#startRecv();
+    this.#hold(1);
+    if (this.#receivers.length === 1) this.#watch();
     return promise;
   }
 
-  #startRecv() {
-    const w = this.#receivers[0];
-    const left = w.deadline === undefined ? undefined : Math.max(0, w.deadline - performance.now());
-    const { id } = this.#wait('recv');
-    w.id = id;
+  /** Has the event loop call #drain() whenever a message may be there. */
+  #watch() {
     try {
-      this.#n.recv(id, left);
+      this.#n.watch(true, this.#onReadable);
     } catch (e) {
-      this.#pending.delete(id);
-      this.#hold(-1);
-      this.#receivers.shift();
-      this.#settle(w, wrap(e));
-      if (this.#receivers.length > 0) this.#startRecv();
+      const err = wrap(e);
+      for (const w of this.#receivers.splice(0)) this.#settle(w, err);
     }
+  }
+
+  /**
+   * Hands what is there to the waiting callers, in order (called by the
+   * event loop while they wait); stops watching when none is left.
+   */
+  #drain() {
+    while (this.#receivers.length > 0 && !this.#closed) {
+      if (this.#inbox.length === 0) {
+        let batch;
+        try {
+          batch = this.#n.tryRecv(64);
+        } catch (e) {
+          // This caller gets the error (a message that did not decode, ...); the next ones go on.
+          this.#settle(this.#receivers.shift(), wrap(e));
+          continue;
+        }
+        if (batch.length === 0) break;
+        for (const raw of batch) this.#inbox.push(new Message(raw, KEY));
+      }
+      this.#settle(this.#receivers.shift(), null, this.#inbox.shift());
+    }
+    if (this.#receivers.length === 0 && !this.#closed) this.#n.watch(false);
   }
 
   #settle(w, err, message) {
     if (w.signal) w.signal.removeEventListener('abort', w.onAbort);
+    if (w.timer !== null) clearTimeout(w.timer);
+    this.#hold(-1);
     if (err) w.reject(err);
     else w.resolve(message);
   }
 
-  #abort(w) {
+  /** Ends waiter `w` with `err` (aborted, timed out): a message it did not take stays for the next. */
+  #leave(w, err) {
     const i = this.#receivers.indexOf(w);
     if (i < 0) return;
-    if (w.id !== 0) {
-      // Its native receive runs: it ends promptly, handing over anything it got.
-      w.aborted = true;
-      this.#n.abortRecv(w.id);
-      return;
-    }
     this.#receivers.splice(i, 1);
-    this.#settle(w, abortError(w.signal));
+    if (this.#receivers.length === 0 && !this.#closed) this.#n.watch(false);
+    this.#settle(w, err);
+  }
+
+  #expire(w) {
+    // A message that came just now (its event not yet handled) is taken first.
+    this.#drain();
+    this.#leave(w, new BusbarError('TIMEOUT', 'timed out waiting for a message'));
   }
 
   /** Called with each native outcome. */
@@ -530,40 +558,9 @@ class Endpoint {
       else op.resolve();
       return;
     }
-    if (op.kind === 'request') {
-      if (err) op.reject(err);
-      else op.resolve(new Message(ev.messages[0], KEY));
-      return;
-    }
-    // A receive.
-    const messages = (ev.messages ?? []).map((raw) => new Message(raw, KEY));
-    const w = this.#receivers[0];
-    if (w === undefined || w.id !== ev.id) {
-      for (const m of messages) this.#inbox.push(m);
-      return;
-    }
-    this.#receivers.shift();
-    if (w.aborted) {
-      this.#inbox.unshift(...messages);
-      this.#settle(w, abortError(w.signal));
-    } else if (err) {
-      this.#inbox.unshift(...messages);
-      this.#settle(w, err);
-    } else {
-      this.#inbox.push(...messages);
-      this.#settle(w, null, this.#inbox.shift());
-    }
-    // Others waiting take what is there; the next one left waits natively.
-    while (this.#receivers.length > 0 && this.#inbox.length > 0) {
-      this.#settle(this.#receivers.shift(), null, this.#inbox.shift());
-    }
-    if (this.#receivers.length > 0) {
-      if (this.#closed) {
-        for (const r of this.#receivers.splice(0)) this.#settle(r, disconnected());
-      } else {
-        this.#startRecv();
-      }
-    }
+    // A request's answer.
+    if (err) op.reject(err);
+    else op.resolve(new Message(ev.messages[0], KEY));
   }
 
   /** Messages as they come, until the endpoint is closed. */
@@ -596,10 +593,7 @@ class Endpoint {
     this.#closed = true;
     this.#n.close();
     for (const m of this.#inbox.splice(0)) m.close();
-    // Receives not started end now; a running one ends with its outcome.
-    const running = this.#receivers.length > 0 && this.#receivers[0].id !== 0 ? [this.#receivers[0]] : [];
-    for (const w of this.#receivers.slice(running.length)) this.#settle(w, disconnected());
-    this.#receivers = running;
+    for (const w of this.#receivers.splice(0)) this.#settle(w, disconnected());
   }
 }
 

@@ -128,3 +128,32 @@ test('the same module in a worker thread', async () => {
   assert.equal(await exited, 0);
   ep.close();
 });
+
+test('a worker terminated while its recv waits ends cleanly, and the process goes on', async () => {
+  // The worker's endpoint watches its descriptor on the worker's own event
+  // loop; terminate() tears that loop down with the watch still started:
+  // it must be closed in time (a loop closed with a handle open aborts
+  // the whole process), and nothing must be called back afterwards.
+  const bus = busName('worker-terminate');
+  const ep = await busbar.join({ bus, label: 'main', token: 't', timeoutMs: 10000 });
+  for (let round = 0; round < 3; round++) {
+    const worker = new Worker(`
+      const busbar = require(${JSON.stringify(path.join(__dirname, '..'))});
+      const { workerData, parentPort } = require('node:worker_threads');
+      (async () => {
+        const ep = await busbar.join({ bus: workerData, label: 'waiter', token: 't', timeoutMs: 10000 });
+        const pending = ep.recv();
+        parentPort.postMessage('waiting');
+        await pending;
+      })();
+    `, { eval: true, workerData: bus });
+    const exited = new Promise((r) => worker.on('exit', r));
+    await new Promise((r) => worker.once('message', r));
+    await worker.terminate();
+    assert.equal(await exited, 1);
+  }
+  // This process's own endpoint still works.
+  await ep.send('main', 'still here');
+  assert.equal((await ep.recv({ timeoutMs: 20000 })).data.toString(), 'still here');
+  ep.close();
+});

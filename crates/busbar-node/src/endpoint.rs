@@ -1,22 +1,21 @@
 //! `join` and `NativeEndpoint`: one endpoint on a bus, speaking
 //! `BytesMessage`.
 //!
-//! Nothing here blocks the JavaScript thread. `join`, a receive that has
-//! to wait, a send that has to wait for room, a request and a reply run on
-//! threads of their own (a joining thread, the endpoint's receiving and
-//! sending threads, one thread per request) and report through the
-//! endpoint's thread-safe function, which index.js references only while
-//! it waits for something: an endpoint nobody waits on keeps no process
-//! alive.
+//! Nothing here blocks the JavaScript thread. `join`, a send that has to
+//! wait for room, a request and a reply run on threads of their own (a
+//! joining thread, the endpoint's sending thread, one thread per request)
+//! and report through the endpoint's thread-safe function, which index.js
+//! references only while it waits for something: an endpoint nobody waits
+//! on keeps no process alive. Receiving needs no thread: see [`recv`].
 
 use crate::error::{Failure, Result};
 use crate::labelop;
 use crate::message::{Event, JsMessage, Outcome, Received, ReplyToken, SelectorText};
-use crate::recv::{self, Receiving};
+use crate::recv::Receiving;
 use crate::region::Region;
 use busbar::{
-    Backpressure, BytesMessage, EndpointId, EndpointSender, Label, Message, Object, Options,
-    Selector,
+    Backpressure, BytesMessage, EndpointId, EndpointReceiver, EndpointSender, Label, Message,
+    Object, Options, Selector,
 };
 use napi::bindgen_prelude::{ClassInstance, FnArgs, Function};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -44,7 +43,7 @@ const NO_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 /// What a joining thread hands to JavaScript.
 struct Parts {
     sender: EndpointSender<BytesMessage>,
-    receiving: Arc<Receiving>,
+    rx: EndpointReceiver<BytesMessage>,
     events: Arc<Events>,
 }
 
@@ -105,11 +104,7 @@ pub fn join(
         .spawn(move || {
             let result = crate::no_panic(|| {
                 let (sender, rx) = busbar::join::<BytesMessage, BytesMessage>(options, timeout)?;
-                Ok(Parts {
-                    sender,
-                    receiving: Arc::new(Receiving::new(rx)),
-                    events,
-                })
+                Ok(Parts { sender, rx, events })
             });
             joined.call(result, ThreadsafeFunctionCallMode::NonBlocking);
         })
@@ -134,9 +129,8 @@ enum SendJob {
 pub struct NativeEndpoint {
     sender: Option<EndpointSender<BytesMessage>>,
     id: EndpointId,
-    receiving: Arc<Receiving>,
+    receiving: Receiving,
     events: Arc<Events>,
-    recv_jobs: Option<mpsc::Sender<recv::Job>>,
     send_jobs: Option<mpsc::Sender<SendJob>>,
     /// Whether `events` is referenced now.
     kept_alive: bool,
@@ -226,9 +220,8 @@ impl NativeEndpoint {
         NativeEndpoint {
             id: parts.sender.id(),
             sender: Some(parts.sender),
-            receiving: parts.receiving,
+            receiving: Receiving::new(parts.rx),
             events: parts.events,
-            recv_jobs: None,
             send_jobs: None,
             kept_alive: false,
         }
@@ -286,7 +279,6 @@ impl NativeEndpoint {
     fn shut(&mut self) {
         self.sender = None;
         self.send_jobs = None;
-        self.recv_jobs = None;
         self.receiving.close();
     }
 }
@@ -428,49 +420,36 @@ impl NativeEndpoint {
         Ok(())
     }
 
-    /// Up to `max` messages already there, taken without waiting; `null`
-    /// when the receiving thread is busy (wait for its outcome instead).
+    /// Up to `max` messages already there, taken without waiting (none:
+    /// an empty list).
     #[napi(catch_unwind)]
-    pub fn try_recv(&self, env: &Env, max: u32) -> Result<Option<Vec<JsMessage>>> {
+    pub fn try_recv(&mut self, env: &Env, max: u32) -> Result<Vec<JsMessage>> {
         if self.sender.is_none() {
             return Err(Failure::closed().into());
         }
-        let Some(batch) = self.receiving.try_batch(max as usize)? else {
-            return Ok(None);
-        };
-        let list = batch
+        let batch = self.receiving.try_batch(max as usize)?;
+        Ok(batch
             .into_iter()
             .map(|m| m.into_js(env))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(Some(list))
+            .collect::<std::result::Result<Vec<_>, _>>()?)
     }
 
-    /// Waits for a message on the receiving thread (up to `timeoutMs`,
-    /// or for ever); the outcome comes as a `recv` event with `id`.
+    /// Starts (`true`) or stops watching for messages on this thread's
+    /// event loop, after `tryRecv` found none: while started, `onReadable`
+    /// (given with the first `watch(true)`) is called whenever a message
+    /// may be there, and the process stays alive.
     #[napi(catch_unwind)]
-    pub fn recv(&mut self, id: u32, timeout_ms: Option<f64>) -> Result<()> {
-        let timeout = millis(timeout_ms, "timeoutMs")?;
+    pub fn watch(
+        &mut self,
+        env: &Env,
+        on: bool,
+        on_readable: Option<Function<(), ()>>,
+    ) -> Result<()> {
         if self.sender.is_none() {
             return Err(Failure::closed().into());
         }
-        if self.recv_jobs.is_none() {
-            let (tx, jobs) = mpsc::channel();
-            recv::spawn(Arc::clone(&self.receiving), jobs, self.emitter())?;
-            self.recv_jobs = Some(tx);
-        }
-        self.recv_jobs
-            .as_ref()
-            .ok_or_else(Failure::closed)?
-            .send(recv::Job { id, timeout })
-            .map_err(|_| Failure::closed())?;
+        self.receiving.watch(env, on, on_readable.as_ref())?;
         Ok(())
-    }
-
-    /// Ends receive `id` without a message (its outcome: `ABORTED`,
-    /// unless a message came first).
-    #[napi(catch_unwind)]
-    pub fn abort_recv(&self, id: u32) {
-        self.receiving.abort(id);
     }
 
     /// The directory: every endpoint on the bus, this one included.

@@ -85,3 +85,368 @@ pub fn dup_fd(fd: i64) -> Result<OwnedFd, Failure> {
         .try_clone_to_owned()
         .map_err(|e| Failure::new("BAD_FD", format!("descriptor {raw}: {e}")))
 }
+
+/// libuv's functions, resolved from the `node` binary (or Electron's) when
+/// the addon loads, like the `napi_*` ones. Only what [`Poll`] needs.
+mod uv {
+    use std::os::raw::{c_char, c_int, c_void};
+
+    /// `uv_poll_cb`.
+    pub type PollCb = unsafe extern "C" fn(handle: *mut c_void, status: c_int, events: c_int);
+    /// `uv_close_cb`.
+    pub type CloseCb = unsafe extern "C" fn(handle: *mut c_void);
+
+    /// `UV_POLL` in `uv_handle_type` (stable across libuv 1.x; checked at
+    /// run time with `uv_handle_type_name`).
+    pub const POLL: c_int = 8;
+    /// `UV_READABLE` in `uv_poll_event`.
+    pub const READABLE: c_int = 1;
+
+    extern "C" {
+        pub fn uv_handle_size(kind: c_int) -> usize;
+        pub fn uv_handle_type_name(kind: c_int) -> *const c_char;
+        pub fn uv_handle_set_data(handle: *mut c_void, data: *mut c_void);
+        pub fn uv_handle_get_data(handle: *const c_void) -> *mut c_void;
+        pub fn uv_poll_init(
+            event_loop: *mut napi::sys::uv_loop_s,
+            handle: *mut c_void,
+            fd: c_int,
+        ) -> c_int;
+        pub fn uv_poll_start(handle: *mut c_void, events: c_int, cb: PollCb) -> c_int;
+        pub fn uv_poll_stop(handle: *mut c_void) -> c_int;
+        pub fn uv_close(handle: *mut c_void, cb: Option<CloseCb>);
+        pub fn uv_strerror(err: c_int) -> *const c_char;
+    }
+}
+
+/// What a poll handle's `data` points at.
+struct PollData {
+    env: napi::sys::napi_env,
+    /// The JavaScript function called when the descriptor is readable (a
+    /// strong reference, deleted when the handle closes).
+    func: napi::sys::napi_ref,
+    /// The async context the calls are made in (for async hooks and
+    /// `AsyncLocalStorage`), destroyed when the handle closes.
+    context: napi::sys::napi_async_context,
+    /// The handle's memory, in 8-byte words (freed by the close callback).
+    words: usize,
+}
+
+/// The state the owner and the environment's cleanup hook share.
+struct PollShared {
+    handle: *mut std::os::raw::c_void,
+    /// The handle was handed to `uv_close` (by the owner or the hook).
+    closed: std::cell::Cell<bool>,
+}
+
+/// A libuv poll handle (`uv_poll_t`) on the event loop of the JavaScript
+/// thread that made it, watching one descriptor for input and calling a
+/// JavaScript function (as `napi_make_callback` does: microtasks run
+/// after it) while it is readable: the way an endpoint waits for messages
+/// without a thread of its own (one wake-up per message: libuv's).
+///
+/// Lives on that JavaScript thread only (it is neither `Send` nor `Sync`).
+/// Whoever made it keeps the descriptor open until it is dropped: dropping
+/// stops watching and closes the handle (its memory is freed by libuv's
+/// close callback). When the environment goes away first (a worker
+/// thread's end), a cleanup hook closes the handle, so that the loop can
+/// close; dropping it afterwards does nothing.
+pub struct Poll {
+    env: napi::sys::napi_env,
+    shared: std::rc::Rc<PollShared>,
+    /// The cleanup hook's argument (`Rc::into_raw` of `shared`), owned by
+    /// the hook until it runs or is removed.
+    hook_arg: *const PollShared,
+}
+
+fn uv_error(what: &str, err: std::os::raw::c_int) -> Failure {
+    // SAFETY: uv_strerror returns a pointer to a static, NUL-terminated
+    // string for any error code (an "unknown" one for codes it does not know).
+    let text = unsafe { std::ffi::CStr::from_ptr(uv::uv_strerror(err)) };
+    Failure::new("IO", format!("{what}: {}", text.to_string_lossy()))
+}
+
+unsafe extern "C" fn poll_ready(
+    handle: *mut std::os::raw::c_void,
+    _status: std::os::raw::c_int,
+    _events: std::os::raw::c_int,
+) {
+    use napi::sys;
+    // SAFETY: libuv calls this on the loop's thread (the JavaScript thread
+    // of `env`, outside any JavaScript) with the handle we started; it is
+    // not closed (a closed handle's callbacks are not called), so its data
+    // is the PollData set in `Poll::new`, whose reference and context live
+    // until the handle closes. The handle scope opened here is closed
+    // before returning; values made in it are not kept. An error status
+    // (the descriptor failed) is reported the same way: the function reads,
+    // and meets the error there. The function may stop or close the handle
+    // (both allowed inside its callback; the data stays until the close
+    // callback, which runs later).
+    unsafe {
+        let data = &*uv::uv_handle_get_data(handle).cast::<PollData>();
+        let env = data.env;
+        let mut scope = std::ptr::null_mut();
+        if sys::napi_open_handle_scope(env, &mut scope) != sys::Status::napi_ok {
+            return;
+        }
+        let mut func = std::ptr::null_mut();
+        let mut recv = std::ptr::null_mut();
+        if sys::napi_get_reference_value(env, data.func, &mut func) == sys::Status::napi_ok
+            && !func.is_null()
+            && sys::napi_get_global(env, &mut recv) == sys::Status::napi_ok
+        {
+            let mut result = std::ptr::null_mut();
+            let status = sys::napi_make_callback(
+                env,
+                data.context,
+                recv,
+                func,
+                0,
+                std::ptr::null(),
+                &mut result,
+            );
+            if status == sys::Status::napi_pending_exception {
+                // Thrown by the function: Node's 'uncaughtException', as
+                // for any callback the event loop makes. The handle stops:
+                // called again at once (the descriptor stays readable), the
+                // function would throw for ever.
+                uv::uv_poll_stop(handle);
+                let mut error = std::ptr::null_mut();
+                if sys::napi_get_and_clear_last_exception(env, &mut error) == sys::Status::napi_ok {
+                    sys::napi_fatal_exception(env, error);
+                }
+            }
+        }
+        sys::napi_close_handle_scope(env, scope);
+    }
+}
+
+unsafe extern "C" fn poll_closed(handle: *mut std::os::raw::c_void) {
+    // SAFETY: libuv calls this once, after the handle is closed for good;
+    // its data and memory were leaked from the boxes made in `Poll::new`
+    // and nobody else frees them.
+    unsafe {
+        let data = Box::from_raw(uv::uv_handle_get_data(handle).cast::<PollData>());
+        let words = data.words;
+        drop(data);
+        drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+            handle.cast::<u64>(),
+            words,
+        )));
+    }
+}
+
+/// Closes the handle (once).
+///
+/// # Safety
+/// On the loop's thread, with a handle made by `Poll::new`.
+unsafe fn close_poll(shared: &PollShared) {
+    if !shared.closed.replace(true) {
+        // SAFETY: (the caller's promise) the handle is open; stopping an
+        // inactive handle is a no-op. The reference and the context are
+        // let go now, while the environment surely lives (the close
+        // callback may run after a worker's environment is gone), and
+        // nothing calls the function after `uv_close`. `uv_close` takes the
+        // handle and frees it through `poll_closed`.
+        unsafe {
+            uv::uv_poll_stop(shared.handle);
+            let data = &*uv::uv_handle_get_data(shared.handle).cast::<PollData>();
+            napi::sys::napi_delete_reference(data.env, data.func);
+            napi::sys::napi_async_destroy(data.env, data.context);
+            uv::uv_close(shared.handle, Some(poll_closed));
+        }
+    }
+}
+
+unsafe extern "C" fn poll_env_cleanup(arg: *mut std::os::raw::c_void) {
+    // SAFETY: `arg` is the `Rc::into_raw` made for this hook in
+    // `Poll::new`; the hook runs once, on the environment's thread, and
+    // `Poll::drop` removes it (taking the Rc back) only when it has not run.
+    unsafe {
+        let shared = std::rc::Rc::from_raw(arg.cast_const().cast::<PollShared>());
+        close_poll(&shared);
+    }
+}
+
+impl Poll {
+    /// Watches `fd` on `env`'s event loop; `func` (a JavaScript function)
+    /// is called with no arguments, on this thread, whenever `fd` is
+    /// readable while [`start`](Poll::start)ed. Made stopped.
+    ///
+    /// The caller keeps `fd` open for as long as the `Poll` lives.
+    pub fn new<'env>(
+        env: &Env,
+        fd: BorrowedFd<'_>,
+        func: &impl napi::JsValue<'env>,
+    ) -> Result<Poll, Failure> {
+        use std::os::fd::AsRawFd;
+        let mut event_loop = std::ptr::null_mut();
+        // SAFETY: `env` is the live environment of this thread; the loop
+        // pointer is written on success.
+        let status = unsafe { napi::sys::napi_get_uv_event_loop(env.raw(), &mut event_loop) };
+        if status != napi::sys::Status::napi_ok || event_loop.is_null() {
+            return Err(Failure::new("IO", "no libuv loop for this environment"));
+        }
+        // SAFETY: both take a handle type and return a size or a static
+        // string (a NUL-terminated "unknown" one for types they do not know).
+        let (size, name) = unsafe {
+            (
+                uv::uv_handle_size(uv::POLL),
+                std::ffi::CStr::from_ptr(uv::uv_handle_type_name(uv::POLL)),
+            )
+        };
+        if name.to_bytes() != b"poll" || size == 0 {
+            return Err(Failure::new(
+                "IO",
+                format!("this runtime's libuv has no poll handle where expected ({name:?})"),
+            ));
+        }
+        let (func, context) = js_callback(env, func)?;
+        let words = size.div_ceil(8);
+        let handle = Box::into_raw(vec![0u64; words].into_boxed_slice())
+            .cast::<u64>()
+            .cast::<std::os::raw::c_void>();
+        let data = Box::into_raw(Box::new(PollData {
+            env: env.raw(),
+            func,
+            context,
+            words,
+        }));
+        // SAFETY: `handle` is `size` zeroed bytes, 8-aligned (libuv's
+        // handles hold pointers and ints only), that nobody else uses;
+        // `event_loop` is this thread's loop; `fd` is open (the caller
+        // keeps it so). On failure libuv has not taken the handle and we
+        // free both boxes ourselves.
+        let err = unsafe { uv::uv_poll_init(event_loop, handle, fd.as_raw_fd()) };
+        if err != 0 {
+            // SAFETY: both were leaked just above and libuv did not keep
+            // them; the reference and context were made above for them.
+            unsafe {
+                napi::sys::napi_delete_reference(env.raw(), func);
+                napi::sys::napi_async_destroy(env.raw(), context);
+                drop(Box::from_raw(data));
+                drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+                    handle.cast::<u64>(),
+                    words,
+                )));
+            }
+            return Err(uv_error("uv_poll_init", err));
+        }
+        // SAFETY: the handle is initialised; its data is ours to set.
+        unsafe { uv::uv_handle_set_data(handle, data.cast()) };
+        let shared = std::rc::Rc::new(PollShared {
+            handle,
+            closed: std::cell::Cell::new(false),
+        });
+        let hook_arg = std::rc::Rc::into_raw(std::rc::Rc::clone(&shared));
+        // SAFETY: a hook and argument that stay valid until the hook runs
+        // or `Poll::drop` removes it.
+        let status = unsafe {
+            napi::sys::napi_add_env_cleanup_hook(
+                env.raw(),
+                Some(poll_env_cleanup),
+                hook_arg.cast_mut().cast(),
+            )
+        };
+        if status != napi::sys::Status::napi_ok {
+            // The hook is not registered: take its Rc back and close.
+            // SAFETY: made by `into_raw` above and not handed to anyone;
+            // the handle was made above, on this thread.
+            unsafe {
+                drop(std::rc::Rc::from_raw(hook_arg));
+                close_poll(&shared);
+            }
+            return Err(Failure::new("IO", "cannot add an environment cleanup hook"));
+        }
+        let poll = Poll {
+            env: env.raw(),
+            shared,
+            hook_arg,
+        };
+        Ok(poll)
+    }
+
+    /// Calls the function whenever the descriptor is readable, until
+    /// [`stop`](Poll::stop). While started, the handle keeps the event loop
+    /// (the process, the worker) alive.
+    pub fn start(&self) -> Result<(), Failure> {
+        if self.shared.closed.get() {
+            return Err(Failure::closed());
+        }
+        // SAFETY: the handle is open (checked above) and started on its
+        // own loop's thread (a `Poll` never leaves it).
+        let err = unsafe { uv::uv_poll_start(self.shared.handle, uv::READABLE, poll_ready) };
+        if err != 0 {
+            return Err(uv_error("uv_poll_start", err));
+        }
+        Ok(())
+    }
+
+    /// Stops watching (the function is not called until the next `start`).
+    pub fn stop(&self) {
+        if !self.shared.closed.get() {
+            // SAFETY: an open handle, on its loop's thread.
+            unsafe { uv::uv_poll_stop(self.shared.handle) };
+        }
+    }
+}
+
+/// A strong reference to the function `func` and an async context for
+/// calls to it.
+fn js_callback<'env>(
+    env: &Env,
+    func: &impl napi::JsValue<'env>,
+) -> Result<(napi::sys::napi_ref, napi::sys::napi_async_context), Failure> {
+    use napi::sys;
+    let failed = |what: &str| Failure::new("IO", format!("{what} failed"));
+    let mut reference = std::ptr::null_mut();
+    let mut resource = std::ptr::null_mut();
+    let mut name = std::ptr::null_mut();
+    let mut context = std::ptr::null_mut();
+    const NAME: &str = "busbar.recv";
+    // SAFETY: on `env`'s thread, with a value of that environment; each
+    // call writes its out-pointer on success. The reference is deleted
+    // when the handle closes (or below, when the context cannot be made).
+    unsafe {
+        if sys::napi_create_reference(env.raw(), func.raw(), 1, &mut reference)
+            != sys::Status::napi_ok
+        {
+            return Err(failed("napi_create_reference"));
+        }
+        if sys::napi_create_object(env.raw(), &mut resource) != sys::Status::napi_ok
+            || sys::napi_create_string_utf8(
+                env.raw(),
+                NAME.as_ptr().cast(),
+                NAME.len() as isize,
+                &mut name,
+            ) != sys::Status::napi_ok
+            || sys::napi_async_init(env.raw(), resource, name, &mut context) != sys::Status::napi_ok
+        {
+            sys::napi_delete_reference(env.raw(), reference);
+            return Err(failed("napi_async_init"));
+        }
+    }
+    Ok((reference, context))
+}
+
+impl Drop for Poll {
+    fn drop(&mut self) {
+        if self.shared.closed.get() {
+            // The cleanup hook ran (and took its Rc back): nothing is left.
+            return;
+        }
+        // SAFETY: the hook has not run (it would have closed the handle),
+        // so it is registered with this argument; once removed it never
+        // runs, and its Rc is ours to drop. Then the handle is closed, on
+        // its loop's thread (a `Poll` never leaves it).
+        unsafe {
+            napi::sys::napi_remove_env_cleanup_hook(
+                self.env,
+                Some(poll_env_cleanup),
+                self.hook_arg.cast_mut().cast(),
+            );
+            drop(std::rc::Rc::from_raw(self.hook_arg));
+            close_poll(&self.shared);
+        }
+    }
+}

@@ -6,15 +6,16 @@
 //!
 //! - [`endpoint`]: `NativeEndpoint`, one joined endpoint. `send` tries to
 //!   hand the message over at once, on the JavaScript thread, and only a
-//!   send that would wait goes to the endpoint's sending thread; receiving
-//!   has a thread of its own ([`recv`]) that waits in busbar's own `recv`
-//!   (a spin, then a sleep in the kernel: no polling interval) and hands
-//!   each batch to JavaScript through one thread-safe function.
+//!   send that would wait goes to the endpoint's sending thread; other
+//!   outcomes come back through one thread-safe function. Receiving needs
+//!   no thread ([`recv`]): batches are taken with `try_recv` on the
+//!   JavaScript thread, and a libuv poll handle on the receiver's
+//!   descriptor calls back into JavaScript when a message may be there.
 //! - [`region`]: `Region`, a shared memory region whose `ArrayBuffer` is
 //!   the mapping itself.
 //! - [`labelop`]: `LabelOp`, label expressions parsed and printed by busbar.
 //! - [`error`]: every Rust error as a `.code` from one table.
-//! - [`ffi`]: the only module with `unsafe`.
+//! - [`ffi`]: the only module with `unsafe` (including the libuv poll handle).
 //!
 //! Node-API 8 (see the crate's Cargo.toml for who supports it).
 
