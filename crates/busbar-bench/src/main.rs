@@ -2,7 +2,8 @@
 //! ipmb and iceoryx2, with the same harness, sizes and process layout.
 //!
 //! ```text
-//! cargo run --release -p busbar-bench -- [--quick] [--only PEER[,PEER...]] [--out DIR]
+//! cargo run --release -p busbar-bench -- [--quick] [--only PEER[,PEER...]]
+//!     [--scenarios PART[,PART...]] [--out DIR]
 //! ```
 //!
 //! The bench process never sends or receives itself: it spawns copies of
@@ -41,6 +42,13 @@ struct Cli {
     /// iceoryx2 (both ways of waiting).
     #[arg(long, value_parser = peers::GROUPS, value_delimiter = ',')]
     only: Vec<String>,
+    /// Run these parts only, comma-separated (default: all): throughput,
+    /// latency (ping-pong), sleeping (64 B to a receiver woken from sleep),
+    /// cpu (CPU time per message at 1 KiB), idle (idle receiver CPU),
+    /// memory (a receiver with 32 links), fan (fan-out and fan-in), join
+    /// (busbar join and failover). The others show – in the tables.
+    #[arg(long, value_parser = results::SCENARIOS, value_delimiter = ',')]
+    scenarios: Vec<String>,
     /// Where BENCHMARKS.md and benchmarks.svg go (default: the repository root).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -63,7 +71,7 @@ fn main() {
         }
         c
     };
-    let run = results::collect(cli.quick, &cli.only, command);
+    let run = results::collect(cli.quick, &cli.only, &cli.scenarios, command);
     print!("{}", report::tables(&run));
     let md = out.join("BENCHMARKS.md");
     let svg = out.join("benchmarks.svg");

@@ -7,6 +7,17 @@ use std::time::Duration;
 pub const SIZES: [usize; 5] = [16, 1 << 10, 16 << 10, 1 << 20, 16 << 20];
 /// Message sizes for ping-pong latency.
 pub const LATENCY_SIZES: [usize; 2] = [64, 64 << 10];
+/// Message size of the sleeping-receiver latency row.
+pub const SLEEPING_SIZE: usize = 64;
+/// How long the pinger waits before each message of the sleeping-receiver
+/// row: far longer than any receiver's spin (busbar's is 50 µs), so that
+/// every message finds its receiver asleep (or, for a receiver that only
+/// polls, still polling).
+pub const SLEEPING_GAP: Duration = Duration::from_millis(1);
+/// Message size of the CPU-cost row.
+pub const CPU_SIZE: usize = 1 << 10;
+/// Senders (one link each) of the idle receiver whose memory is read.
+pub const MEMORY_LINKS: usize = 32;
 /// Receivers for the multicast fan-out.
 pub const FAN_OUT: [usize; 3] = [1, 8, 32];
 /// Senders for the fan-in.
@@ -27,6 +38,9 @@ pub struct Plan {
     /// ...and at least this many, after this many warm-up round trips.
     pub latency_min: u64,
     pub latency_warmup: u64,
+    /// Sleeping-receiver latency: at least this many messages (after the
+    /// same warm-up), one every [`SLEEPING_GAP`].
+    pub sleeping_min: u64,
     /// CPU time of an idle receiver is read over this long.
     pub idle: Duration,
     /// Joins for the join-time percentiles.
@@ -50,6 +64,7 @@ impl Plan {
                 latency: Duration::from_millis(100),
                 latency_min: 200,
                 latency_warmup: 20,
+                sleeping_min: 100,
                 idle: Duration::from_millis(300),
                 joins: 10,
                 failovers: 2,
@@ -63,6 +78,7 @@ impl Plan {
                 latency: Duration::from_secs(1),
                 latency_min: 2_000,
                 latency_warmup: 200,
+                sleeping_min: 1_000,
                 idle: Duration::from_secs(1),
                 joins: 100,
                 failovers: 10,
@@ -251,6 +267,67 @@ pub fn cpu_ticks(pid: u32) -> crate::Res<u64> {
     Ok(utime + stime)
 }
 
+/// CPU time this process (all its threads, user + system) has used, in
+/// nanoseconds (`CLOCK_PROCESS_CPUTIME_ID`).
+pub fn cpu_ns_self() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// What a process holds in memory, from `/proc/<pid>`.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// Resident set (`VmRSS`), bytes.
+    pub rss: u64,
+    /// The part of it that is shared memory: memfd, `/dev/shm`, `MAP_SHARED`
+    /// anonymous pages (`RssShmem`), bytes.
+    pub rss_shmem: u64,
+    /// Shared mappings (`s` in `/proc/<pid>/maps`: memfds, `/dev/shm`
+    /// files, shared anonymous memory): their whole size, touched or not, bytes.
+    pub mapped_shared: u64,
+    /// How many such mappings.
+    pub shared_mappings: u64,
+}
+
+/// Reads `pid`'s [`Memory`].
+pub fn memory_of(pid: u32) -> crate::Res<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = |key: &str| -> crate::Res<u64> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .ok_or_else(|| format!("no {key} in /proc/{pid}/status"))?;
+        let n: u64 = line[key.len()..]
+            .split_whitespace()
+            .next()
+            .ok_or("empty status field")?
+            .parse()?;
+        Ok(n * 1024)
+    };
+    let (rss, rss_shmem) = (kib("VmRSS:")?, kib("RssShmem:")?);
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    let (mut mapped_shared, mut shared_mappings) = (0, 0);
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        if !perms.ends_with('s') {
+            continue;
+        }
+        let (a, b) = range.split_once('-').ok_or("odd maps line")?;
+        let (a, b) = (u64::from_str_radix(a, 16)?, u64::from_str_radix(b, 16)?);
+        mapped_shared += b.saturating_sub(a);
+        shared_mappings += 1;
+    }
+    Ok(Memory {
+        rss,
+        rss_shmem,
+        mapped_shared,
+        shared_mappings,
+    })
+}
+
 pub fn ticks_per_second() -> u64 {
     rustix::param::clock_ticks_per_second()
 }
@@ -280,5 +357,11 @@ mod tests {
     #[test]
     fn cpu_ticks_of_self() {
         assert!(cpu_ticks(std::process::id()).is_ok());
+    }
+
+    #[test]
+    fn memory_of_self() {
+        let m = memory_of(std::process::id()).expect("own /proc");
+        assert!(m.rss > 0 && m.rss_shmem <= m.rss);
     }
 }

@@ -2,7 +2,9 @@
 
 use crate::join_failover::{run_failover, run_join, FailoverTimes, JoinTimes};
 use crate::machine::{loadavg, unix_now, Machine};
-use crate::measure::{Percentiles, Plan, FAN_IN, FAN_OUT, FAN_SIZE, LATENCY_SIZES, SIZES};
+use crate::measure::{
+    Memory, Percentiles, Plan, CPU_SIZE, FAN_IN, FAN_OUT, FAN_SIZE, LATENCY_SIZES, SIZES,
+};
 use crate::peers::{Peer, Shape, ALL};
 use crate::scenario::{self, Rate};
 use crate::Res;
@@ -17,7 +19,21 @@ pub enum Cell<T> {
     Na(&'static str),
     /// Tried and failed; the error.
     Failed(String),
+    /// Not run this time (`--scenarios` left it out).
+    Skipped,
 }
+
+/// What `--scenarios` accepts: the parts of a run, each a table (or row).
+pub const SCENARIOS: [&str; 8] = [
+    "throughput",
+    "latency",
+    "sleeping",
+    "cpu",
+    "idle",
+    "memory",
+    "fan",
+    "join",
+];
 
 impl<T> Cell<T> {
     pub fn ok(&self) -> Option<&T> {
@@ -35,6 +51,12 @@ pub struct PeerRun {
     /// Per size in [`LATENCY_SIZES`].
     pub latency: Vec<Cell<Percentiles>>,
     pub idle_cpu: Cell<f64>,
+    /// One-way latency at 64 B of a receiver woken from its sleep.
+    pub sleeping: Cell<Percentiles>,
+    /// A 1 → 1 stream at [`CPU_SIZE`], for the CPU it costs.
+    pub cpu: Cell<Rate>,
+    /// A receiver with 32 links, idle.
+    pub memory: Cell<Memory>,
     /// Per receiver count in [`FAN_OUT`].
     pub fan_out: Vec<Cell<Rate>>,
     pub fan_in: Cell<Rate>,
@@ -68,8 +90,10 @@ fn one_to_one() -> Shape {
     }
 }
 
-/// Runs everything for the peers `only` selects (all when it is empty).
-pub fn collect(quick: bool, only: &[String], command: String) -> Run {
+/// Runs the scenarios `scenarios` selects (all when it is empty, see
+/// [`SCENARIOS`]) for the peers `only` selects (all when it is empty).
+pub fn collect(quick: bool, only: &[String], scenarios: &[String], command: String) -> Run {
+    let wanted = |s: &str| scenarios.is_empty() || scenarios.iter().any(|w| w == s);
     let plan = Plan::new(quick);
     let started = unix_now();
     let load_before = loadavg();
@@ -78,8 +102,20 @@ pub fn collect(quick: bool, only: &[String], command: String) -> Run {
         .into_iter()
         .filter(|p| only.is_empty() || only.iter().any(|o| p.group() == o))
         .collect();
-    let with_busbar = peers.contains(&Peer::Busbar);
-    let per_peer = SIZES.len() + LATENCY_SIZES.len() + 1 + FAN_OUT.len() + 1;
+    let with_busbar = peers.contains(&Peer::Busbar) && wanted("join");
+    let per_peer = [
+        ("throughput", SIZES.len()),
+        ("latency", LATENCY_SIZES.len()),
+        ("sleeping", 1),
+        ("cpu", 1),
+        ("idle", 1),
+        ("memory", 1),
+        ("fan", FAN_OUT.len() + 1),
+    ]
+    .iter()
+    .filter(|(s, _)| wanted(s))
+    .map(|(_, n)| n)
+    .sum::<usize>();
     let steps = peers.len() * per_peer + if with_busbar { 2 } else { 0 };
     let bar = ProgressBar::new(steps as u64);
     bar.set_style(
@@ -99,6 +135,10 @@ pub fn collect(quick: bool, only: &[String], command: String) -> Run {
         let name = peer.name();
         let mut throughput = Vec::new();
         for size in SIZES {
+            if !wanted("throughput") {
+                throughput.push(Cell::Skipped);
+                continue;
+            }
             step(format!("{name}: throughput {}", crate::report::size(size)));
             throughput.push(attempt(peer, one_to_one(), || {
                 scenario::stream(peer, one_to_one(), size, &plan)
@@ -107,17 +147,61 @@ pub fn collect(quick: bool, only: &[String], command: String) -> Run {
         }
         let mut latency = Vec::new();
         for size in LATENCY_SIZES {
+            if !wanted("latency") {
+                latency.push(Cell::Skipped);
+                continue;
+            }
             step(format!("{name}: latency {}", crate::report::size(size)));
             latency.push(attempt(peer, one_to_one(), || {
                 scenario::latency(peer, size, &plan)
             }));
             bar.inc(1);
         }
-        step(format!("{name}: idle receiver CPU"));
-        let idle_cpu = attempt(peer, one_to_one(), || scenario::idle_cpu(peer, &plan));
-        bar.inc(1);
+        let run_one = |what: &str, label: String| {
+            let go = wanted(what);
+            if go {
+                step(format!("{name}: {label}"));
+            }
+            go
+        };
+        let sleeping = if run_one("sleeping", "sleeping receiver latency".into()) {
+            let c = attempt(peer, one_to_one(), || {
+                scenario::sleeping_latency(peer, &plan)
+            });
+            bar.inc(1);
+            c
+        } else {
+            Cell::Skipped
+        };
+        let cpu = if run_one("cpu", "CPU cost".into()) {
+            let c = attempt(peer, one_to_one(), || {
+                scenario::stream(peer, one_to_one(), CPU_SIZE, &plan)
+            });
+            bar.inc(1);
+            c
+        } else {
+            Cell::Skipped
+        };
+        let idle_cpu = if run_one("idle", "idle receiver CPU".into()) {
+            let c = attempt(peer, one_to_one(), || scenario::idle_cpu(peer, &plan));
+            bar.inc(1);
+            c
+        } else {
+            Cell::Skipped
+        };
+        let memory = if run_one("memory", "receiver memory".into()) {
+            let c = cell(scenario::idle_memory(peer, &plan));
+            bar.inc(1);
+            c
+        } else {
+            Cell::Skipped
+        };
         let mut fan_out = Vec::new();
         for n in FAN_OUT {
+            if !wanted("fan") {
+                fan_out.push(Cell::Skipped);
+                continue;
+            }
             step(format!("{name}: multicast to {n}"));
             let shape = Shape {
                 receivers: n,
@@ -129,21 +213,29 @@ pub fn collect(quick: bool, only: &[String], command: String) -> Run {
             }));
             bar.inc(1);
         }
-        step(format!("{name}: {FAN_IN} senders into 1"));
         let shape = Shape {
             receivers: 1,
             senders: FAN_IN,
             multicast: false,
         };
-        let fan_in = attempt(peer, shape, || {
-            scenario::stream(peer, shape, FAN_SIZE, &plan)
-        });
-        bar.inc(1);
+        let fan_in = if wanted("fan") {
+            step(format!("{name}: {FAN_IN} senders into 1"));
+            let c = attempt(peer, shape, || {
+                scenario::stream(peer, shape, FAN_SIZE, &plan)
+            });
+            bar.inc(1);
+            c
+        } else {
+            Cell::Skipped
+        };
         runs.push(PeerRun {
             peer,
             throughput,
             latency,
             idle_cpu,
+            sleeping,
+            cpu,
+            memory,
             fan_out,
             fan_in,
         });

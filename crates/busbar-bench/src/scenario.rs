@@ -1,7 +1,10 @@
 //! The parent's side of each measurement: spawn the processes in the right
 //! order, pass bootstrap names along, start them together, collect results.
 
-use crate::measure::{cpu_ticks, now_ns, ticks_per_second, Fields, Percentiles, Plan};
+use crate::measure::{
+    cpu_ticks, memory_of, now_ns, ticks_per_second, Fields, Memory, Percentiles, Plan,
+    MEMORY_LINKS, SLEEPING_GAP, SLEEPING_SIZE,
+};
 use crate::peers::{Peer, Shape};
 use crate::proc::{Args, Proc};
 use crate::Res;
@@ -24,6 +27,9 @@ pub struct Rate {
     pub lost: u64,
     /// Messages delivered, in all.
     pub delivered: u64,
+    /// CPU time (user + system) all the senders and receivers used, each
+    /// from the start of its loop to its result, in nanoseconds.
+    pub cpu_ns: u64,
     /// What the receivers reported amiss (gaps, reordering, wrong sizes,
     /// missing end markers, time-outs), if anything.
     pub trouble: Option<String>,
@@ -135,15 +141,18 @@ pub fn stream(peer: Peer, shape: Shape, size: usize, plan: &Plan) -> Res<Rate> {
     let wait = plan.stream + SLACK;
     let mut sent = 0;
     let mut start = u64::MAX;
+    let mut cpu_ns = 0;
     for p in &mut l.senders {
         let f = Fields::parse(&p.expect_only("RESULT", wait)?);
         sent += f.num("sent")?;
         start = start.min(f.num("start")?);
+        cpu_ns += f.num("cpu_ns")?;
     }
     let (mut delivered, mut last, mut trouble) = (0, 0, Vec::new());
     for p in &mut l.receivers {
         let f = Fields::parse(&p.expect_only("RESULT", wait)?);
         delivered += f.num("count")?;
+        cpu_ns += f.num("cpu_ns")?;
         last = last.max(f.num("last")?);
         for k in ["gaps", "disorder", "bad", "timeout"] {
             if f.num(k)? > 0 {
@@ -171,6 +180,7 @@ pub fn stream(peer: Peer, shape: Shape, size: usize, plan: &Plan) -> Res<Rate> {
         bytes: deliveries * size as f64,
         lost: expected.saturating_sub(delivered),
         delivered,
+        cpu_ns,
         trouble: (!trouble.is_empty()).then(|| trouble.join(" ")),
     })
 }
@@ -217,4 +227,57 @@ pub fn idle_cpu(peer: Peer, plan: &Plan) -> Res<f64> {
     l.receivers[0].expect_only("RESULT", SLACK)?;
     let busy = (c1 - c0) as f64 / ticks_per_second() as f64;
     Ok(100.0 * busy / ((t1 - t0) as f64 / 1e9))
+}
+
+/// Ping-pong at [`SLEEPING_SIZE`] where the pinger waits [`SLEEPING_GAP`]
+/// before each ping, so that the ponger has gone back to sleep (past any
+/// spin): one-way latency of a message that wakes its receiver, from the
+/// pinger's `send` to the return of the ponger's receive.
+pub fn sleeping_latency(peer: Peer, plan: &Plan) -> Res<Percentiles> {
+    let shape = Shape {
+        receivers: 1,
+        senders: 1,
+        multicast: false,
+    };
+    let gap_us = SLEEPING_GAP.as_micros();
+    let base = base_args(peer, shape, SLEEPING_SIZE, plan).set("gap_us", gap_us);
+    let rx = base.clone().set("role", "pong");
+    let tx = base
+        .set("role", "ping")
+        .set("warmup", plan.latency_warmup)
+        .set("min", plan.sleeping_min)
+        .set("dur_ms", plan.latency.as_millis());
+    let mut l = spawn_layout(peer, shape, &rx, &tx)?;
+    let most = plan.sleeping_min + plan.latency_warmup;
+    let wait = plan.latency + SLEEPING_GAP * most as u32 * 2 + SLACK;
+    let line = l.senders[0].expect_only("RESULT", wait)?;
+    l.receivers[0].expect_only("RESULT", SLACK)?;
+    Percentiles::from_fields(&Fields::parse(&line))
+}
+
+/// The memory of a receiver that [`MEMORY_LINKS`] senders (each its own
+/// process) have sent one 1 KiB message each, read once all have arrived
+/// and nothing more comes.
+pub fn idle_memory(peer: Peer, plan: &Plan) -> Res<Memory> {
+    let shape = Shape {
+        receivers: 1,
+        senders: MEMORY_LINKS,
+        multicast: false,
+    };
+    let base = base_args(peer, shape, 1 << 10, plan);
+    let rx = base
+        .clone()
+        .set("role", "sink")
+        .set("first_after", MEMORY_LINKS);
+    let tx = base.set("role", "source").set("mode", "one");
+    let mut l = spawn_layout(peer, shape, &rx, &tx)?;
+    l.receivers[0].expect_only("FIRST", SLACK)?;
+    // Let whatever a first message sets in motion settle.
+    std::thread::sleep(Duration::from_millis(200));
+    let memory = memory_of(l.receivers[0].pid())?;
+    for p in &mut l.senders {
+        p.tell("STOP")?;
+    }
+    l.receivers[0].expect_only("RESULT", SLACK)?;
+    Ok(memory)
 }
