@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -261,11 +263,32 @@ public:
         return Region(r);
     }
 
-    /// Lets idle memory go.
+    /// Like alloc(), and calls `on_free` once the region is free again
+    /// (nobody in any process holds it), on the thread that finds so: a
+    /// later alloc(), maintain(), or the registry's destruction. `on_free`
+    /// must not throw (it is called from C; an exception ends the process).
+    Region alloc(std::size_t size, const char *tag, std::function<void()> on_free) {
+        auto *ctx = new std::function<void()>(std::move(on_free));
+        busbar_region *r = nullptr;
+        busbar_status status = busbar_registry_alloc_with_free(h_.get(), size, tag, &call_free, ctx, &r);
+        if (status != BUSBAR_OK) {
+            delete ctx;
+            detail::check(status);
+        }
+        return Region(r);
+    }
+
+    /// Lets idle memory go (and calls the on_free of regions free again).
     void maintain() { detail::check(busbar_registry_maintain(h_.get())); }
     std::size_t size() const noexcept { return busbar_registry_len(h_.get()); }
 
 private:
+    static void call_free(void *ctx) noexcept {
+        std::unique_ptr<std::function<void()>> f(static_cast<std::function<void()> *>(ctx));
+        if (*f) {
+            (*f)();
+        }
+    }
     detail::Handle<busbar_registry, busbar_registry_free> h_;
 };
 
@@ -506,6 +529,30 @@ struct EndpointInfo {
 // Sender and receiver
 // ---------------------------------------------------------------------------
 
+/// Shared memory lent by a sender's pool to be filled in place and sent
+/// with Sender::send_loan (the zero-copy send): every receiver maps the
+/// same memory. Made by Sender::loan; freed unsent, its memory goes back
+/// to the pool.
+class Loan {
+public:
+    Loan() noexcept = default;
+    explicit Loan(busbar_loan *l) noexcept : h_(l) {}
+
+    /// The memory to write the payload into (its whole length is sent).
+    MutableBytes bytes() {
+        std::size_t len = 0;
+        uint8_t *data = busbar_loan_data(h_.get(), &len);
+        return MutableBytes(reinterpret_cast<std::byte *>(data), data == nullptr ? 0 : len);
+    }
+    busbar_loan *get() const noexcept { return h_.get(); }
+    /// The slot C calls that consume the loan take.
+    busbar_loan **slot() noexcept { return h_.slot(); }
+    explicit operator bool() const noexcept { return static_cast<bool>(h_); }
+
+private:
+    detail::Handle<busbar_loan, busbar_loan_free> h_;
+};
+
 /// The sending half of an endpoint; any number of threads may use it at once.
 class Sender {
 public:
@@ -543,6 +590,21 @@ public:
         detail::check(s);
         return true;
     }
+
+    /// `len` bytes of shared memory from this endpoint's pool, to fill with
+    /// a payload of format `format` and send with send_loan().
+    Loan loan(std::size_t len, uint16_t format = 0) const {
+        Loan l;
+        detail::check(busbar_loan_new(h_.get(), format, len, l.slot()));
+        return l;
+    }
+    /// Sends `loan` to the endpoints `to` picks, without copying it. The
+    /// loan is consumed whether or not this throws (on failure its memory
+    /// goes back to the pool).
+    void send_loan(const Selector &to, Loan &loan) const {
+        detail::check(busbar_send_loan(h_.get(), to.get(), loan.slot()));
+    }
+    void send_loan(const Selector &to, Loan &&loan) const { send_loan(to, loan); }
 
     /// Sends `m` as a request and waits up to `timeout` for the answer.
     template <class Rep, class Period>
