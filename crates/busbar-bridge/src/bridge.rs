@@ -9,10 +9,11 @@ use busbar::{
     Message, MessageBox, Options, RecvError, RecvWaker, ReplyHandle, Selector, TypeUuid,
 };
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use zenoh::bytes::ZBytes;
 use zenoh::liveliness::LivelinessToken;
 use zenoh::pubsub::Publisher;
 use zenoh::qos::CongestionControl;
@@ -175,12 +176,12 @@ fn bump(c: &AtomicU64) {
 
 /// A local endpoint standing for an endpoint of another host.
 struct Proxy {
-    sender: EndpointSender<Raw>,
+    sender: EndpointSender<Passed>,
     waker: RecvWaker,
     /// The remote endpoint's id on its bus.
     remote: u64,
     /// The bridge (Zenoh id) its messages go through.
-    via: Mutex<String>,
+    via: Mutex<Arc<str>>,
     stop: AtomicBool,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -224,15 +225,15 @@ struct Tables {
 /// A local request waiting for its answer from another host.
 struct Waiting {
     handle: ReplyHandle,
-    sender: EndpointSender<Raw>,
-    via: String,
+    sender: EndpointSender<Passed>,
+    via: Arc<str>,
     since: Instant,
 }
 
 /// A request from another host, for a request thread.
 struct Job {
-    sender: EndpointSender<Raw>,
-    msg: Message<Raw>,
+    sender: EndpointSender<Passed>,
+    msg: Message<Passed>,
     zid: String,
     src: u64,
     dst: u64,
@@ -261,6 +262,14 @@ struct Inner {
     /// Sources asked about in vain lately (a forged frame's), not asked
     /// about again for [`UNKNOWN_MEMORY`].
     unknown: Mutex<HashMap<(String, u64), Instant>>,
+    /// Requests from other hosts, for the request threads.
+    jobs: crossbeam_channel::Sender<Job>,
+    /// Frames whose source must be learnt first, for the deliver thread
+    /// (Zenoh's callback must not wait for Zenoh).
+    slow: crossbeam_channel::Sender<ZBytes>,
+    /// Frames in `slow` not handled yet: while there are, the callback
+    /// queues every frame behind them, so that order is kept.
+    slow_pending: AtomicUsize,
     /// Senders already warned about, per kind of refusal.
     warned: Mutex<std::collections::HashSet<(u8, u64)>>,
 }
@@ -272,6 +281,7 @@ pub struct Bridge {
     me_waker: RecvWaker,
     threads: Vec<JoinHandle<()>>,
     _liveliness: zenoh::pubsub::Subscriber<()>,
+    _inbox: zenoh::pubsub::Subscriber<()>,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -339,6 +349,8 @@ impl Bridge {
         let mut options = Options::new(&config.bus, label, &config.token);
         options.limits.max_payload = config.max_payload;
         let (me, me_rx) = busbar::join::<Raw, Raw>(options, Some(Duration::from_secs(10)))?;
+        let (jobs_tx, jobs) = crossbeam_channel::bounded::<Job>(1024);
+        let (slow_tx, slow) = crossbeam_channel::unbounded();
         let inner = Arc::new(Inner {
             config,
             zid,
@@ -354,6 +366,9 @@ impl Bridge {
             last_refusal: Mutex::new(None),
             warned: Mutex::new(Default::default()),
             unknown: Mutex::new(HashMap::new()),
+            jobs: jobs_tx,
+            slow: slow_tx,
+            slow_pending: AtomicUsize::new(0),
         });
         let (events_tx, events) = crossbeam_channel::unbounded();
         let liveliness = inner
@@ -370,13 +385,14 @@ impl Bridge {
             })
             .wait()
             .map_err(|e| BridgeError::Zenoh(format!("cannot watch the other hosts: {e}")))?;
+        let i = inner.clone();
         let inbox = inner
             .session
             .declare_subscriber(format!("{}/to/{}", wire::PREFIX, inner.zid))
+            .callback(move |sample| i.on_sample(sample.payload().clone()))
             .wait()
             .map_err(|e| BridgeError::Zenoh(format!("cannot subscribe: {e}")))?;
         let me_waker = me_rx.waker();
-        let (jobs_tx, jobs) = crossbeam_channel::bounded::<Job>(1024);
         let mut threads = Vec::new();
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -396,10 +412,13 @@ impl Bridge {
             "bridge-deliver",
             Box::new(move || {
                 while !i.closed.load(Ordering::Relaxed) {
-                    match inbox.recv_timeout(Duration::from_millis(100)) {
-                        Ok(Some(sample)) => i.incoming(&sample.payload().to_bytes(), &jobs_tx),
-                        Ok(None) => {}
-                        Err(_) => break,
+                    match slow.recv_timeout(Duration::from_millis(100)) {
+                        Ok(data) => {
+                            i.incoming(data, true);
+                            i.slow_pending.fetch_sub(1, Ordering::AcqRel);
+                        }
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
                     }
                 }
             }),
@@ -410,8 +429,10 @@ impl Bridge {
             threads.push(spawn(
                 &format!("bridge-req{n}"),
                 Box::new(move || {
-                    for job in jobs {
-                        i.request(job);
+                    while !i.closed.load(Ordering::Relaxed) {
+                        if let Ok(job) = jobs.recv_timeout(Duration::from_millis(100)) {
+                            i.request(job);
+                        }
                     }
                 }),
             )?);
@@ -423,6 +444,7 @@ impl Bridge {
             me_waker,
             threads,
             _liveliness: liveliness,
+            _inbox: inbox,
         })
     }
 
@@ -676,7 +698,7 @@ impl Inner {
                 r.via.retain(|z| *z != a.zid);
                 if let Some(first) = r.via.first() {
                     if let Some(p) = &r.proxy {
-                        *lock(&p.via) = first.clone();
+                        *lock(&p.via) = Arc::from(first.as_str());
                     }
                     None
                 } else {
@@ -692,7 +714,7 @@ impl Inner {
 
     /// Makes the proxy of remote endpoint `id` if it has none (and this
     /// bridge is active); its sender.
-    fn ensure_proxy(self: &Arc<Self>, id: u64) -> Option<EndpointSender<Raw>> {
+    fn ensure_proxy(self: &Arc<Self>, id: u64) -> Option<EndpointSender<Passed>> {
         let _making = lock(&self.making);
         let (label, via) = {
             let t = read(&self.tables);
@@ -706,13 +728,13 @@ impl Inner {
             let mut label = r.label.clone();
             label.insert(format!("{HOST_PREFIX}{}", r.host));
             label.insert(format!("{REMOTE_PREFIX}{id:016x}"));
-            (label, r.via.first()?.clone())
+            (label, Arc::<str>::from(r.via.first()?.as_str()))
         };
         let mut options = Options::new(&self.config.bus, label, &self.config.token);
         options.controller_affinity = false;
         options.limits.max_payload = self.config.max_payload;
         let (sender, receiver) =
-            match busbar::join::<Raw, Raw>(options, Some(Duration::from_secs(10))) {
+            match busbar::join::<Passed, Raw>(options, Some(Duration::from_secs(10))) {
                 Ok(pair) => pair,
                 Err(e) => {
                     tracing::warn!("cannot join a proxy for remote endpoint {id:016x}: {e}");
@@ -750,7 +772,8 @@ impl Inner {
     // ---- local to remote ----
 
     fn forward(&self, proxy: &Proxy, mut rx: EndpointReceiver<Raw>) {
-        let mut publisher: Option<(String, Arc<Publisher<'static>>)> = None;
+        let mut publisher: Option<(Arc<str>, Arc<Publisher<'static>>)> = None;
+        rx.set_spin(self.config.spin);
         while !proxy.stop.load(Ordering::Relaxed) && !self.closed.load(Ordering::Relaxed) {
             let out = rx.recv_with(None, |m| self.outgoing(proxy, m));
             match out {
@@ -811,7 +834,7 @@ impl Inner {
 
     /// Turns a message a proxy received into a frame for the remote
     /// bridge (or refuses it).
-    fn outgoing(&self, proxy: &Proxy, mut m: Borrowed<'_>) -> Option<(String, Vec<u8>)> {
+    fn outgoing(&self, proxy: &Proxy, mut m: Borrowed<'_>) -> Option<(Arc<str>, Vec<u8>)> {
         let source = m.source;
         if !m.objects.is_empty() {
             self.refuse(ForwardError::Descriptors {
@@ -872,24 +895,70 @@ impl Inner {
 
     // ---- remote to local ----
 
-    fn incoming(self: &Arc<Self>, bytes: &[u8], jobs: &crossbeam_channel::Sender<Job>) {
+    /// A frame from Zenoh's callback: handled here, or queued for the
+    /// deliver thread when its source must be learnt first (or frames are
+    /// queued already).
+    fn on_sample(self: &Arc<Self>, data: ZBytes) {
+        let data = if self.slow_pending.load(Ordering::Acquire) > 0 {
+            Some(data)
+        } else {
+            self.incoming(data, false)
+        };
+        if let Some(data) = data {
+            self.slow_pending.fetch_add(1, Ordering::AcqRel);
+            if self.slow.send(data).is_err() {
+                self.slow_pending.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// Handles a frame; gives it back when its source is not known and
+    /// `may_learn` is false.
+    fn incoming(self: &Arc<Self>, data: ZBytes, may_learn: bool) -> Option<ZBytes> {
+        // One contiguous buffer: the one Zenoh has, or a copy of its pieces.
+        let data = match data.to_bytes() {
+            std::borrow::Cow::Borrowed(_) => data,
+            std::borrow::Cow::Owned(v) => ZBytes::from(v),
+        };
+        let whole = data.to_bytes();
+        let bytes: &[u8] = &whole;
         let f = match wire::decode(bytes, self.config.max_payload) {
             Ok(f) => f,
             Err(wire::Malformed(why)) => {
                 bump(&self.counters.garbage);
                 tracing::debug!("dropped a malformed frame ({} bytes): {why}", bytes.len());
-                return;
+                return None;
+            }
+        };
+        let payload = {
+            let start = f.payload.as_ptr() as usize - bytes.as_ptr() as usize;
+            Passed {
+                type_uuid: f.type_uuid,
+                data: data.clone(),
+                start,
+                len: f.payload.len(),
             }
         };
         match f.kind {
-            Kind::Message | Kind::Request => self.inbound(f, jobs),
-            Kind::Answer => self.answer(f),
+            Kind::Message | Kind::Request => {
+                let known = read(&self.tables)
+                    .remotes
+                    .get(&f.src)
+                    .is_some_and(|r| r.proxy.is_some());
+                if !known && !may_learn {
+                    drop(whole);
+                    return Some(data);
+                }
+                self.inbound(f, payload)
+            }
+            Kind::Answer => self.answer(f, payload),
             Kind::Failed => {
                 if lock(&self.waiting).remove(&f.corr).is_some() {
                     bump(&self.counters.requests_failed);
                 }
             }
         }
+        None
     }
 
     fn fail_request(&self, f: &wire::Frame<'_>) {
@@ -910,7 +979,7 @@ impl Inner {
         }
     }
 
-    fn inbound(self: &Arc<Self>, f: wire::Frame<'_>, jobs: &crossbeam_channel::Sender<Job>) {
+    fn inbound(self: &Arc<Self>, f: wire::Frame<'_>, payload: Passed) {
         let sender = match self.source(f.zid, f.src) {
             Some(s) => s,
             None => {
@@ -924,14 +993,11 @@ impl Inner {
             self.fail_request(&f);
             return;
         }
-        let selector = Selector::endpoint(EndpointId(f.dst)).ttl(DELIVERY_TTL);
-        let mut msg = Message::new(
-            selector,
-            Raw {
-                type_uuid: f.type_uuid,
-                bytes: f.payload.to_vec(),
-            },
-        );
+        // No ttl first: a message held for its ttl can be overtaken by
+        // the next ones when its receiver appears (see ARCHITECTURE.md,
+        // "Beyond one machine"), so one is given only when needed.
+        let selector = Selector::endpoint(EndpointId(f.dst));
+        let mut msg = Message::new(selector, payload);
         for bytes in &f.regions {
             match copy_region(bytes) {
                 Ok(r) => msg.memory_regions.push(r),
@@ -952,12 +1018,19 @@ impl Inner {
                 dst: f.dst,
                 corr: f.corr,
             };
-            if jobs.send(job).is_err() {
+            if self.jobs.send(job).is_err() {
                 bump(&self.counters.requests_failed);
             }
             return;
         }
-        match sender.send(msg) {
+        let mut again = Message::new(msg.selector.clone().ttl(DELIVERY_TTL), msg.payload.clone());
+        again.memory_regions = msg.memory_regions.clone();
+        let sent = match sender.send(msg) {
+            // Not in this proxy's directory yet (it joined a moment ago).
+            Err(busbar::SendError::NoRoute(_)) => sender.send(again),
+            other => other,
+        };
+        match sent {
             Ok(()) => bump(&self.counters.delivered),
             Err(e) => {
                 bump(&self.counters.delivery_failed);
@@ -969,7 +1042,7 @@ impl Inner {
     /// The sender of the proxy standing for endpoint `src` of bridge
     /// `zid`, learning it from the others if its announcement has not come
     /// yet.
-    fn source(self: &Arc<Self>, zid: &str, src: u64) -> Option<EndpointSender<Raw>> {
+    fn source(self: &Arc<Self>, zid: &str, src: u64) -> Option<EndpointSender<Passed>> {
         if let Some(p) = read(&self.tables)
             .remotes
             .get(&src)
@@ -1010,19 +1083,15 @@ impl Inner {
         None
     }
 
-    fn answer(&self, f: wire::Frame<'_>) {
+    fn answer(&self, f: wire::Frame<'_>, payload: Passed) {
         let Some(w) = lock(&self.waiting).remove(&f.corr) else {
             return;
         };
-        if w.via != f.zid || !f.regions.is_empty() {
+        if *w.via != *f.zid || !f.regions.is_empty() {
             bump(&self.counters.requests_failed);
             return;
         }
-        let raw = Raw {
-            type_uuid: f.type_uuid,
-            bytes: f.payload.to_vec(),
-        };
-        match w.sender.reply_with(&w.handle, raw) {
+        match w.sender.reply_with(&w.handle, payload) {
             Ok(()) => bump(&self.counters.answered),
             Err(e) => {
                 bump(&self.counters.requests_failed);
@@ -1104,7 +1173,7 @@ impl Inner {
     }
 }
 
-fn proxy_via(p: &Proxy) -> String {
+fn proxy_via(p: &Proxy) -> Arc<str> {
     lock(&p.via).clone()
 }
 
@@ -1114,4 +1183,43 @@ fn copy_region(bytes: &[u8]) -> Result<MemoryRegion, busbar::RegionError> {
         r.map(..bytes.len())?.copy_from_slice(bytes);
     }
     Ok(r)
+}
+
+/// A payload from another host, passed on from Zenoh's buffer: copied
+/// once, into the local frame (or the region a large one travels in).
+#[derive(Clone)]
+struct Passed {
+    type_uuid: busbar::TypeUuidBytes,
+    data: ZBytes,
+    start: usize,
+    len: usize,
+}
+
+impl MessageBox for Passed {
+    fn type_uuid(&self) -> busbar::TypeUuidBytes {
+        self.type_uuid
+    }
+
+    fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), busbar::CodecError> {
+        let (start, end) = (self.start, self.start + self.len);
+        let mut at = 0usize;
+        out.reserve(self.len);
+        for slice in self.data.slices() {
+            let (s, e) = (at, at + slice.len());
+            at = e;
+            if e <= start || s >= end {
+                continue;
+            }
+            let from = start.max(s) - s;
+            let to = end.min(e) - s;
+            out.extend_from_slice(&slice[from..to]);
+        }
+        Ok(())
+    }
+
+    /// Never used to receive: proxies receive with `recv_with`, requests
+    /// decode their answers as [`Raw`].
+    fn decode(_: busbar::TypeUuidBytes, _: &[u8]) -> Result<Option<Self>, busbar::CodecError> {
+        Ok(None)
+    }
 }

@@ -52,6 +52,14 @@ pub struct Config {
     /// How long a request from another host waits for its local answer
     /// (default 60 s).
     pub request_timeout: Duration,
+    /// How long a proxy's thread spins for the next local message before
+    /// it sleeps (busbar's [`set_spin`](busbar::EndpointReceiver::set_spin);
+    /// default 0: it sleeps at once). Spinning spares a wake-up per
+    /// message when they come closer than this, and costs a core
+    /// meanwhile: with many proxies, or fewer cores than busy threads, it
+    /// slows everything down (on the 2-core test machine 50 µs made the
+    /// bridge slower, not faster).
+    pub spin: Duration,
     /// The largest payload the bridge's endpoints send or accept, in bytes
     /// (default 64 MiB, busbar's own default).
     pub max_payload: u64,
@@ -97,6 +105,7 @@ struct File {
     lease_ms: Option<toml::Spanned<u64>>,
     poll_ms: Option<toml::Spanned<u64>>,
     request_timeout_ms: Option<toml::Spanned<u64>>,
+    spin_us: Option<u64>,
     max_payload: Option<toml::Spanned<u64>>,
     tls: Option<toml::Spanned<Tls>>,
 }
@@ -114,6 +123,7 @@ impl Default for Config {
             lease: Duration::from_secs(10),
             poll: Duration::from_millis(50),
             request_timeout: Duration::from_secs(60),
+            spin: Duration::ZERO,
             max_payload: 64 << 20,
             tls: None,
         }
@@ -191,7 +201,7 @@ impl Config {
 
     /// Parses a configuration from TOML text. Keys: `bus`, `token`,
     /// `host`, `export`, `listen`, `connect`, `scouting`, `lease_ms`,
-    /// `poll_ms`, `request_timeout_ms`, `max_payload`, and a `[tls]` table
+    /// `poll_ms`, `request_timeout_ms`, `spin_us`, `max_payload`, and a `[tls]` table
     /// (see [`Tls`]). An unknown key, a value of the wrong type, a label
     /// expression that does not parse or a Zenoh endpoint that is not
     /// `tcp/...` is a [`BridgeError::Config`] with its line.
@@ -255,6 +265,9 @@ impl Config {
         if let Some(v) = file.request_timeout_ms {
             config.request_timeout = millis(v, "request_timeout_ms")?;
         }
+        if let Some(v) = file.spin_us {
+            config.spin = Duration::from_micros(v);
+        }
         if let Some(v) = file.max_payload {
             if *v.get_ref() == 0 || *v.get_ref() > u64::from(u32::MAX) {
                 return Err(at(
@@ -304,7 +317,7 @@ mod tests {
         let c = Config::from_toml(
             "bus = \"x\"\ntoken = \"t\"\nhost = \"h-1\"\nexport = \"a | b\"\n\
              listen = [\"tcp/127.0.0.1:7447\"]\nconnect = [\"tcp/127.0.0.1:7448\"]\n\
-             scouting = true\nlease_ms = 2000\npoll_ms = 10\nrequest_timeout_ms = 5000\nmax_payload = 100\n",
+             scouting = true\nlease_ms = 2000\npoll_ms = 10\nrequest_timeout_ms = 5000\nspin_us = 7\nmax_payload = 100\n",
         )
         .expect("valid");
         assert_eq!(
@@ -319,6 +332,7 @@ mod tests {
         assert_eq!(c.poll, Duration::from_millis(10));
         assert_eq!(c.request_timeout, Duration::from_secs(5));
         assert_eq!(c.max_payload, 100);
+        assert_eq!(c.spin, Duration::from_micros(7));
         c.check().expect("checks");
     }
 

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 struct Args {
     /// A TOML file with the settings (keys: bus, token, host, export,
     /// listen, connect, scouting, lease_ms, poll_ms, request_timeout_ms,
-    /// max_payload).
+    /// spin_us, max_payload).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// The local bus.
@@ -46,6 +46,10 @@ struct Args {
     /// Zenoh's link lease in milliseconds: how long a silent link lasts.
     #[arg(long, value_name = "MS")]
     lease_ms: Option<u64>,
+    /// How long a proxy spins for the next local message before it sleeps,
+    /// in microseconds (default 0).
+    #[arg(long, value_name = "US")]
+    spin_us: Option<u64>,
 }
 
 fn config(args: Args) -> Result<Config, String> {
@@ -72,6 +76,9 @@ fn config(args: Args) -> Result<Config, String> {
     c.scouting |= args.scouting;
     if let Some(ms) = args.lease_ms.filter(|&ms| ms > 0) {
         c.lease = std::time::Duration::from_millis(ms);
+    }
+    if let Some(us) = args.spin_us {
+        c.spin = std::time::Duration::from_micros(us);
     }
     c.check().map_err(|e| e.to_string())?;
     Ok(c)
