@@ -211,23 +211,23 @@ function labelList(label) {
 
 /** A received message. */
 class Message {
-  constructor(raw, key) {
+  constructor(key, data, format, fds, regions, source, selector, multicast, request) {
     if (key !== KEY) throw new TypeError('messages come from recv()');
     /** The payload. */
-    this.data = raw.data;
+    this.data = data;
     /** The BytesMessage format tag. */
-    this.format = raw.format;
+    this.format = format;
     /** Descriptors that came with it. */
-    this.fds = raw.fds.length === 0 ? [] : raw.fds.map((fd) => new Fd(fd, KEY));
+    this.fds = fds === null || fds.length === 0 ? [] : fds.map((fd) => new Fd(fd, KEY));
     /** Memory regions that came with it. */
-    this.regions = raw.regions.length === 0 ? [] : raw.regions.map((r) => new Region(r, KEY));
+    this.regions = regions === null || regions.length === 0 ? [] : regions.map((r) => new Region(r, KEY));
     /** The sending endpoint's id. */
-    this.source = raw.source;
+    this.source = source;
     /** The label expression it was sent to. */
-    this.selector = raw.selector;
+    this.selector = selector;
     /** Whether it was multicast. */
-    this.multicast = raw.multicast;
-    this[REPLY] = raw.request ?? null;
+    this.multicast = multicast;
+    this[REPLY] = request ?? null;
   }
   /** Whether its sender waits for a reply (ep.reply(message, data)). */
   get isRequest() {
@@ -237,6 +237,23 @@ class Message {
   close() {
     for (const fd of this.fds) fd.close();
     for (const r of this.regions) r.close();
+  }
+}
+
+/** A message from a native message object (a request's answer). */
+function fromNative(raw) {
+  return new Message(KEY, raw.data, raw.format, raw.fds, raw.regions, raw.source, raw.selector,
+    raw.multicast, raw.request);
+}
+
+/** Slots per message in tryRecv's flat array (crates/busbar-node/src/message.rs, `Flat`). */
+const FLAT_FIELDS = 8;
+
+/** Appends the messages of tryRecv's flat array to `into`. */
+function pushFlat(flat, into) {
+  for (let i = 0; i < flat.length; i += FLAT_FIELDS) {
+    into.push(new Message(KEY, flat[i], flat[i + 1], flat[i + 5], flat[i + 6], flat[i + 2],
+      flat[i + 3], flat[i + 4], flat[i + 7]));
   }
 }
 
@@ -460,7 +477,7 @@ class Endpoint {
         return Promise.reject(wrap(e));
       }
       if (batch.length > 0) {
-        for (const raw of batch) this.#inbox.push(new Message(raw, KEY));
+        pushFlat(batch, this.#inbox);
         return Promise.resolve(this.#inbox.shift());
       }
       if (timeout === 0) {
@@ -511,7 +528,7 @@ class Endpoint {
           continue;
         }
         if (batch.length === 0) break;
-        for (const raw of batch) this.#inbox.push(new Message(raw, KEY));
+        pushFlat(batch, this.#inbox);
       }
       this.#settle(this.#receivers.shift(), null, this.#inbox.shift());
     }
@@ -546,7 +563,7 @@ class Endpoint {
     const op = this.#pending.get(ev.id);
     if (op === undefined) {
       // An outcome nobody waits for any more (closed): let its attachments go.
-      for (const raw of ev.messages ?? []) new Message(raw, KEY).close();
+      for (const raw of ev.messages ?? []) fromNative(raw).close();
       return;
     }
     this.#pending.delete(ev.id);
@@ -560,7 +577,7 @@ class Endpoint {
     }
     // A request's answer.
     if (err) op.reject(err);
-    else op.resolve(new Message(ev.messages[0], KEY));
+    else op.resolve(fromNative(ev.messages[0]));
   }
 
   /** Messages as they come, until the endpoint is closed. */

@@ -10,7 +10,7 @@
 
 use crate::error::{Failure, Result};
 use crate::labelop;
-use crate::message::{Event, JsMessage, Outcome, Received, ReplyToken, SelectorText};
+use crate::message::{Event, Flat, Outcome, Received, ReplyToken, SelectorText};
 use crate::recv::Receiving;
 use crate::region::Region;
 use busbar::{
@@ -420,18 +420,24 @@ impl NativeEndpoint {
         Ok(())
     }
 
-    /// Up to `max` messages already there, taken without waiting (none:
-    /// an empty list).
+    /// Up to `max` messages already there, taken without waiting, as one
+    /// flat array of `FLAT_FIELDS` slots per message (see `message::Flat`;
+    /// none: an empty array).
     #[napi(catch_unwind)]
-    pub fn try_recv(&mut self, env: &Env, max: u32) -> Result<Vec<JsMessage>> {
+    pub fn try_recv<'env>(
+        &mut self,
+        env: &'env Env,
+        max: u32,
+    ) -> Result<napi::bindgen_prelude::Array<'env>> {
         if self.sender.is_none() {
             return Err(Failure::closed().into());
         }
         let batch = self.receiving.try_batch(max as usize)?;
-        Ok(batch
-            .into_iter()
-            .map(|m| m.into_js(env))
-            .collect::<std::result::Result<Vec<_>, _>>()?)
+        let mut flat = Flat::new(env, batch.len())?;
+        for m in batch {
+            flat.push(m)?;
+        }
+        Ok(flat.into_array())
     }
 
     /// Starts (`true`) or stops watching for messages on this thread's
