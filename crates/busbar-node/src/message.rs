@@ -13,7 +13,7 @@ use std::os::fd::{IntoRawFd, OwnedFd};
 /// dropping it closes its descriptors and lets its regions go.
 #[derive(Debug)]
 pub struct Received {
-    data: Vec<u8>,
+    data: busbar::Bytes,
     format: u16,
     fds: Vec<OwnedFd>,
     regions: Vec<busbar::MemoryRegion>,

@@ -357,9 +357,12 @@ pub enum PayloadAt {
     InLine,
     /// In a sealed memfd, the last descriptor.
     Memfd,
-    /// Lent in a memory region, the last descriptor, at the offset in the
-    /// 8 bytes after the selector.
+    /// Lent in a memory region, the last descriptor, where the 24-byte
+    /// locator after the selector says.
     Region,
+    /// Lent in a region an earlier frame on the link left in the slot the
+    /// locator names; no descriptor.
+    ByRef,
 }
 
 impl PayloadAt {
@@ -369,6 +372,8 @@ impl PayloadAt {
             PayloadAt::Memfd
         } else if flags & fuzz_support::FLAG_PAYLOAD_IN_REGION != 0 {
             PayloadAt::Region
+        } else if flags & fuzz_support::FLAG_PAYLOAD_BY_REF != 0 {
+            PayloadAt::ByRef
         } else {
             PayloadAt::InLine
         }
@@ -461,7 +466,8 @@ pub fn apply(input: &mut RawInput, m: &Mutation) {
             }
         }
         Mutation::PayloadFd(spec) => {
-            let in_fd = Flags::of(bytes).is_some_and(|f| f.payload != PayloadAt::InLine);
+            let in_fd = Flags::of(bytes)
+                .is_some_and(|f| matches!(f.payload, PayloadAt::Memfd | PayloadAt::Region));
             if let (true, Some(slot)) = (in_fd, input.fds.last_mut()) {
                 *slot = spec.clone();
             }
@@ -689,6 +695,69 @@ pub fn random_case(rng: &mut Rng) -> Case {
     }
 }
 
+/// A payload lent in a region (a region's descriptor and a slot for the
+/// link to remember it in) or by reference to a slot, mostly well formed:
+/// a few slots, so that references find what earlier frames left there;
+/// locators mostly right, sometimes off.
+fn random_lent(rng: &mut Rng) -> Case {
+    let message = BytesMessage::new(rng.below(4) as u16, rng.some_bytes(40));
+    let mut encoded = Vec::new();
+    let _ = message.encode_into(&mut encoded);
+    let slot = match rng.below(10) {
+        0 => fuzz_support::NO_SLOT,
+        1 => rng.next_u64() as u32,
+        2 => fuzz_support::LINK_SLOTS,
+        _ => rng.below(3) as u32,
+    };
+    let at: u64 = if rng.chance(85) {
+        64
+    } else {
+        rng.below(300) as u64
+    };
+    let count: u64 = match rng.below(10) {
+        0 => rng.next_u64(),
+        1 => rng.below(300) as u64,
+        _ => 4 * rng.below(16) as u64,
+    };
+    let len = if rng.chance(90) {
+        encoded.len() as u64
+    } else {
+        rng.below(300) as u64
+    };
+    let mut locator = count.to_le_bytes().to_vec();
+    locator.extend_from_slice(&at.to_le_bytes());
+    locator.extend_from_slice(&slot.to_le_bytes());
+    locator.extend_from_slice(&[0; 4]);
+    let mut mutations = vec![
+        Mutation::Field(Field::Flags, if rng.chance(50) { 2 } else { 16 }),
+        Mutation::Payload(locator),
+        Mutation::Field(Field::PayloadLen, len),
+    ];
+    if let Some(Mutation::Field(_, 2)) = mutations.first() {
+        let region_len = 64 + rng.below(256) as u64;
+        let mut contents = REGION_MAGIC.to_vec();
+        contents.resize(REGION_HEADER as usize + 64, 0);
+        contents.extend_from_slice(&encoded);
+        let spec = if rng.chance(90) {
+            FdSpec::Memfd {
+                len: REGION_HEADER + region_len.max(64 + encoded.len() as u64),
+                contents,
+                seals: seal::SHRINK | seal::GROW | seal::SEAL,
+            }
+        } else {
+            FdSpec::Region(rng.below(512))
+        };
+        mutations.push(Mutation::PushFd(spec));
+    }
+    if rng.chance(20) {
+        mutations.push(random_mutation(rng));
+    }
+    Case {
+        base: Base::Honest(random_honest(rng)),
+        mutations,
+    }
+}
+
 /// A random batch for one link: usually a hello first, hostile frames, and
 /// honest messages at the end (which must still arrive unless the link was cut).
 pub fn random_batch(rng: &mut Rng) -> Vec<Case> {
@@ -698,6 +767,14 @@ pub fn random_batch(rng: &mut Rng) -> Vec<Case> {
     }
     cases.extend((0..1 + rng.below(12)).map(|_| random_case(rng)));
     cases.extend((0..1 + rng.below(2)).map(|_| Case::honest(random_honest(rng))));
+    // Payloads lent in regions and by reference to them, last (drawn after
+    // everything else, so that the batches seeds found before stay as they were).
+    if rng.chance(40) {
+        cases.extend((0..1 + rng.below(6)).map(|_| random_lent(rng)));
+        if rng.chance(50) {
+            cases.push(Case::honest(random_honest(rng)));
+        }
+    }
     cases
 }
 
@@ -848,26 +925,108 @@ fn payload_from(spec: &FdSpec, len: u64) -> Option<Vec<u8>> {
     }
 }
 
-/// The payload bytes a lent payload of `len` bytes at offset `at` of the
-/// region slot holding `spec` yields, or `None` when it must be refused:
-/// the slot must hold a region ([`region_capacity`]'s rules) and the payload
-/// must lie inside its memory. A fresh [`FdSpec::Region`] holds zeros.
-fn lent_from(spec: &FdSpec, at: u64, len: u64) -> Option<Vec<u8>> {
-    let size = region_capacity(spec)? as u64;
-    let end = at.checked_add(len).filter(|&end| end <= size)?;
-    let (at, end) = (at as usize, end as usize);
-    match spec {
+/// The user bytes (the file less its header) of the region a slot holding
+/// `spec` adopts, or `None` when it must be refused ([`region_capacity`]'s
+/// rules). A fresh [`FdSpec::Region`] holds zeros.
+fn region_bytes(spec: &FdSpec) -> Option<Vec<u8>> {
+    let size = region_capacity(spec)?;
+    Some(match spec {
         FdSpec::Memfd { len, contents, .. } => {
-            let file = padded(contents, *len);
-            let user = &file[REGION_HEADER as usize..];
-            Some(user[at..end].to_vec())
+            padded(contents, *len)[REGION_HEADER as usize..].to_vec()
         }
-        _ => Some(vec![0; end - at]),
+        _ => vec![0; size],
+    })
+}
+
+/// A lent payload's locator: where its count word is, where it is, the slot.
+#[derive(Debug, Clone, Copy)]
+struct Locator {
+    count: u64,
+    at: u64,
+    slot: u32,
+}
+
+impl Locator {
+    /// The locator after the selector (`check_frame` passed: the 24 bytes are there).
+    fn of(b: &[u8], sel_len: usize) -> Locator {
+        let at = HEADER_LEN + sel_len;
+        Locator {
+            count: read_le(b, at, 8).unwrap_or(u64::MAX),
+            at: read_le(b, at + 8, 8).unwrap_or(u64::MAX),
+            slot: read_le(b, at + 16, 4).unwrap_or(0) as u32,
+        }
+    }
+
+    /// The payload of `len` bytes it locates in `region`, when the payload
+    /// and the count word (4-aligned, 4 bytes) lie inside it.
+    fn payload(&self, region: &[u8], len: u64) -> Option<Vec<u8>> {
+        let size = region.len() as u64;
+        if self.at > u64::from(u32::MAX) || self.count > u64::from(u32::MAX) {
+            return None;
+        }
+        let end = self.at.checked_add(len).filter(|&e| e <= size)?;
+        let count_ok = self.count % 4 == 0 && self.count.checked_add(4).is_some_and(|e| e <= size);
+        count_ok.then(|| region[self.at as usize..end as usize].to_vec())
+    }
+
+    /// What the receiver does to its count word when the message is gone.
+    fn give_back(&self, region: &mut [u8]) {
+        let at = self.count as usize;
+        if let Some(word) = region.get_mut(at..at + 4) {
+            let v = u32::from_ne_bytes(word.try_into().unwrap_or_default()).wrapping_sub(1);
+            word.copy_from_slice(&v.to_ne_bytes());
+        }
+    }
+}
+
+/// What the receiving end of a link remembers between frames: the regions
+/// its sender asked it to keep, by slot (their user bytes, as the earlier
+/// frames' receivers left them).
+#[derive(Debug, Clone, Default)]
+pub struct LinkModel {
+    slots: Vec<Option<Vec<u8>>>,
+}
+
+impl LinkModel {
+    /// The payload of a frame lent in a region (the link finds it before
+    /// anything else is decoded), and the link's slots updated as the
+    /// receiver does: `None` when the frame must be dropped.
+    fn lent(&mut self, input: &RawInput, payload: PayloadAt) -> Option<Vec<u8>> {
+        let b = &input.bytes;
+        let field = |at, width| read_le(b, at, width).unwrap_or(0);
+        let sel_len = field(offset::SELECTOR_LEN, 2) as usize;
+        let n_fds = field(offset::OBJECTS, 1) as usize + field(offset::REGIONS, 1) as usize;
+        let len = field(offset::PAYLOAD_LEN, 8);
+        let loc = Locator::of(b, sel_len);
+        let slot = match loc.slot {
+            fuzz_support::NO_SLOT if payload == PayloadAt::Region => None,
+            s if s < fuzz_support::LINK_SLOTS => Some(s as usize),
+            _ => return None,
+        };
+        if self.slots.len() < fuzz_support::LINK_SLOTS as usize {
+            self.slots.resize(fuzz_support::LINK_SLOTS as usize, None);
+        }
+        if payload == PayloadAt::ByRef {
+            let region = self.slots[slot?].as_mut()?;
+            let data = loc.payload(region, len)?;
+            loc.give_back(region);
+            return Some(data);
+        }
+        if let Some(s) = slot {
+            self.slots[s] = None;
+        }
+        let mut region = input.fds.get(n_fds).and_then(region_bytes)?;
+        let data = loc.payload(&region, len)?;
+        loc.give_back(&mut region);
+        if let Some(s) = slot {
+            self.slots[s] = Some(region);
+        }
+        Some(data)
     }
 }
 
 /// What must happen to a data frame that passed the header checks on a link that had its hello.
-fn expect_data(input: &RawInput) -> Expect {
+fn expect_data(input: &RawInput, link: &mut LinkModel) -> Expect {
     let b = &input.bytes;
     let field = |at, width| read_le(b, at, width).unwrap_or(0);
     let sel_len = field(offset::SELECTOR_LEN, 2) as usize;
@@ -877,6 +1036,15 @@ fn expect_data(input: &RawInput) -> Expect {
     let type_id: [u8; 16] = b[offset::TYPE..offset::TYPE + 16]
         .try_into()
         .unwrap_or_default();
+    let flags = Flags::of(b);
+    // A lent payload is found (and the link's slots change) first.
+    let lent = match flags.map(|f| f.payload) {
+        Some(p @ (PayloadAt::Region | PayloadAt::ByRef)) => match link.lent(input, p) {
+            Some(data) => Some(data),
+            None => return Expect::Drop,
+        },
+        _ => None,
+    };
     let Ok(selector) = fuzz_support::parse_selector(&b[HEADER_LEN..HEADER_LEN + sel_len]) else {
         return Expect::Drop;
     };
@@ -888,14 +1056,9 @@ fn expect_data(input: &RawInput) -> Expect {
         }
     }
     let last = input.fds.get(n_objects + n_regions);
-    let flags = Flags::of(b);
     let data = match flags.map(|f| f.payload) {
         Some(PayloadAt::Memfd) => last.and_then(|spec| payload_from(spec, payload_len)),
-        Some(PayloadAt::Region) => {
-            // `check_frame` passed: exactly 8 bytes follow the selector.
-            let at = read_le(b, HEADER_LEN + sel_len, 8).unwrap_or(u64::MAX);
-            last.and_then(|spec| lent_from(spec, at, payload_len))
-        }
+        Some(PayloadAt::Region | PayloadAt::ByRef) => lent,
         _ => Some(b[HEADER_LEN + sel_len..].to_vec()),
     };
     let Some(data) = data else {
@@ -934,8 +1097,15 @@ fn expect_hello(input: &RawInput) -> Expect {
     }
 }
 
-/// What must happen to `input` on a link in the state given.
+/// What must happen to `input` on a link in the state given (a link that
+/// remembers no region).
 pub fn expect(input: &RawInput, hello_seen: bool) -> Expect {
+    expect_on(input, hello_seen, &mut LinkModel::default())
+}
+
+/// What must happen to `input` on a link in the state given, the regions
+/// the link remembers updated as the receiver does.
+pub fn expect_on(input: &RawInput, hello_seen: bool, link: &mut LinkModel) -> Expect {
     let b = &input.bytes;
     if input.fds.len() > MAX_FDS_PER_FRAME {
         return Expect::NotSent;
@@ -954,7 +1124,7 @@ pub fn expect(input: &RawInput, hello_seen: bool) -> Expect {
     let answer = Flags::of(b).is_some_and(|f| f.reply);
     match b[offset::KIND] {
         KIND_HELLO if !hello_seen => expect_hello(input),
-        KIND_DATA if hello_seen && !answer => expect_data(input),
+        KIND_DATA if hello_seen && !answer => expect_data(input, link),
         _ => Expect::Drop,
     }
 }
@@ -970,6 +1140,7 @@ pub fn judge(cases: &[Case], inputs: &[RawInput], report: &FeedReport) -> Result
     }
     let mut t = Tally::default();
     let mut hello_seen = false;
+    let mut link = LinkModel::default();
     let mut bad = 0u32;
     let mut closed = false;
     for (i, ((case, input), outcome)) in cases.iter().zip(inputs).zip(&report.outcomes).enumerate()
@@ -978,7 +1149,7 @@ pub fn judge(cases: &[Case], inputs: &[RawInput], report: &FeedReport) -> Result
         let want = if closed {
             Expect::NotSent
         } else {
-            expect(input, hello_seen)
+            expect_on(input, hello_seen, &mut link)
         };
         let fail = |why: &str| {
             Err(format!(

@@ -111,9 +111,20 @@ fn a_lent_payload_in_a_socket_is_dropped() {
     assert_eq!(judge_between(case), Expect::Drop);
 }
 
+/// The 24-byte locator of a lent payload: count word at `count`, payload
+/// at `at`, region slot `slot`.
+fn locator(count: u64, at: u64, slot: u32) -> Vec<u8> {
+    let mut l = count.to_le_bytes().to_vec();
+    l.extend_from_slice(&at.to_le_bytes());
+    l.extend_from_slice(&slot.to_le_bytes());
+    l.extend_from_slice(&[0; 4]);
+    l
+}
+
 /// A payload lent in a real region: `at` bytes in, `region_len` bytes of
-/// region after its header, holding `message`'s encoding.
-fn lent(message: &BytesMessage, at: usize, region_len: usize) -> Case {
+/// region after its header, holding `message`'s encoding; its count word
+/// at 0, the region remembered in `slot`.
+fn lent_in_slot(message: &BytesMessage, at: usize, region_len: usize, slot: u32) -> Case {
     let mut encoded = Vec::new();
     message.encode_into(&mut encoded).expect("encode");
     let mut contents = REGION_MAGIC.to_vec();
@@ -123,14 +134,29 @@ fn lent(message: &BytesMessage, at: usize, region_len: usize) -> Case {
         base: Base::Honest(honest(0)),
         mutations: vec![
             Mutation::Field(Field::Flags, 2),
-            // The 8 bytes after the selector: the payload's offset.
-            Mutation::Payload((at as u64).to_le_bytes().to_vec()),
+            Mutation::Payload(locator(0, at as u64, slot)),
             Mutation::Field(Field::PayloadLen, encoded.len() as u64),
             Mutation::PushFd(FdSpec::Memfd {
                 len: hostile::REGION_HEADER + region_len as u64,
                 contents,
                 seals: seal::SHRINK | seal::GROW | seal::SEAL,
             }),
+        ],
+    }
+}
+
+fn lent(message: &BytesMessage, at: usize, region_len: usize) -> Case {
+    lent_in_slot(message, at, region_len, u32::MAX)
+}
+
+/// A payload by reference to slot `slot`, `len` bytes at `at`, count word at `count`.
+fn by_ref(count: u64, at: u64, len: u64, slot: u32) -> Case {
+    Case {
+        base: Base::Honest(honest(0)),
+        mutations: vec![
+            Mutation::Field(Field::Flags, 16),
+            Mutation::Payload(locator(count, at, slot)),
+            Mutation::Field(Field::PayloadLen, len),
         ],
     }
 }
@@ -148,6 +174,47 @@ fn a_payload_lent_in_a_region_is_delivered_from_it() {
 fn a_payload_lent_past_its_region_is_dropped() {
     let message = BytesMessage::new(9, b"runs past the end".to_vec());
     assert_eq!(judge_between(lent(&message, 120, 128)), Expect::Drop);
+}
+
+/// A region remembered in a slot, then payloads by reference to it: to
+/// the slot it is in, to an empty slot, to a slot out of range, past the
+/// region's end, with a count word out of place; a slot taken over by a
+/// frame whose region does not check out is empty after it.
+#[test]
+fn payloads_by_reference_are_found_in_the_slot_or_dropped() {
+    let message = BytesMessage::new(9, b"by reference".to_vec());
+    let mut encoded = Vec::new();
+    message.encode_into(&mut encoded).expect("encode");
+    let len = encoded.len() as u64;
+    let cases = vec![
+        Case::hello(7),
+        lent_in_slot(&message, 64, 256, 3),
+        by_ref(0, 64, len, 3),
+        by_ref(0, 64, len, 4),
+        by_ref(0, 64, len, 16),
+        by_ref(0, 250, len, 3),
+        by_ref(2, 64, len, 3),
+        by_ref(256, 64, len, 3),
+        by_ref(0, 64, len, u32::MAX),
+        // A frame naming slot 3 whose payload lies outside its region: the slot is emptied.
+        lent_in_slot(&message, 250, 256, 3),
+        by_ref(0, 64, len, 3),
+    ];
+    let inputs = build_batch(&cases);
+    let mut link = hostile::LinkModel::default();
+    let want: Vec<Expect> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, input)| hostile::expect_on(input, i > 0, &mut link))
+        .collect();
+    assert!(matches!(&want[1], Expect::Deliver { payload, .. } if *payload == message));
+    assert!(matches!(&want[2], Expect::Deliver { payload, .. } if *payload == message));
+    assert!(want[3..].iter().all(|w| *w == Expect::Drop), "{want:?}");
+    // Eight bad frames cut the link; these are nine: the last is not sent.
+    let short = &cases[..10];
+    if let Err(why) = hostile::run_batch(short) {
+        panic!("{why}");
+    }
 }
 
 #[test]

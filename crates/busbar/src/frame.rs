@@ -7,7 +7,7 @@
 //! | 0 | 4 | magic `BSBR` |
 //! | 4 | 2 | protocol version ([`PROTOCOL_VERSION`]) |
 //! | 6 | 1 | kind: 1 hello (its descriptors: the link's ring and the sender's eventfd), 2 data, 16 control |
-//! | 7 | 1 | flags: bit 0 = the payload travels in a sealed memfd (the last descriptor); bit 1 = the payload is lent in a memory region (the last descriptor) at the offset the frame's 8 body bytes after the selector give (not both); bit 2 = a request: its sender waits for the answer with this correlation id; bit 3 = an answer to the request with this correlation id (not both; data frames only) |
+//! | 7 | 1 | flags: bit 0 = the payload travels in a sealed memfd (the last descriptor); bit 1 = the payload is lent in a memory region (the last descriptor), where the frame's 24 body bytes after the selector (the locator) say; bit 4 = the payload is lent in a region this link carried before, by reference: no descriptor, the locator's slot names it (at most one of bits 0, 1, 4); bit 2 = a request: its sender waits for the answer with this correlation id; bit 3 = an answer to the request with this correlation id (not both; data frames only) |
 //! | 8 | 2 | selector length (data frames) |
 //! | 10 | 1 | number of objects (descriptors) |
 //! | 11 | 1 | number of memory regions (descriptors after the objects) |
@@ -41,7 +41,7 @@ use std::time::Duration;
 
 /// The version of the wire protocol this build speaks. Endpoints of another
 /// version are refused at join.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 
 pub(crate) const MAGIC: [u8; 4] = *b"BSBR";
 pub(crate) const HEADER_LEN: usize = 48;
@@ -61,17 +61,67 @@ pub(crate) const MAX_PAYLOAD: u64 = 4 << 30;
 
 /// Flag: the payload is in the last descriptor, a sealed memfd.
 pub(crate) const FLAG_PAYLOAD_IN_FD: u8 = 1;
-/// Flag: the payload is in the last descriptor, a memory region (a loan),
-/// at the offset in the 8 bytes (little-endian) after the selector.
+/// Flag: the payload is in the last descriptor, a memory region (a loan,
+/// a large payload), where the locator after the selector says.
 pub(crate) const FLAG_PAYLOAD_IN_REGION: u8 = 2;
+/// Flag: the payload is in a region an earlier frame on this link carried
+/// (with [`FLAG_PAYLOAD_IN_REGION`] and a slot), where the locator after the
+/// selector says: no descriptor travels.
+pub(crate) const FLAG_PAYLOAD_BY_REF: u8 = 16;
 /// Flag: a request; the sender waits for the answer with the frame's correlation id.
 pub(crate) const FLAG_REQUEST: u8 = 4;
 /// Flag: the answer to the request with the frame's correlation id.
 pub(crate) const FLAG_REPLY: u8 = 8;
 /// Every flag a frame may carry.
-const KNOWN_FLAGS: u8 = FLAG_PAYLOAD_IN_FD | FLAG_PAYLOAD_IN_REGION | FLAG_REQUEST | FLAG_REPLY;
-/// The body bytes that locate a payload lent in a region: its offset.
-pub(crate) const REGION_LOCATOR_LEN: usize = 8;
+const KNOWN_FLAGS: u8 =
+    FLAG_PAYLOAD_IN_FD | FLAG_PAYLOAD_IN_REGION | FLAG_PAYLOAD_BY_REF | FLAG_REQUEST | FLAG_REPLY;
+/// The body bytes that locate a payload lent in a region ([`Locator`]).
+pub(crate) const REGION_LOCATOR_LEN: usize = 24;
+/// The slot of a region a link does not remember.
+pub(crate) const NO_SLOT: u32 = u32::MAX;
+/// How many regions a link remembers (slots `0..LINK_SLOTS`).
+pub(crate) const LINK_SLOTS: u32 = 16;
+
+/// Where a lent payload lies: 24 bytes after the selector, little-endian.
+///
+/// | offset | size | field |
+/// |---|---|---|
+/// | 0 | 8 | where the count word of the payload's chunk is, among the region's user bytes (4-aligned, below 4 GiB): the receiver takes one off it when it drops the message |
+/// | 8 | 8 | where the payload is, among the region's user bytes (below 4 GiB) |
+/// | 16 | 4 | the link's slot for the region: with `FLAG_PAYLOAD_IN_REGION`, remember the region there (`NO_SLOT`: do not); with `FLAG_PAYLOAD_BY_REF`, the region remembered there |
+/// | 20 | 4 | reserved, zero |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Locator {
+    pub count_offset: u64,
+    pub payload_offset: u64,
+    pub slot: u32,
+}
+
+impl Locator {
+    /// Its bytes.
+    pub(crate) fn encode(&self) -> [u8; REGION_LOCATOR_LEN] {
+        let mut b = [0u8; REGION_LOCATOR_LEN];
+        b[0..8].copy_from_slice(&self.count_offset.to_le_bytes());
+        b[8..16].copy_from_slice(&self.payload_offset.to_le_bytes());
+        b[16..20].copy_from_slice(&self.slot.to_le_bytes());
+        b
+    }
+
+    /// Reads one (`None` unless exactly [`REGION_LOCATOR_LEN`] bytes).
+    pub(crate) fn decode(b: &[u8]) -> Option<Locator> {
+        let b: &[u8; REGION_LOCATOR_LEN] = b.try_into().ok()?;
+        let le64 = |at: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[at..at + 8]);
+            u64::from_le_bytes(a)
+        };
+        Some(Locator {
+            count_offset: le64(0),
+            payload_offset: le64(8),
+            slot: u32::from_le_bytes([b[16], b[17], b[18], b[19]]),
+        })
+    }
+}
 
 /// What a frame is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,10 +240,8 @@ impl Header {
         let kind = Kind::from_u8(b[6]).ok_or(FrameError::Kind(b[6]))?;
         let flags = b[7];
         let both = |a: u8, b: u8| flags & (a | b) == a | b;
-        if flags & !KNOWN_FLAGS != 0
-            || both(FLAG_PAYLOAD_IN_FD, FLAG_PAYLOAD_IN_REGION)
-            || both(FLAG_REQUEST, FLAG_REPLY)
-        {
+        let places = flags & (FLAG_PAYLOAD_IN_FD | FLAG_PAYLOAD_IN_REGION | FLAG_PAYLOAD_BY_REF);
+        if flags & !KNOWN_FLAGS != 0 || places.count_ones() > 1 || both(FLAG_REQUEST, FLAG_REPLY) {
             return Err(FrameError::Flags(flags));
         }
         let le64 = |r: std::ops::Range<usize>| {
@@ -226,6 +274,11 @@ impl Header {
         self.flags & FLAG_PAYLOAD_IN_REGION != 0
     }
 
+    /// Whether the payload is lent in a region the link carried before.
+    pub(crate) fn payload_by_ref(&self) -> bool {
+        self.flags & FLAG_PAYLOAD_BY_REF != 0
+    }
+
     /// Whether the sender waits for an answer to this frame.
     pub(crate) fn is_request(&self) -> bool {
         self.flags & FLAG_REQUEST != 0
@@ -244,11 +297,11 @@ impl Header {
     }
 
     /// The bytes after the selector: the payload, none when it is in a
-    /// memfd, its offset when it is lent in a region.
+    /// memfd, its locator when it is lent in a region.
     pub(crate) fn inline_len(&self) -> u64 {
         if self.payload_in_fd() {
             0
-        } else if self.payload_in_region() {
+        } else if self.payload_in_region() || self.payload_by_ref() {
             REGION_LOCATOR_LEN as u64
         } else {
             self.payload_len
@@ -503,8 +556,14 @@ mod tests {
         assert_eq!(Header::decode(&h.encode()), Ok(h.clone()));
         h.flags = FLAG_REQUEST | FLAG_REPLY;
         assert_eq!(Header::decode(&h.encode()), Err(FrameError::Flags(12)));
-        h.flags = 16;
-        assert_eq!(Header::decode(&h.encode()), Err(FrameError::Flags(16)));
+        h.flags = FLAG_PAYLOAD_BY_REF | FLAG_REQUEST;
+        assert_eq!(Header::decode(&h.encode()), Ok(h.clone()));
+        h.flags = FLAG_PAYLOAD_BY_REF | FLAG_PAYLOAD_IN_REGION;
+        assert_eq!(Header::decode(&h.encode()), Err(FrameError::Flags(18)));
+        h.flags = FLAG_PAYLOAD_BY_REF | FLAG_PAYLOAD_IN_FD;
+        assert_eq!(Header::decode(&h.encode()), Err(FrameError::Flags(17)));
+        h.flags = 32;
+        assert_eq!(Header::decode(&h.encode()), Err(FrameError::Flags(32)));
     }
 
     #[test]
@@ -535,6 +594,24 @@ mod tests {
             check(&h.encode(), 0),
             Err(FrameError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn locators_round_trip_and_need_24_bytes() {
+        let l = Locator {
+            count_offset: 4096,
+            payload_offset: 4096 + 64,
+            slot: 3,
+        };
+        assert_eq!(Locator::decode(&l.encode()), Some(l));
+        assert_eq!(Locator::decode(&l.encode()[..23]), None);
+        let mut h = Header::new(Kind::Data);
+        h.flags = FLAG_PAYLOAD_BY_REF;
+        h.payload_len = 1 << 20;
+        let mut f = h.encode().to_vec();
+        f.extend_from_slice(&l.encode());
+        assert_eq!(check(&f, 0).map(|h| h.payload_by_ref()), Ok(true));
+        assert!(matches!(check(&f, 1), Err(FrameError::Fds { .. })));
     }
 
     #[test]

@@ -83,6 +83,7 @@ extern crate self as busbar;
 #[cfg(feature = "tokio")]
 mod asyncio;
 mod attach;
+mod bytes;
 pub mod channel;
 mod controller;
 mod departed;
@@ -111,6 +112,7 @@ pub mod testing;
 #[cfg(feature = "tokio")]
 pub use asyncio::{AsyncReceiver, RecvFuture, RecvStream};
 pub use busbar_derive::{MessageBox, TypeUuid};
+pub use bytes::Bytes;
 pub use endpoint::{
     join, Borrowed, EndpointId, EndpointInfo, EndpointReceiver, EndpointSender, EndpointStats,
     LinkStats, Loan, RecvWaker, ReplyHandle,

@@ -27,7 +27,11 @@
 //! waits for it, up to [`SOCKET_LAG_MS`] (a sender that skips numbers
 //! holds up only its own link).
 
-use crate::frame::{self, FrameError, Header, Kind};
+use crate::endpoint::lent::{LentMap, LentMaps, LentView};
+use crate::frame::{
+    self, FrameError, Header, Kind, Locator, FLAG_PAYLOAD_BY_REF, FLAG_PAYLOAD_IN_REGION,
+    LINK_SLOTS, NO_SLOT,
+};
 use crate::sync::Lock;
 use crate::sys::poll;
 use crate::sys::ring::{self, Consumer, Producer, PushError, RingError};
@@ -79,6 +83,9 @@ pub(crate) struct OutLink {
     /// [`queued_bytes`](OutLink::queued_bytes) reports while a sender holds
     /// the link (it may be waiting for room), so that a report never waits.
     queued_hint: AtomicUsize,
+    /// Whether the receiver is asked to remember regions (not on a
+    /// channel's link, whose receiving end may move to another process).
+    remembers: bool,
 }
 
 /// What [`OutLink::connect`] achieved.
@@ -102,6 +109,38 @@ struct OutState {
     bell: poll::Doorbell,
     /// When we last looked for a hang-up ([`coarse_ms`]).
     checked: u64,
+    /// The regions the receiver remembers for us, by slot: their keys
+    /// (0: none) and when each was last used (a count of frames).
+    slots: Box<[(u64, u64); LINK_SLOTS as usize]>,
+    /// Frames that used a slot, to find the least recently used.
+    slot_tick: u64,
+}
+
+/// The region a frame's payload is lent in ([`OutLink::send`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RegionRef<'a> {
+    /// What the link remembers it by (`None`: never remembered).
+    pub key: Option<u64>,
+    /// Its descriptor, sent the first time.
+    pub fd: BorrowedFd<'a>,
+    /// Where the payload is in it (its slot is the link's to fill).
+    pub locator: Locator,
+}
+
+impl OutState {
+    /// The slot the receiver remembers region `key` in.
+    fn slot_of(&self, key: u64) -> Option<usize> {
+        self.slots.iter().position(|&(k, _)| k == key)
+    }
+
+    /// The slot to remember a new region in: a free one, else the least recently used.
+    fn slot_for_new(&self) -> usize {
+        self.slots
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, &(k, used))| (k != 0, used))
+            .map_or(0, |(i, _)| i)
+    }
 }
 
 /// How long a write to a full link may wait for room.
@@ -207,10 +246,13 @@ impl OutLink {
                         ring: producer,
                         bell,
                         checked: coarse_ms(),
+                        slots: Box::new([(0, 0); LINK_SLOTS as usize]),
+                        slot_tick: 0,
                     }),
                     sent: AtomicU64::new(0),
                     dropped: AtomicU64::new(0),
                     queued_hint: AtomicUsize::new(0),
+                    remembers: true,
                 }))
             }
             Err(e) if socket::is_peer_gone(&e) => Ok(Connected::Gone),
@@ -221,16 +263,62 @@ impl OutLink {
     /// Sends one data frame, stamping the link's next sequence number into
     /// it. When the receiver has no room, waits for it as `wait` says.
     /// Frames leave in the order their `send` calls took the link.
+    ///
+    /// A payload lent in a region (`region`, its locator after `body`):
+    /// the first frame from a region the link remembers carries its
+    /// descriptor and a slot for the receiver to remember it in; later
+    /// ones refer to the slot ([`FLAG_PAYLOAD_BY_REF`]) and carry none, so
+    /// they travel through the ring. The slot is taken only once the frame
+    /// with the descriptor is written: the receiver reads frames in order,
+    /// so it has the region in the slot by the time it reads a reference.
     pub(crate) fn send(
         &self,
         header: &Header,
         body: &[&[u8]],
         fds: &[BorrowedFd<'_>],
+        region: Option<RegionRef<'_>>,
         wait: Wait,
     ) -> Result<(), SendFailure> {
         let mut st = self.state.locked();
         let mut h = header.clone();
         h.seq = st.seq;
+        let mut parts: [&[u8]; 4] = [&[]; 4];
+        let n = body.len().min(3);
+        parts[..n].copy_from_slice(&body[..n]);
+        let locator;
+        let with_region;
+        let mut remember = None;
+        let (body, fds): (&[&[u8]], &[BorrowedFd<'_>]) = match region {
+            None => (body, fds),
+            Some(r) => {
+                let mut loc = r.locator;
+                let key = r.key.filter(|_| self.remembers);
+                let known = key.and_then(|k| st.slot_of(k));
+                let fds = match known {
+                    Some(slot) => {
+                        h.flags = (h.flags & !FLAG_PAYLOAD_IN_REGION) | FLAG_PAYLOAD_BY_REF;
+                        loc.slot = slot as u32;
+                        st.slot_tick += 1;
+                        st.slots[slot].1 = st.slot_tick;
+                        fds
+                    }
+                    None => {
+                        h.flags = (h.flags & !FLAG_PAYLOAD_BY_REF) | FLAG_PAYLOAD_IN_REGION;
+                        loc.slot = NO_SLOT;
+                        if let Some(key) = key {
+                            let slot = st.slot_for_new();
+                            loc.slot = slot as u32;
+                            remember = Some((slot, key));
+                        }
+                        with_region = fds.iter().copied().chain([r.fd]).collect::<Vec<_>>();
+                        &with_region[..]
+                    }
+                };
+                locator = loc.encode();
+                parts[n] = &locator;
+                (&parts[..n + 1], fds)
+            }
+        };
         let head = h.encode();
         let len = frame::HEADER_LEN + body.iter().map(|b| b.len()).sum::<usize>();
         if st.ring.consumer_gone() {
@@ -247,6 +335,10 @@ impl OutLink {
             self.push(&mut st, &head, body, len, wait)?;
         } else {
             send_whole(self.fd.as_fd(), &head, body, fds, wait)?;
+        }
+        if let Some((slot, key)) = remember {
+            st.slot_tick += 1;
+            st.slots[slot] = (key, st.slot_tick);
         }
         st.seq = st.seq.wrapping_add(1);
         self.sent.fetch_add(1, Ordering::Relaxed);
@@ -311,6 +403,14 @@ impl OutLink {
                 return Err(peer_gone("the receiver went away while we waited for room"));
             }
         }
+    }
+
+    /// Never asks the receiver to remember a region: every lent payload
+    /// carries its region's descriptor (a channel's link, whose receiving
+    /// end may move to another process, which would not have them).
+    pub(crate) fn without_slots(mut self) -> OutLink {
+        self.remembers = false;
+        self
     }
 
     /// The link's socket: answers to requests come back on it.
@@ -381,6 +481,9 @@ pub(crate) struct RawFrame {
     /// The whole frame: header, selector, in-line payload.
     pub bytes: Vec<u8>,
     pub fds: Vec<OwnedFd>,
+    /// The payload lent in a region, found already (the link resolved a
+    /// reference to a region it remembers, or took the region's descriptor).
+    pub view: Option<LentView>,
 }
 
 impl RawFrame {
@@ -430,6 +533,10 @@ pub(crate) struct InLink {
     /// Since when ([`coarse_ms`]) the ring's first frame is a later one than
     /// the frame due and the socket has nothing.
     gap_since: Option<u64>,
+    /// The regions the sender asked us to remember, by slot.
+    slots: Vec<Option<Arc<LentMap>>>,
+    /// Where regions that arrive are mapped (or found mapped).
+    maps: Arc<Mutex<LentMaps>>,
 }
 
 /// A link's receiving end taken apart to move to another process
@@ -489,6 +596,14 @@ impl<T> From<Read> for ReadWith<T> {
     }
 }
 
+/// A frame taken from the ring.
+enum Popped<T> {
+    /// What the caller made of it in place.
+    InPlace(T),
+    /// A frame whose payload is lent by reference, copied out.
+    ByRef(Header, Vec<u8>),
+}
+
 /// Where the next frame comes from.
 enum Source {
     Stash,
@@ -496,8 +611,14 @@ enum Source {
 }
 
 impl InLink {
-    /// A new link on an accepted socket.
+    /// A new link on an accepted socket, with a table of region mappings of its own.
     pub(crate) fn new(fd: OwnedFd) -> InLink {
+        InLink::with_maps(fd, Arc::default())
+    }
+
+    /// A new link on an accepted socket, mapping the regions that arrive
+    /// in `maps` (its endpoint's, shared by its links).
+    pub(crate) fn with_maps(fd: OwnedFd, maps: Arc<Mutex<LentMaps>>) -> InLink {
         InLink {
             fd: Arc::new(fd),
             peer: None,
@@ -513,6 +634,8 @@ impl InLink {
             bad_frames: 0,
             seq_warned: false,
             gap_since: None,
+            slots: Vec::new(),
+            maps,
         }
     }
 
@@ -677,6 +800,7 @@ impl InLink {
             header,
             bytes: bytes.to_vec(),
             fds: Vec::new(),
+            view: None,
         }) {
             ReadWith::Frame(f) | ReadWith::InPlace(f) => Read::Frame(f),
             ReadWith::Nothing => Read::Nothing,
@@ -780,15 +904,91 @@ impl InLink {
         }
     }
 
-    /// Takes the ring's first frame through `in_place`.
+    /// Takes the ring's first frame through `in_place`; a frame whose
+    /// payload is lent by reference is copied out (it is small) and its
+    /// payload found in the region its slot names.
     fn take_ring<T>(&mut self, in_place: impl FnOnce(Header, &[u8]) -> T) -> ReadWith<T> {
         match self.pop_ring_with(in_place) {
-            Ok((seq, out)) => {
+            Ok((seq, Popped::InPlace(out))) => {
                 self.advance(seq);
                 ReadWith::InPlace(out)
             }
+            Ok((seq, Popped::ByRef(header, bytes))) => {
+                self.advance(seq);
+                match self.resolve(header, bytes, Vec::new()) {
+                    Ok(raw) => ReadWith::Frame(raw),
+                    Err(e) => self.bad(e).into(),
+                }
+            }
             Err(e) => self.bad(e).into(),
         }
+    }
+
+    /// A checked data frame with its payload found, if it is lent in a
+    /// region: by reference, in the region of the slot its locator names;
+    /// with the region's descriptor (the last of `fds`), in that region,
+    /// which the slot the locator names (if any) remembers from now on.
+    fn resolve(
+        &mut self,
+        header: Header,
+        bytes: Vec<u8>,
+        mut fds: Vec<OwnedFd>,
+    ) -> Result<RawFrame, FrameError> {
+        let by_ref = header.payload_by_ref();
+        if !by_ref && !header.payload_in_region() {
+            return Ok(RawFrame {
+                header,
+                bytes,
+                fds,
+                view: None,
+            });
+        }
+        let (_, tail) = frame::split_body(&header, &bytes);
+        let loc = Locator::decode(tail)
+            .ok_or_else(|| FrameError::Body("a lent payload without its locator".into()))?;
+        let len = usize::try_from(header.payload_len)
+            .map_err(|_| FrameError::TooLarge(header.payload_len))?;
+        let slot = match loc.slot {
+            NO_SLOT if !by_ref => None,
+            s if s < LINK_SLOTS => Some(s as usize),
+            s => return Err(FrameError::Body(format!("region slot {s} is out of range"))),
+        };
+        let bad = |e: crate::RegionError| FrameError::Body(format!("lent payload: {e}"));
+        let view = if by_ref {
+            let map = slot
+                .and_then(|s| self.slots.get(s).cloned().flatten())
+                .ok_or_else(|| {
+                    FrameError::Body(format!(
+                        "a reference to region slot {} that holds none",
+                        loc.slot
+                    ))
+                })?;
+            map.view(&loc, len).map_err(bad)?
+        } else {
+            // A region named for a slot replaces whatever the slot held,
+            // once its frame checks out.
+            if let Some(s) = slot.and_then(|s| self.slots.get_mut(s)) {
+                *s = None;
+            }
+            let fd = fds
+                .pop()
+                .ok_or_else(|| FrameError::Body("the payload descriptor is missing".into()))?;
+            let map = self.maps.locked().region(fd).map_err(bad)?;
+            let view = map.view(&loc, len).map_err(bad)?;
+            if let Some(s) = slot {
+                if self.slots.len() <= s {
+                    self.slots.resize(s + 1, None);
+                }
+                self.slots[s] = Some(map);
+            }
+            view
+        };
+        Ok(RawFrame {
+            header,
+            bytes,
+            fds,
+            view: Some(view),
+        })
     }
 
     /// Whether the frame due may still show up on the socket: for
@@ -814,7 +1014,7 @@ impl InLink {
     fn pop_ring_with<T>(
         &mut self,
         f: impl FnOnce(Header, &[u8]) -> T,
-    ) -> Result<(u32, T), FrameError> {
+    ) -> Result<(u32, Popped<T>), FrameError> {
         let Some(ring) = self.ring.as_mut() else {
             return Err(FrameError::Body("no ring".into()));
         };
@@ -826,7 +1026,10 @@ impl InLink {
                     header.kind
                 )));
             }
-            Ok((header.seq, f(header, bytes)))
+            if header.payload_by_ref() {
+                return Ok((header.seq, Popped::ByRef(header, bytes.to_vec())));
+            }
+            Ok((header.seq, Popped::InPlace(f(header, bytes))))
         });
         match popped {
             Ok(Some(out)) => out,
@@ -903,11 +1106,10 @@ impl InLink {
                         Read::Nothing
                     }
                     Kind::Data if self.peer.is_some() && !header.is_reply() => {
-                        Read::Frame(RawFrame {
-                            header,
-                            bytes: bytes.to_vec(),
-                            fds,
-                        })
+                        match self.resolve(header, bytes.to_vec(), fds) {
+                            Ok(raw) => Read::Frame(raw),
+                            Err(e) => self.bad(e),
+                        }
                     }
                     _ => self.bad(FrameError::Body(format!(
                         "unexpected {:?} frame on a data link",
@@ -959,6 +1161,25 @@ impl InLink {
     /// Malformed frames this link sent so far.
     pub(crate) fn bad_frames(&self) -> u32 {
         self.bad_frames
+    }
+
+    /// Lets go of the regions in slots whose sender retired them, once
+    /// nothing is left to read: the sender retires a region only after
+    /// every frame that refers to it was written (its pool let go of it and
+    /// nothing held a chunk of it in that process), so with the retirement
+    /// seen (`Acquire`), a drained ring and socket hold no reference to it.
+    pub(crate) fn forget_retired(&mut self) {
+        if !self.slots.iter().flatten().any(|m| m.is_retired()) {
+            return;
+        }
+        if self.stash.is_some() || self.ring_has_frame() || poll::readable(self.fd.as_fd()) {
+            return;
+        }
+        for slot in &mut self.slots {
+            if slot.as_ref().is_some_and(|m| m.is_retired()) {
+                *slot = None;
+            }
+        }
     }
 
     /// The socket, for a poller.

@@ -89,11 +89,11 @@
 //! checks byte lengths against the remaining input). Bytes left over after a
 //! complete value are an error too.
 
-use std::any::type_name;
-use std::fmt;
+use crate::bytes::Bytes;
+use std::any::{type_name, Any, TypeId};
 
-use serde::de::{self, DeserializeOwned, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// A 16-byte type id: the bytes of a UUID, in the usual (big-endian) order.
 pub type TypeUuidBytes = [u8; 16];
@@ -153,6 +153,39 @@ pub trait MessageBox: Sized + Send + 'static {
     /// `bytes` must hold exactly one encoded value: malformed input and
     /// trailing bytes are errors, never panics.
     fn decode(type_uuid: TypeUuidBytes, bytes: &[u8]) -> Result<Option<Self>, CodecError>;
+
+    /// Decodes a value from a payload that arrived in shared memory, which
+    /// the value may keep ([`BytesMessage`] does: its `data` stays where it
+    /// lies, see [`Bytes`]). The default decodes a private copy with
+    /// [`decode`](MessageBox::decode).
+    fn decode_shared(type_uuid: TypeUuidBytes, payload: Bytes) -> Result<Option<Self>, CodecError> {
+        let private = payload.to_vec();
+        Self::decode(type_uuid, &private)
+    }
+
+    /// The length [`encode_into`](MessageBox::encode_into) would append,
+    /// when it is known without encoding (then a large payload is encoded
+    /// straight into shared memory with
+    /// [`encode_to_slice`](MessageBox::encode_to_slice)). `None` by default.
+    fn encoded_len(&self) -> Option<usize> {
+        None
+    }
+
+    /// Encodes the value into `out`, exactly [`encoded_len`](MessageBox::encoded_len)
+    /// bytes long. The default encodes into a `Vec` and copies.
+    fn encode_to_slice(&self, out: &mut [u8]) -> Result<(), CodecError> {
+        let mut v = Vec::with_capacity(out.len());
+        self.encode_into(&mut v)?;
+        if v.len() != out.len() {
+            return Err(CodecError(format!(
+                "encoded {} bytes where {} were announced",
+                v.len(),
+                out.len()
+            )));
+        }
+        out.copy_from_slice(&v);
+        Ok(())
+    }
 }
 
 impl<T: TypeUuid + Serialize + DeserializeOwned + Send + 'static> MessageBox for T {
@@ -183,6 +216,44 @@ impl<T: TypeUuid + Serialize + DeserializeOwned + Send + 'static> MessageBox for
             )));
         }
         Ok(Some(value))
+    }
+
+    fn decode_shared(type_uuid: TypeUuidBytes, payload: Bytes) -> Result<Option<Self>, CodecError> {
+        if type_uuid == BytesMessage::TYPE_UUID && TypeId::of::<T>() == TypeId::of::<BytesMessage>()
+        {
+            // A BytesMessage keeps its bytes where they lie.
+            let m: Box<dyn Any> = Box::new(BytesMessage::decode_in(payload)?);
+            return Ok(m.downcast::<T>().ok().map(|m| *m));
+        }
+        let private = payload.to_vec();
+        Self::decode(type_uuid, &private)
+    }
+
+    fn encoded_len(&self) -> Option<usize> {
+        (self as &dyn Any)
+            .downcast_ref::<BytesMessage>()
+            .map(BytesMessage::wire_len)
+    }
+
+    fn encode_to_slice(&self, out: &mut [u8]) -> Result<(), CodecError> {
+        match (self as &dyn Any).downcast_ref::<BytesMessage>() {
+            Some(m) => m.write_wire(out),
+            None => {
+                let mut v = Vec::with_capacity(out.len());
+                self.encode_into(&mut v)?;
+                match out.get_mut(..) {
+                    Some(o) if o.len() == v.len() => {
+                        o.copy_from_slice(&v);
+                        Ok(())
+                    }
+                    _ => Err(CodecError(format!(
+                        "encoded {} bytes where {} were announced",
+                        v.len(),
+                        out.len()
+                    ))),
+                }
+            }
+        }
     }
 }
 
@@ -252,7 +323,8 @@ builtin_ids! {
 ///
 /// Its id is `7ffcfe7f-9cd3-4297-b19e-6c0366827eb0`. On the wire it is the
 /// format tag (a postcard varint), then a varint length and the bytes as they
-/// are; encoding and decoding copy the bytes once.
+/// are; encoding copies the bytes once. A received message's `data` (a
+/// [`Bytes`]) may stay in the shared memory it arrived in: see [`Bytes`].
 ///
 /// ```
 /// use busbar::{BytesMessage, MessageBox};
@@ -269,25 +341,88 @@ builtin_ids! {
 pub struct BytesMessage {
     /// Application-defined format tag.
     pub format: u16,
-    /// The bytes.
-    #[serde(with = "as_bytes")]
-    pub data: Vec<u8>,
+    /// The bytes: owned, or (received) where they arrived; they read as a `&[u8]`.
+    pub data: Bytes,
 }
 
 impl BytesMessage {
     /// A message with the given format tag and bytes.
-    pub fn new(format: u16, data: impl Into<Vec<u8>>) -> Self {
+    pub fn new(format: u16, data: impl Into<Bytes>) -> Self {
         BytesMessage {
             format,
             data: data.into(),
         }
     }
+
+    /// Its encoded length: the format tag and length as varints, the bytes.
+    fn wire_len(&self) -> usize {
+        varint_len(u64::from(self.format)) + varint_len(self.data.len() as u64) + self.data.len()
+    }
+
+    /// Writes its encoding into `out`, exactly [`wire_len`](Self::wire_len) bytes.
+    fn write_wire(&self, out: &mut [u8]) -> Result<(), CodecError> {
+        let mut at = 0;
+        let mut put = |v: u64, out: &mut [u8]| -> Result<(), CodecError> {
+            let mut v = v;
+            loop {
+                let byte = (v & 0x7f) as u8;
+                v >>= 7;
+                let slot = out
+                    .get_mut(at)
+                    .ok_or_else(|| CodecError::new("no room for a BytesMessage"))?;
+                at += 1;
+                if v == 0 {
+                    *slot = byte;
+                    return Ok(());
+                }
+                *slot = byte | 0x80;
+            }
+        };
+        put(u64::from(self.format), out)?;
+        put(self.data.len() as u64, out)?;
+        let dst = out
+            .get_mut(at..)
+            .filter(|d| d.len() == self.data.len())
+            .ok_or_else(|| CodecError::new("a BytesMessage of another length than announced"))?;
+        dst.copy_from_slice(&self.data);
+        Ok(())
+    }
+
+    /// Decodes one from a received payload, keeping its bytes where they lie.
+    fn decode_in(payload: Bytes) -> Result<BytesMessage, CodecError> {
+        // The prefix is read once, into private memory: the sender can
+        // still write the payload.
+        let head: Vec<u8> = payload.iter().take(13).copied().collect();
+        let bad = |e: postcard::Error| CodecError(format!("cannot decode `BytesMessage`: {e}"));
+        let (format, rest) = postcard::take_from_bytes::<u16>(&head).map_err(bad)?;
+        let (len, rest) = postcard::take_from_bytes::<u64>(rest).map_err(bad)?;
+        let start = head.len() - rest.len();
+        let total = payload.len();
+        if usize::try_from(len).ok().and_then(|l| l.checked_add(start)) != Some(total) {
+            return Err(CodecError(format!(
+                "cannot decode `BytesMessage`: {len} bytes announced, {} there",
+                total.saturating_sub(start)
+            )));
+        }
+        let data = payload
+            .slice(start, total - start)
+            .ok_or_else(|| CodecError::new("cannot decode `BytesMessage`: out of range"))?;
+        Ok(BytesMessage { format, data })
+    }
+}
+
+/// How many bytes `v` takes as a postcard varint.
+fn varint_len(v: u64) -> usize {
+    (64 - v.max(1).leading_zeros() as usize).div_ceil(7)
 }
 
 impl From<Vec<u8>> for BytesMessage {
     /// The bytes with format tag 0.
     fn from(data: Vec<u8>) -> Self {
-        BytesMessage { format: 0, data }
+        BytesMessage {
+            format: 0,
+            data: data.into(),
+        }
     }
 }
 
@@ -296,7 +431,7 @@ impl From<&[u8]> for BytesMessage {
     fn from(data: &[u8]) -> Self {
         BytesMessage {
             format: 0,
-            data: data.to_vec(),
+            data: data.into(),
         }
     }
 }
@@ -306,7 +441,7 @@ impl From<&str> for BytesMessage {
     fn from(text: &str) -> Self {
         BytesMessage {
             format: 0,
-            data: text.as_bytes().to_vec(),
+            data: text.into(),
         }
     }
 }
@@ -316,52 +451,7 @@ impl From<String> for BytesMessage {
     fn from(text: String) -> Self {
         BytesMessage {
             format: 0,
-            data: text.into_bytes(),
-        }
-    }
-}
-
-/// Serde for `Vec<u8>` as a byte string (`serialize_bytes`) rather than a
-/// sequence of `u8`s. In postcard both are a varint length then the bytes,
-/// so the wire format is the same; only the copy is faster. Sequences are
-/// still accepted when decoding, for self-describing formats.
-mod as_bytes {
-    use super::*;
-
-    pub(super) fn serialize<S: Serializer>(data: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(data)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Vec<u8>, D::Error> {
-        deserializer.deserialize_byte_buf(BytesVisitor)
-    }
-
-    struct BytesVisitor;
-
-    impl<'de> Visitor<'de> for BytesVisitor {
-        type Value = Vec<u8>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a byte string")
-        }
-
-        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-            Ok(v.to_vec())
-        }
-
-        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-            Ok(v)
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
-            // Never trust the length hint beyond a modest pre-allocation.
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64 * 1024));
-            while let Some(b) = seq.next_element::<u8>()? {
-                out.push(b);
-            }
-            Ok(out)
+            data: text.into(),
         }
     }
 }
@@ -536,7 +626,7 @@ mod tests {
             BytesMessage::new(5, vec![1, 2]),
             BytesMessage {
                 format: 5,
-                data: vec![1, 2]
+                data: vec![1, 2].into()
             }
         );
         assert_eq!(BytesMessage::new(5, &b"ab"[..]).data, b"ab");

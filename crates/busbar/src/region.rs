@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | 0 | 8 | magic, `u64::from_le_bytes(*b"busbarR1")` (native endian, like every field) |
 //! | 8 | 4 | reference count, atomic `u32` |
-//! | 12 | 4 | reserved, zero |
+//! | 12 | 4 | retired: non-zero once its sender's pool let go of it for good (a receiver that keeps it for a link may let go too, see `endpoint/lent.rs`) |
 //! | 16 | 8 | length in bytes of the current allocation, `u64` |
 //! | 24 | 40 | reserved, zero |
 //! | 64 | size | the user's bytes |
@@ -40,6 +40,7 @@ pub(crate) const HEADER_SIZE: usize = 64;
 const MAGIC: u64 = u64::from_le_bytes(*b"busbarR1");
 const MAGIC_OFFSET: usize = 0;
 const REFS_OFFSET: usize = 8;
+const RETIRED_OFFSET: usize = 12;
 const SIZE_OFFSET: usize = 16;
 
 /// Error about a memory region.
@@ -314,6 +315,22 @@ impl MemoryRegion {
     /// receiver has it, not only once the sender's message is dropped.
     pub(crate) fn hand_over_count(&mut self) {
         self.counted = false;
+    }
+
+    /// Marks the region retired: its sender's pool will never refer to it again.
+    pub(crate) fn retire(&self) {
+        if let Some(w) = self.shared.header.atomic_u32(RETIRED_OFFSET) {
+            w.store(1, Ordering::Release);
+        }
+    }
+
+    /// Whether its sender marked it retired (`Acquire`: every frame the
+    /// sender wrote from it before is visible).
+    pub(crate) fn is_retired(&self) -> bool {
+        self.shared
+            .header
+            .atomic_u32(RETIRED_OFFSET)
+            .is_some_and(|w| w.load(Ordering::Acquire) != 0)
     }
 
     /// Takes back a count added by `add_in_flight_ref` for a copy that was not sent.

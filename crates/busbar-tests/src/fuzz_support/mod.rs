@@ -35,9 +35,10 @@ pub mod ring_link;
 pub use attach::{seal, send_raw, FdSpec, RawInput, Unsent};
 pub use busbar::testing::{
     check_frame, decode_control, decode_hello, header_seq, parse_selector, ring_layout,
-    FrameHeader, Pushed, Scribbler, FLAG_PAYLOAD_IN_FD, FLAG_PAYLOAD_IN_REGION, FLAG_REPLY,
-    FLAG_REQUEST, HEADER_LEN, KIND_CONTROL, KIND_DATA, KIND_HELLO, MAX_BAD_FRAMES,
-    MAX_FDS_PER_FRAME, MAX_FRAME, MAX_SELECTOR,
+    FrameHeader, Pushed, Scribbler, FLAG_PAYLOAD_BY_REF, FLAG_PAYLOAD_IN_FD,
+    FLAG_PAYLOAD_IN_REGION, FLAG_REPLY, FLAG_REQUEST, HEADER_LEN, KIND_CONTROL, KIND_DATA,
+    KIND_HELLO, LINK_SLOTS, MAX_BAD_FRAMES, MAX_FDS_PER_FRAME, MAX_FRAME, MAX_SELECTOR, NO_SLOT,
+    REGION_LOCATOR_LEN,
 };
 pub use feed::{feed_link, Delivered, FeedReport, Outcome};
 pub use frames::{data_frame, hello_frame, honest_frame, join_frame, ring_hello, Honest};

@@ -63,7 +63,7 @@ pub(crate) enum Got<'a> {
 pub(crate) struct Ctx {
     /// Private memory a ring frame is copied into before it is decoded.
     scratch: Vec<u8>,
-    /// Regions received as payloads, kept mapped for the next message in them.
+    /// Regions received as payloads (sent to ourselves, or from a link's socket).
     lent: Mutex<LentMaps>,
 }
 

@@ -54,7 +54,9 @@ impl SenderCore {
             label: Vec::new(),
         };
         let link = match OutLink::introduce(ours, &hello, CAPACITY)? {
-            Connected::Link(link) => link,
+            // Its receiving end may move to another process: every lent
+            // payload carries its region.
+            Connected::Link(link) => link.without_slots(),
             Connected::Gone | Connected::Busy => return Err(SendError::Disconnected),
         };
         link.set_buffer(CAPACITY)?;
@@ -89,7 +91,7 @@ impl SenderCore {
             header.type_uuid = type_uuid;
             let link = self.link(wait)?;
             let body: [&[u8]; 2] = [&self.selector, payload.bytes()];
-            return match link.send(&header, &body, &[], wait) {
+            return match link.send(&header, &body, &[], None, wait) {
                 Ok(()) => Ok(()),
                 Err(SendFailure::Full) if dropping => {
                     link.dropped
@@ -110,6 +112,7 @@ impl SenderCore {
             payload,
             crate::frame::MAX_PAYLOAD,
             &self.pool,
+            wait,
         )?;
         let link = self.link(wait)?;
         match frame.write_to(&link, wait) {

@@ -5,7 +5,7 @@
 //! as a [`Borrowed`]) start here.
 
 use super::lent::{LentMaps, LentView};
-use crate::frame::{self, FrameError, REGION_LOCATOR_LEN};
+use crate::frame::{self, FrameError, Locator};
 use crate::link::RawFrame;
 use crate::payload::TypeUuidBytes;
 use crate::sync::Lock;
@@ -97,18 +97,23 @@ impl Opened {
                     ))))
                 }
             }
+        } else if let Some(view) = raw.view.take() {
+            // The link found it (by reference, or from its descriptor).
+            Payload::Lent(view)
         } else if h.payload_in_region() {
             let fd = fds.next().ok_or_else(missing)?;
-            let locator: [u8; REGION_LOCATOR_LEN] = raw
-                .inline_payload()
-                .try_into()
-                .map_err(|_| Unopened::Malformed(FrameError::Body("no payload offset".into())))?;
-            let offset = usize::try_from(u64::from_le_bytes(locator)).unwrap_or(usize::MAX);
+            let locator = Locator::decode(raw.inline_payload()).ok_or_else(|| {
+                Unopened::Malformed(FrameError::Body("no payload locator".into()))
+            })?;
             let view = lent
                 .locked()
-                .open(fd, offset, len)
+                .open(fd, &locator, len)
                 .map_err(|e| Unopened::Malformed(FrameError::Body(format!("lent payload: {e}"))))?;
             Payload::Lent(view)
+        } else if h.payload_by_ref() {
+            return Err(Unopened::Malformed(FrameError::Body(
+                "a payload by reference off its link".into(),
+            )));
         } else {
             Payload::Inline(raw)
         };

@@ -128,7 +128,8 @@ impl Driver {
         while !self.shared.closed.load(Ordering::SeqCst) {
             let expiry = self.shared.directory.read_locked().next_expiry();
             let trim = self.shared.loans.trim(Instant::now());
-            let unmap = self.shared.lent.locked().trim(Instant::now());
+            let unmap = self.shared.inbox.lent.locked().trim(Instant::now());
+            self.shared.inbox.forget_retired();
             let deadline = [
                 expiry,
                 trim,

@@ -1,5 +1,6 @@
 //! Where an endpoint's incoming links and its messages to itself meet.
 
+use super::lent::LentMaps;
 use super::stats::Counters;
 use super::{ReplyPath, ReplyTo};
 use crate::frame::{FrameError, Header, PeerRecord};
@@ -12,6 +13,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::sync::{Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -63,6 +65,8 @@ pub(crate) const BELL: u64 = 0;
 /// frames this endpoint sent itself. The receiver waits on all of them.
 pub(crate) struct Inbox {
     poller: Poller,
+    /// Regions received as payloads, kept mapped for the next message in them.
+    pub lent: Arc<Mutex<LentMaps>>,
     /// The links the receiver reads, by poller token: see [`Inbox::links`].
     links: Mutex<HashMap<u64, InLink>>,
     /// Links accepted since the receiver last looked. The background thread
@@ -105,6 +109,7 @@ impl Inbox {
         poller.add(bell.as_fd(), BELL)?;
         Ok(Inbox {
             poller,
+            lent: Arc::default(),
             links: Mutex::new(HashMap::new()),
             incoming: Mutex::new(Vec::new()),
             has_incoming: AtomicBool::new(false),
@@ -132,7 +137,7 @@ impl Inbox {
             return;
         }
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-        let link = InLink::new(fd);
+        let link = InLink::with_maps(fd, self.lent.clone());
         if let Err(e) = self.poller.add(link.as_fd(), token) {
             tracing::warn!("could not watch an incoming link: {e}");
             return;
@@ -356,6 +361,16 @@ impl Inbox {
                 if let Err(e) = self.poller.add(bell, token) {
                     tracing::warn!("could not watch a data link's wake-up descriptor: {e}");
                 }
+            }
+        }
+    }
+
+    /// Lets each link forget the regions its sender retired, if the
+    /// receiver is not reading its links right now (it never waits for it).
+    pub(crate) fn forget_retired(&self) {
+        if let Ok(mut links) = self.links.try_lock() {
+            for link in links.values_mut() {
+                link.forget_retired();
             }
         }
     }

@@ -1,36 +1,64 @@
 //! Zero-copy sends: a buffer lent in shared memory, filled in place, and
 //! sent without a copy ([`EndpointSender::loan`](super::EndpointSender::loan)).
 //!
-//! A loan is a [`MemoryRegion`] from a small pool the endpoint keeps, mapped
-//! once and reused once every receiver has dropped its message. Its bytes
-//! hold a [`BytesMessage`] exactly as postcard encodes it: the format and
-//! length prefix end at [`DATA_OFFSET`], where the caller's bytes start (so
-//! they are 64-byte aligned). Receivers map the same memory: a plain `recv`
-//! of `BytesMessage` decodes it as usual (one copy, into its `Vec`), a
-//! borrowing receive ([`recv_with`](super::EndpointReceiver::recv_with))
-//! reads it in place.
+//! A loan is a chunk of a [`MemoryRegion`] from a pool the endpoint keeps
+//! (regions cut into chunks of one size, `sys/slab.rs`), mapped once and
+//! reused once every receiver has dropped its message (the chunk's count
+//! word says so: see ARCHITECTURE.md, "Lent payloads"). Large payloads of
+//! plain sends and multicast payloads are written into chunks of the same
+//! pool. A loan's chunk holds a [`BytesMessage`] exactly as postcard
+//! encodes it: the format and length prefix end at [`DATA_OFFSET`] of the
+//! chunk's body, where the caller's bytes start (so they are 64-byte
+//! aligned). Receivers map the same memory: a plain `recv` of
+//! `BytesMessage` decodes it as usual, a borrowing receive
+//! ([`recv_with`](super::EndpointReceiver::recv_with)) reads it in place.
 
 use crate::error::SendError;
+use crate::link::Wait;
+use crate::region::HEADER_SIZE;
 use crate::sync::Lock;
+use crate::sys::memfd::Mapping;
+use crate::sys::slab::{ChunkMut, Chunks, CHUNK_HEADER};
 use crate::{MemoryRegion, RegionError};
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Where the lent bytes start in the region.
+/// Where the lent bytes start in a chunk's body.
 pub(crate) const DATA_OFFSET: usize = 64;
 
-/// The most regions the pool keeps.
-const POOL_REGIONS: usize = 16;
-
-/// The most bytes the pool keeps.
+/// The most bytes the pool keeps in all.
 const POOL_BYTES: usize = 256 << 20;
 
-/// The smallest region a loan takes (smaller loans share its size class).
-const MIN_REGION: usize = 4096;
+/// The most bytes the pool keeps of one chunk size: enough for this many
+/// chunks, or [`CLASS_MIN_CHUNKS`] of them. Beyond it a sender waits for a
+/// chunk to come back (the receivers are that far behind).
+const CLASS_BYTES: usize = 32 << 20;
+const CLASS_MIN_CHUNKS: usize = 4;
+
+/// The smallest chunk (header included).
+const MIN_CHUNK: usize = 256;
+
+/// A slab holds about this many bytes of chunks ...
+const SLAB_BYTES: usize = 4 << 20;
+/// ... and at most this many chunks.
+const MAX_CHUNKS: usize = 4096;
+
+/// How many chunks of each slab a sender looks at before it looks at all.
+const PROBES: usize = 4;
+
+/// How long a sender waits for a chunk of a full class before it gives up
+/// on the pool for this message (a receiver that crashed never gives its
+/// counts back) and writes it into a region of its own.
+const CHUNK_WAIT: Duration = Duration::from_secs(1);
 
 /// How long the pool keeps regions nobody asked for: after that it lets
 /// them all go (the memory returns to the system once receivers drop theirs).
 pub(crate) const POOL_IDLE: Duration = Duration::from_secs(1);
+
+/// Keys that tell slabs apart (never reused in a process, never 0).
+static NEXT_SLAB: AtomicU64 = AtomicU64::new(1);
 
 /// A buffer in shared memory, lent by [`EndpointSender::loan`](super::EndpointSender::loan):
 /// fill it, then send it with [`EndpointSender::send_loan`](super::EndpointSender::send_loan).
@@ -52,13 +80,11 @@ pub(crate) const POOL_IDLE: Duration = Duration::from_secs(1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Loan {
-    /// `None` only once the loan was taken apart.
-    region: Option<MemoryRegion>,
-    /// Where the encoded payload (prefix and bytes) starts.
+    held: Held,
+    /// Where the encoded payload (prefix and bytes) starts in the chunk's body.
     start: usize,
     len: usize,
     format: u16,
-    pool: Arc<LoanPool>,
 }
 
 impl std::fmt::Debug for Loan {
@@ -87,135 +113,272 @@ impl Loan {
     }
 
     /// The lent bytes, to fill in place. They start zeroed only when the
-    /// region is new: a reused one holds what an earlier loan left there.
+    /// memory is new: reused memory holds what an earlier message left there.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         let range = DATA_OFFSET..DATA_OFFSET + self.len;
-        match self.region.as_mut() {
-            // The region was mapped whole when it was made, and holds the range.
-            Some(r) => r.map(range).unwrap_or_default(),
-            None => &mut [],
-        }
+        // The chunk was sized for the range (`LoanPool::lend`).
+        self.held.body_mut().get_mut(range).unwrap_or_default()
     }
 
-    /// The region, where the encoded payload lies in it (offset, length),
-    /// and the pool to give the region back to.
-    pub(crate) fn into_parts(mut self) -> Option<(MemoryRegion, usize, usize, Arc<LoanPool>)> {
-        let region = self.region.take()?;
+    /// The chunk, and where the encoded payload lies in its body (offset, length).
+    pub(crate) fn into_parts(self) -> (Held, usize, usize) {
         let encoded = DATA_OFFSET - self.start + self.len;
-        Some((region, self.start, encoded, self.pool.clone()))
+        (self.held, self.start, encoded)
     }
 }
 
-impl Drop for Loan {
+/// A region the pool cut into chunks.
+#[derive(Debug)]
+pub(crate) struct Slab {
+    /// The sender's handle (for its descriptor).
+    region: MemoryRegion,
+    /// Unique in this process: what links remember it by.
+    key: u64,
+    chunks: Arc<Chunks>,
+    /// Whether the pool keeps it (a region made for one message when the
+    /// pool had no room is not worth remembering on a link).
+    pooled: bool,
+}
+
+impl Drop for Slab {
+    /// Nothing in this process holds a chunk of it, and the pool let it go:
+    /// no frame will refer to it again, so receivers may forget it.
     fn drop(&mut self) {
-        if let Some(region) = self.region.take() {
-            self.pool.give_back(region);
-        }
+        self.region.retire();
     }
 }
 
-/// The regions an endpoint lends, kept mapped for reuse while it keeps
-/// lending (the endpoint's background thread lets them go after
+impl Slab {
+    fn new(chunk: usize, n: usize, pooled: bool) -> Result<Slab, SendError> {
+        let size = chunk
+            .checked_mul(n)
+            .ok_or_else(|| SendError::Region(RegionError(format!("{n} chunks of {chunk}"))))?;
+        let region = MemoryRegion::new(size).map_err(SendError::Region)?;
+        let map = Mapping::prefix(region.fd(), HEADER_SIZE + size)
+            .map_err(|e| SendError::Region(RegionError(format!("cannot map a region: {e}"))))?;
+        let chunks = Chunks::new(map, HEADER_SIZE, chunk).ok_or_else(|| {
+            SendError::Region(RegionError("cannot cut a region into chunks".into()))
+        })?;
+        Ok(Slab {
+            region,
+            key: NEXT_SLAB.fetch_add(1, Ordering::Relaxed),
+            chunks: Arc::new(chunks),
+            pooled,
+        })
+    }
+
+    /// Whether no chunk is held by anyone.
+    #[cfg(test)]
+    fn idle(&self) -> bool {
+        (0..self.chunks.len()).all(|i| self.chunks.is_free(i))
+    }
+
+    fn bytes(&self) -> usize {
+        self.chunks.len() * self.chunks.chunk_size()
+    }
+}
+
+/// A chunk the sender holds (its count includes the sender's 1): written
+/// by a loan or a large payload, then referred to by the frames that carry it.
+#[derive(Debug)]
+pub(crate) struct Held {
+    chunk: ChunkMut,
+    slab: Arc<Slab>,
+}
+
+impl Held {
+    /// The chunk's body, to write.
+    pub(crate) fn body_mut(&mut self) -> &mut [u8] {
+        self.chunk.body_mut()
+    }
+
+    /// Where the chunk's count word is, among the region's user bytes.
+    pub(crate) fn count_offset(&self) -> u64 {
+        (self.chunk.offset() - HEADER_SIZE) as u64
+    }
+
+    /// Where the byte `at` of the body is, among the region's user bytes.
+    pub(crate) fn body_offset(&self, at: usize) -> u64 {
+        (self.chunk.offset() - HEADER_SIZE + CHUNK_HEADER + at) as u64
+    }
+
+    /// Counts one more holder, for a frame about to leave (before it does).
+    pub(crate) fn add_ref(&self) {
+        self.chunk.count().fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Takes back a count added for a frame that did not leave.
+    pub(crate) fn drop_ref(&self) {
+        self.chunk.count().fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// The region's descriptor, for the first frame a link carries from it.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.slab.region.fd()
+    }
+
+    /// What links remember the region by: `None` for one the pool does not keep.
+    pub(crate) fn key(&self) -> Option<u64> {
+        self.slab.pooled.then_some(self.slab.key)
+    }
+}
+
+/// The regions an endpoint lends chunks of, kept mapped for reuse while it
+/// keeps lending (the endpoint's background thread lets them go after
 /// [`POOL_IDLE`]).
 #[derive(Debug, Default)]
 pub(crate) struct LoanPool {
-    free: Mutex<Vec<MemoryRegion>>,
-    /// When a region was last asked for.
+    slabs: Mutex<Vec<(Arc<Slab>, usize)>>,
+    /// When a chunk was last asked for.
     used: Mutex<Option<Instant>>,
 }
 
 impl LoanPool {
     /// Lends `len` bytes that will arrive with format tag `format`.
-    pub(crate) fn lend(self: &Arc<Self>, format: u16, len: usize) -> Result<Loan, SendError> {
+    pub(crate) fn lend(&self, format: u16, len: usize, wait: Wait) -> Result<Loan, SendError> {
         let mut prefix = Vec::with_capacity(13);
         varint(u64::from(format), &mut prefix);
         varint(len as u64, &mut prefix);
         let need = DATA_OFFSET
             .checked_add(len)
             .ok_or_else(|| SendError::Region(RegionError(format!("a loan of {len} bytes"))))?;
-        let mut region = self.take(need)?;
+        let mut held = self.take(need, wait)?;
         let start = DATA_OFFSET - prefix.len();
-        region
-            .map(start..DATA_OFFSET)
-            .map_err(SendError::Region)?
+        held.body_mut()
+            .get_mut(start..DATA_OFFSET)
+            .ok_or_else(|| SendError::Region(RegionError("a chunk too small".into())))?
             .copy_from_slice(&prefix);
         Ok(Loan {
-            region: Some(region),
+            held,
             start,
             len,
             format,
-            pool: self.clone(),
         })
     }
 
-    /// Copies an encoded payload too large to travel in-line into a region
-    /// (the plain `send` of a large message): the region and the offset.
-    pub(crate) fn lend_bytes(&self, bytes: &[u8]) -> Result<(MemoryRegion, usize), SendError> {
-        let need = DATA_OFFSET.checked_add(bytes.len()).ok_or_else(|| {
-            SendError::Region(RegionError(format!("a payload of {} bytes", bytes.len())))
-        })?;
-        let mut region = self.take(need)?;
-        region
-            .map(DATA_OFFSET..need)
-            .map_err(SendError::Region)?
-            .copy_from_slice(bytes);
-        Ok((region, DATA_OFFSET))
+    /// A chunk whose body holds `len` bytes, to write an encoded payload
+    /// too large to travel in-line (or a multicast's) into.
+    pub(crate) fn chunk_for(&self, len: usize, wait: Wait) -> Result<Held, SendError> {
+        self.take(len, wait)
     }
 
-    /// A free region of at least `need` bytes (at most four times that), or a new one.
-    fn take(&self, need: usize) -> Result<MemoryRegion, SendError> {
+    /// A free chunk with a body of at least `need` bytes: from a slab of its
+    /// size, else from a new slab while the class and pool have room, else
+    /// (waiting as `wait` says, at most [`CHUNK_WAIT`]) one that came back,
+    /// else a region of its own.
+    fn take(&self, need: usize, wait: Wait) -> Result<Held, SendError> {
+        let chunk = CHUNK_HEADER
+            .checked_add(need)
+            .and_then(usize::checked_next_power_of_two)
+            .ok_or_else(|| SendError::Region(RegionError(format!("a payload of {need} bytes"))))?
+            .max(MIN_CHUNK);
         *self.used.locked() = Some(Instant::now());
-        {
-            let mut free = self.free.locked();
-            let fits = |r: &MemoryRegion| {
-                // Only our handle counts: every receiver dropped its message.
-                r.ref_count() == 1 && r.size() >= need && r.size() / 4 <= need.max(MIN_REGION)
-            };
-            if let Some(i) = free.iter().position(fits) {
-                return Ok(free.swap_remove(i));
+        let deadline = match wait {
+            Wait::No => None,
+            Wait::Until(d) => Some(d.min(Instant::now() + CHUNK_WAIT)),
+            Wait::Forever => Some(Instant::now() + CHUNK_WAIT),
+        };
+        let mut pause = Duration::from_micros(2);
+        let mut abandoned = false;
+        loop {
+            {
+                let mut slabs = self.slabs.locked();
+                if let Some(held) = Self::free_chunk(&mut slabs, chunk) {
+                    return Ok(held);
+                }
+                let class: usize = slabs
+                    .iter()
+                    .filter(|(s, _)| s.chunks.chunk_size() == chunk)
+                    .map(|(s, _)| s.bytes())
+                    .sum();
+                let total: usize = slabs.iter().map(|(s, _)| s.bytes()).sum();
+                let n = (SLAB_BYTES / chunk).clamp(1, MAX_CHUNKS);
+                let room = CLASS_BYTES.max(CLASS_MIN_CHUNKS.saturating_mul(chunk));
+                if class + n * chunk <= room && total + n * chunk <= POOL_BYTES.max(room) {
+                    let slab = Arc::new(Slab::new(chunk, n, true)?);
+                    slabs.push((slab, 0));
+                    if let Some(held) = Self::free_chunk(&mut slabs, chunk) {
+                        return Ok(held);
+                    }
+                }
+            }
+            match deadline {
+                Some(d) if Instant::now() < d => {}
+                Some(_) if !abandoned => {
+                    // Nothing came back for a long while (a receiver may have
+                    // crashed holding its counts): the pool forgets this
+                    // size's regions (they live on while anyone holds them)
+                    // and starts afresh.
+                    abandoned = true;
+                    self.slabs
+                        .locked()
+                        .retain(|(s, _)| s.chunks.chunk_size() != chunk);
+                    continue;
+                }
+                _ => {
+                    // The pool has no room: a region for this message alone.
+                    let slab = Arc::new(Slab::new(chunk, 1, false)?);
+                    let chunk = slab.chunks.claim(0).ok_or_else(|| {
+                        SendError::Region(RegionError("a new chunk is taken".into()))
+                    })?;
+                    return Ok(Held { chunk, slab });
+                }
+            }
+            // Receivers are behind: wait for one to give a chunk back.
+            if pause < Duration::from_micros(100) {
+                std::thread::yield_now();
+                pause *= 2;
+            } else {
+                std::thread::sleep(pause);
             }
         }
-        let size = need
-            .max(MIN_REGION)
-            .checked_next_power_of_two()
-            .unwrap_or(need);
-        let mut region = MemoryRegion::new(size).map_err(SendError::Region)?;
-        // Mapped whole once, here: every later loan of it writes without a page fault.
-        region.map(..).map_err(SendError::Region)?;
-        Ok(region)
     }
 
-    /// Keeps a region (still mapped) for a later loan: busy ones too, since
-    /// receivers will drop theirs; the oldest go when the pool is full.
-    pub(crate) fn give_back(&self, region: MemoryRegion) {
-        let mut free = self.free.locked();
-        free.push(region);
-        while free.len() > POOL_REGIONS || free.iter().map(|r| r.size()).sum::<usize>() > POOL_BYTES
-        {
-            free.remove(0);
+    /// A free chunk of `chunk` bytes from the slabs: a few looks on from
+    /// where each slab last gave one (chunks come back about in the order
+    /// they went, so the next one is usually free), then, if none was,
+    /// every chunk (they are all busy or nearly: the receivers are behind).
+    fn free_chunk(slabs: &mut [(Arc<Slab>, usize)], chunk: usize) -> Option<Held> {
+        for probe in [Some(PROBES), None] {
+            for (slab, cursor) in slabs.iter_mut() {
+                if slab.chunks.chunk_size() != chunk {
+                    continue;
+                }
+                let n = slab.chunks.len();
+                for j in 0..probe.unwrap_or(n).min(n) {
+                    let i = (*cursor + j) % n;
+                    if let Some(c) = slab.chunks.claim(i) {
+                        *cursor = (i + 1) % n;
+                        return Some(Held {
+                            chunk: c,
+                            slab: slab.clone(),
+                        });
+                    }
+                }
+            }
         }
+        None
     }
-}
 
-impl LoanPool {
     /// How many regions the pool keeps.
     pub(crate) fn len(&self) -> usize {
-        self.free.locked().len()
+        self.slabs.locked().len()
     }
 
-    /// Lets every kept region go once nothing was lent for [`POOL_IDLE`].
+    /// Lets every kept region go once nothing was lent for [`POOL_IDLE`]
+    /// (one whose chunks receivers still hold lives on until they let go).
     /// When to call again (`None`: the pool is empty).
     pub(crate) fn trim(&self, now: Instant) -> Option<Instant> {
         let used = *self.used.locked();
-        let mut free = self.free.locked();
-        if free.is_empty() {
+        let mut slabs = self.slabs.locked();
+        if slabs.is_empty() {
             return None;
         }
         let due = used.map_or(now, |t| t + POOL_IDLE);
         if now < due {
             return Some(due);
         }
-        free.clear();
+        slabs.clear();
         None
     }
 }
@@ -240,14 +403,14 @@ mod tests {
 
     #[test]
     fn a_loan_holds_a_bytes_message_as_postcard_encodes_it() {
-        let pool = Arc::new(LoanPool::default());
+        let pool = LoanPool::default();
         for (format, len) in [(0u16, 0usize), (1, 5), (300, 200), (u16::MAX, 70_000)] {
-            let mut loan = pool.lend(format, len).expect("loan");
+            let mut loan = pool.lend(format, len, Wait::No).expect("loan");
             for (i, b) in loan.as_mut_slice().iter_mut().enumerate() {
                 *b = i as u8;
             }
-            let (mut region, start, encoded, _) = loan.into_parts().expect("parts");
-            let bytes = region.map(start..start + encoded).expect("map").to_vec();
+            let (mut held, start, encoded) = loan.into_parts();
+            let bytes = held.body_mut()[start..start + encoded].to_vec();
             let m = BytesMessage::decode(BytesMessage::TYPE_UUID, &bytes)
                 .expect("decodes")
                 .expect("known type");
@@ -257,33 +420,32 @@ mod tests {
     }
 
     #[test]
-    fn a_region_is_reused_once_only_the_pool_holds_it() {
-        let pool = Arc::new(LoanPool::default());
-        let (region, ..) = pool
-            .lend(0, 10_000)
-            .expect("loan")
-            .into_parts()
-            .expect("parts");
-        let held = region.clone(); // a receiver still holds it
-        pool.give_back(region);
-        let (other, ..) = pool
-            .lend(0, 10_000)
-            .expect("loan")
-            .into_parts()
-            .expect("parts");
-        assert_eq!(other.ref_count(), 1, "a busy region is not lent again");
+    fn a_chunk_is_reused_once_only_when_every_holder_let_go() {
+        let pool = LoanPool::default();
+        let held = pool.chunk_for(1000, Wait::No).expect("chunk");
+        let first = (held.key(), held.count_offset());
+        held.add_ref(); // a receiver holds it
         drop(held);
-        pool.give_back(other);
-        let (again, ..) = pool
-            .lend(0, 9_000)
-            .expect("loan")
-            .into_parts()
-            .expect("parts");
-        assert_eq!(again.ref_count(), 1);
-        assert_eq!(
-            pool.free.lock().expect("pool").len(),
-            1,
-            "one of the two was reused"
+        let other = pool.chunk_for(1000, Wait::No).expect("chunk");
+        assert_eq!(other.key(), first.0, "same slab");
+        assert_ne!(
+            other.count_offset(),
+            first.1,
+            "a busy chunk is not lent again"
         );
+        drop(other);
+        // The receiver lets go.
+        let slabs = pool.slabs.locked();
+        let (slab, _) = &slabs[0];
+        let i = first.1 as usize / slab.chunks.chunk_size();
+        slab.chunks
+            .count(i)
+            .expect("count")
+            .fetch_sub(1, Ordering::Release);
+        assert!(slab.idle());
+        drop(slabs);
+        assert_eq!(pool.len(), 1);
+        assert_eq!(pool.trim(Instant::now() + POOL_IDLE), None, "idle slabs go");
+        assert_eq!(pool.len(), 0);
     }
 }

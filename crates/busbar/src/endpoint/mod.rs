@@ -117,8 +117,6 @@ pub(crate) struct Shared {
     pub loans: Arc<loan::LoanPool>,
     /// The last selector sent, encoded.
     pub selectors: outgoing::SelectorCache,
-    /// Regions received as payloads, kept mapped for the next message in them.
-    pub lent: Mutex<lent::LentMaps>,
     /// Requests waiting for their answers.
     pub requests: Arc<request::Requests>,
 }
@@ -220,7 +218,6 @@ pub fn join<T: MessageBox, R: MessageBox>(
         counters: Counters::default(),
         loans: Arc::default(),
         selectors: outgoing::SelectorCache::default(),
-        lent: Mutex::default(),
         requests: Arc::new(request::Requests::new()?),
     });
     let driver = driver::spawn(shared.clone(), listener, joined.conn, controller)?;

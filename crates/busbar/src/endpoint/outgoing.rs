@@ -1,11 +1,13 @@
 //! Outgoing messages, encoded once into an [`OutFrame`] that can be written
 //! to any number of links (routing is in `route.rs`).
 
-use super::loan::{Loan, LoanPool};
+use super::loan::{Held, Loan, LoanPool};
 use super::request::Ticket;
 use crate::error::SendError;
-use crate::frame::{self, Header, Kind, FLAG_PAYLOAD_IN_REGION, FLAG_REPLY, FLAG_REQUEST};
-use crate::link::{OutLink, RawFrame, SendFailure, Wait};
+use crate::frame::{
+    self, Header, Kind, Locator, FLAG_PAYLOAD_IN_REGION, FLAG_REPLY, FLAG_REQUEST, NO_SLOT,
+};
+use crate::link::{OutLink, RawFrame, RegionRef, SendFailure, Wait};
 use crate::payload::MessageBox;
 use crate::selector::{LabelOp, SelectorMode};
 use crate::sync::Lock;
@@ -16,19 +18,24 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// A multicast payload at least this long is written once into a chunk of
+/// the pool, and each receiver gets a reference to it, not a copy.
+pub(crate) const MULTICAST_BY_REF: usize = 512;
+
 /// A message encoded for the wire, ready to be written to any number of links.
 #[derive(Debug)]
 pub(crate) struct OutFrame {
     pub selector: Selector,
     header: Header,
     selector_bytes: Arc<[u8]>,
-    /// The in-line payload (its offset in `lent` when it is there).
+    /// The in-line payload (its locator, slot `NO_SLOT`, when it is lent).
     payload: Vec<u8>,
     objects: Vec<OwnedFd>,
     regions: Vec<MemoryRegion>,
-    /// The region a lent payload is in (its descriptor goes last). Our
-    /// handle keeps its count; each receiver gets one of its own.
-    lent: Option<(MemoryRegion, Arc<LoanPool>)>,
+    /// The chunk a lent payload is in, and where: its region's descriptor
+    /// goes last, or the link refers to a region it carried before. Our
+    /// hold keeps its count; each receiver gets one of its own.
+    lent: Option<(Held, Locator)>,
     /// Whether the regions' own counts (those of the handles in the
     /// message) are still here to give to the first receiver.
     own_counts: AtomicBool,
@@ -38,9 +45,6 @@ pub(crate) struct OutFrame {
 
 impl Drop for OutFrame {
     fn drop(&mut self) {
-        if let Some((region, pool)) = self.lent.take() {
-            pool.give_back(region);
-        }
         if !*self.own_counts.get_mut() {
             for r in &mut self.regions {
                 r.hand_over_count();
@@ -59,32 +63,41 @@ pub(crate) struct Built {
     pub regions: Vec<MemoryRegion>,
 }
 
-/// An encoded payload: ours to keep, or the caller's to copy.
+/// An encoded payload: ours to keep, the caller's to copy, or encoded
+/// already into the first bytes of a chunk of the pool.
 pub(crate) enum Payload<'a> {
     Owned(Vec<u8>),
     Borrowed(&'a [u8]),
+    InChunk(Held, usize),
 }
 
 impl Payload<'_> {
     /// Its length in bytes.
     pub(crate) fn len(&self) -> usize {
-        self.bytes().len()
+        match self {
+            Payload::Owned(v) => v.len(),
+            Payload::Borrowed(b) => b.len(),
+            Payload::InChunk(_, n) => *n,
+        }
     }
 
-    /// Its bytes.
+    /// Its bytes, when not in a chunk.
     pub(crate) fn bytes(&self) -> &[u8] {
         match self {
             Payload::Owned(v) => v,
             Payload::Borrowed(b) => b,
+            Payload::InChunk(..) => &[],
         }
     }
+}
 
-    fn into_vec(self) -> Vec<u8> {
-        match self {
-            Payload::Owned(v) => v,
-            Payload::Borrowed(b) => b.to_vec(),
-        }
-    }
+/// Whether a payload of `len` bytes with `selector` goes into the pool: too
+/// large to travel in-line, or a multicast's worth writing once.
+fn spills(selector: &Selector, selector_len: usize, len: usize) -> bool {
+    selector_len + len > frame::INLINE_MAX
+        || (selector.mode == SelectorMode::Multicast
+            && selector.endpoint.is_none()
+            && len >= MULTICAST_BY_REF)
 }
 
 /// The last selector encoded, with its bytes: a sender usually sends many
@@ -146,8 +159,34 @@ impl OutFrame {
         max_payload: u64,
         pool: &Arc<LoanPool>,
         selectors: &SelectorCache,
+        wait: Wait,
     ) -> Result<OutFrame, SendError> {
         let selector_bytes = selectors.bytes(&msg.selector)?;
+        // A payload whose length is known (a `BytesMessage`) and that goes
+        // into the pool is encoded straight into its chunk: no copy on the way.
+        if let Some(n) = msg.payload.encoded_len() {
+            let max = max_payload.min(frame::MAX_PAYLOAD);
+            if spills(&msg.selector, selector_bytes.len(), n) && n as u64 <= max {
+                let mut held = pool.chunk_for(n, wait)?;
+                let out = held.body_mut().get_mut(..n).ok_or_else(|| {
+                    SendError::Region(crate::RegionError("a chunk too small".into()))
+                })?;
+                msg.payload.encode_to_slice(out)?;
+                return OutFrame::build(
+                    Built {
+                        type_uuid: msg.payload.type_uuid(),
+                        selector: msg.selector,
+                        selector_bytes,
+                        objects: msg.objects.into_iter().map(|o| o.into_fd()).collect(),
+                        regions: msg.memory_regions,
+                    },
+                    Payload::InChunk(held, n),
+                    max_payload,
+                    pool,
+                    wait,
+                );
+            }
+        }
         let mut payload = Vec::with_capacity(64);
         // Channel ends in the payload attach their descriptors (`attach`):
         // they go first among the frame's objects.
@@ -166,17 +205,20 @@ impl OutFrame {
             Payload::Owned(payload),
             max_payload,
             pool,
+            wait,
         )
     }
 
     /// A frame for a payload already encoded (`payload`), with these
-    /// descriptors: copied once, into the frame or into a region of `pool`
-    /// when too large to travel in-line.
+    /// descriptors: copied once, into the frame or into a chunk of `pool`
+    /// when too large to travel in-line or a multicast of at least
+    /// [`MULTICAST_BY_REF`] bytes (waiting for a chunk as `wait` says).
     pub(crate) fn build(
         parts: Built,
         payload: Payload<'_>,
         max_payload: u64,
         pool: &Arc<LoanPool>,
+        wait: Wait,
     ) -> Result<OutFrame, SendError> {
         let Built {
             selector,
@@ -193,7 +235,8 @@ impl OutFrame {
                 max,
             });
         }
-        let spills = selector_bytes.len() + payload_len > frame::INLINE_MAX;
+        let spills = matches!(payload, Payload::InChunk(..))
+            || spills(&selector, selector_bytes.len(), payload_len);
         let count = objects.len() + regions.len() + usize::from(spills);
         if count > socket::MAX_FDS_PER_FRAME {
             return Err(SendError::TooManyObjects {
@@ -216,13 +259,31 @@ impl OutFrame {
         header.type_uuid = type_uuid;
         let (payload, lent) = if spills {
             header.flags |= FLAG_PAYLOAD_IN_REGION;
-            let (region, offset) = pool.lend_bytes(payload.bytes())?;
-            (
-                (offset as u64).to_le_bytes().to_vec(),
-                Some((region, pool.clone())),
-            )
+            let held = match payload {
+                Payload::InChunk(held, _) => held,
+                payload => {
+                    let mut held = pool.chunk_for(payload_len, wait)?;
+                    held.body_mut()
+                        .get_mut(..payload_len)
+                        .ok_or_else(|| {
+                            SendError::Region(crate::RegionError("a chunk too small".into()))
+                        })?
+                        .copy_from_slice(payload.bytes());
+                    held
+                }
+            };
+            let locator = Locator {
+                count_offset: held.count_offset(),
+                payload_offset: held.body_offset(0),
+                slot: NO_SLOT,
+            };
+            (locator.encode().to_vec(), Some((held, locator)))
         } else {
-            (payload.into_vec(), None)
+            let bytes = match payload {
+                Payload::Owned(v) => v,
+                other => other.bytes().to_vec(),
+            };
+            (bytes, None)
         };
         Ok(OutFrame {
             selector,
@@ -245,11 +306,7 @@ impl OutFrame {
         max_payload: u64,
     ) -> Result<OutFrame, SendError> {
         let selector_bytes: Arc<[u8]> = check_selector(&selector)?.into();
-        let Some((region, offset, len, pool)) = loan.into_parts() else {
-            return Err(SendError::Region(crate::RegionError(
-                "the loan was already taken apart".into(),
-            )));
-        };
+        let (held, start, len) = loan.into_parts();
         let max = max_payload.min(frame::MAX_PAYLOAD);
         if len as u64 > max {
             return Err(SendError::TooLarge {
@@ -263,14 +320,19 @@ impl OutFrame {
         header.selector_len = selector_bytes.len() as u16;
         header.payload_len = len as u64;
         header.type_uuid = <crate::BytesMessage as crate::TypeUuid>::TYPE_UUID;
+        let locator = Locator {
+            count_offset: held.count_offset(),
+            payload_offset: held.body_offset(start),
+            slot: NO_SLOT,
+        };
         Ok(OutFrame {
             selector,
             header,
             selector_bytes,
-            payload: (offset as u64).to_le_bytes().to_vec(),
+            payload: locator.encode().to_vec(),
             objects: Vec::new(),
             regions: Vec::new(),
-            lent: Some((region, pool)),
+            lent: Some((held, locator)),
             own_counts: AtomicBool::new(true),
             ticket: None,
         })
@@ -315,19 +377,23 @@ impl OutFrame {
     pub(super) fn write_back(&self, fd: BorrowedFd<'_>, wait: Wait) -> Result<(), SendFailure> {
         let own = self.take_counts();
         let body: [&[u8]; 2] = [&self.selector_bytes, &self.payload];
-        let result = crate::link::send_whole(fd, &self.header.encode(), &body, &self.fds(), wait);
+        let result =
+            crate::link::send_whole(fd, &self.header.encode(), &body, &self.fds(true), wait);
         if result.is_err() {
             self.return_counts(own);
         }
         result
     }
 
-    fn fds(&self) -> Vec<BorrowedFd<'_>> {
+    /// The frame's descriptors: objects, regions, and (`with_lent`) the
+    /// region its payload is lent in.
+    fn fds(&self, with_lent: bool) -> Vec<BorrowedFd<'_>> {
         let objects = self.objects.iter().map(|f| f.as_fd());
         let regions = self.regions.iter().map(|r| r.fd());
+        let lent = self.lent.as_ref().filter(|_| with_lent);
         objects
             .chain(regions)
-            .chain(self.lent.as_ref().map(|(r, _)| r.fd()))
+            .chain(lent.map(|(held, _)| held.fd()))
             .collect()
     }
 
@@ -335,8 +401,8 @@ impl OutFrame {
     /// the counts of the message's own handles, each further one a new count.
     /// Whether the own counts were used (to take back if the send fails).
     pub(super) fn take_counts(&self) -> bool {
-        if let Some((r, _)) = &self.lent {
-            r.add_in_flight_ref();
+        if let Some((held, _)) = &self.lent {
+            held.add_ref();
         }
         let own = self.own_counts.swap(false, Ordering::AcqRel);
         if !own {
@@ -349,8 +415,8 @@ impl OutFrame {
 
     /// Takes back the counts of a copy that did not go out.
     pub(crate) fn return_counts(&self, own: bool) {
-        if let Some((r, _)) = &self.lent {
-            r.drop_in_flight_ref();
+        if let Some((held, _)) = &self.lent {
+            held.drop_ref();
         }
         if own {
             self.own_counts.store(true, Ordering::Release);
@@ -364,8 +430,27 @@ impl OutFrame {
     /// Writes the frame to one link, waiting for room as `wait` says.
     pub(crate) fn write_to(&self, link: &OutLink, wait: Wait) -> Result<(), SendFailure> {
         let own = self.take_counts();
-        let body: [&[u8]; 2] = [&self.selector_bytes, &self.payload];
-        let result = link.send(&self.header, &body, &self.fds(), wait);
+        let result = match &self.lent {
+            // The link sends the region, or refers to it if it did before.
+            Some((held, locator)) => link.send(
+                &self.header,
+                &[&self.selector_bytes],
+                &self.fds(false),
+                Some(RegionRef {
+                    key: held.key(),
+                    fd: held.fd(),
+                    locator: *locator,
+                }),
+                wait,
+            ),
+            None => link.send(
+                &self.header,
+                &[&self.selector_bytes, &self.payload],
+                &self.fds(false),
+                None,
+                wait,
+            ),
+        };
         if result.is_err() {
             self.return_counts(own);
         }
@@ -389,7 +474,7 @@ impl OutFrame {
     /// returned if it is not delivered after all.
     pub(super) fn local_copy(&self) -> io::Result<(RawFrame, bool)> {
         let mut fds = Vec::with_capacity(self.header.fd_count());
-        for fd in self.fds() {
+        for fd in self.fds(true) {
             fds.push(fd.try_clone_to_owned()?);
         }
         let own = self.take_counts();
@@ -400,6 +485,7 @@ impl OutFrame {
             header: self.header.clone(),
             bytes,
             fds,
+            view: None,
         };
         Ok((raw, own))
     }

@@ -1,6 +1,6 @@
 //! The receiving half of an endpoint.
 
-use super::borrowed::{Borrowed, Opened, Unopened};
+use super::borrowed::{Borrowed, Opened, Payload, Unopened};
 use super::inbox::{Got, Origin, Step, BELL};
 use super::lent::LentMaps;
 use super::{Core, EndpointId};
@@ -14,8 +14,7 @@ use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Bytes of ring frames a receiver decodes ahead from one link at a time.
@@ -254,7 +253,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
                 count_handed::<Option<Message<R>>>(counters, &out);
                 return out;
             }
-            let decoded = decode_with(raw, &self.core.shared.lent, &origin)?;
+            let decoded = decode_with(raw, &self.core.shared.inbox.lent, &origin)?;
             match decoded {
                 Decoded::Message(m) => {
                     counters.received.fetch_add(1, Ordering::Relaxed);
@@ -403,7 +402,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
             return Some(Err(too_large(raw.header.payload_len, max)));
         }
         let reply_to = origin.reply_to(&raw.header);
-        let mut opened = match Opened::open(raw, &self.core.shared.lent) {
+        let mut opened = match Opened::open(raw, &self.core.shared.inbox.lent) {
             Ok(o) => o,
             Err(Unopened::Skipped) => return None,
             Err(Unopened::Malformed(e)) => {
@@ -665,6 +664,31 @@ pub(crate) fn decode_with<R: MessageBox>(
         .into_iter()
         .map(crate::Object::into_fd)
         .collect();
+    // A large payload lent in a region stays there: no buffer to allocate,
+    // fault in and copy (a `BytesMessage` keeps it as its `Bytes`).
+    let opened = match opened.payload {
+        Payload::Lent(view) if view.len() >= SHARE_MIN => {
+            let len = view.len();
+            let Some(shared) = crate::Bytes::shared(Arc::new(view), 0, len) else {
+                return Ok(Decoded::Malformed(FrameError::Body(
+                    "the payload lies outside its region".into(),
+                )));
+            };
+            let (decoded, objects) =
+                crate::attach::provide(fds, || R::decode_shared(type_uuid, shared));
+            return finish(
+                decoded?,
+                opened.selector,
+                objects,
+                opened.memory_regions,
+                origin,
+                reply_to,
+                type_uuid,
+            );
+        }
+        payload => Opened { payload, ..opened },
+    };
+    let mut opened = opened;
     let Some(payload) = opened.payload.bytes() else {
         return Ok(Decoded::Malformed(FrameError::Body(
             "the payload lies outside its region".into(),
@@ -682,12 +706,35 @@ pub(crate) fn decode_with<R: MessageBox>(
     // Channel ends in the payload take their descriptors (`attach`); the
     // rest are the message's objects.
     let (decoded, objects) = crate::attach::provide(fds, || R::decode(type_uuid, payload));
-    match decoded? {
+    let selector = std::mem::replace(
+        &mut opened.selector,
+        crate::Selector::unicast(crate::LabelOp::True),
+    );
+    let regions = std::mem::take(&mut opened.memory_regions);
+    finish(
+        decoded?, selector, objects, regions, origin, reply_to, type_uuid,
+    )
+}
+
+/// Payloads lent in a region at least this long are left there when received.
+const SHARE_MIN: usize = crate::frame::INLINE_MAX;
+
+/// The message a decoded payload makes (`None`: a type `R` does not know).
+fn finish<R>(
+    payload: Option<R>,
+    selector: crate::Selector,
+    objects: Vec<std::os::fd::OwnedFd>,
+    memory_regions: Vec<crate::MemoryRegion>,
+    origin: &Origin,
+    reply_to: Option<super::ReplyTo>,
+    type_uuid: crate::TypeUuidBytes,
+) -> Result<Decoded<R>, RecvError> {
+    match payload {
         Some(payload) => Ok(Decoded::Message(Message {
-            selector: opened.selector,
+            selector,
             payload,
             objects: objects.into_iter().map(crate::Object::from).collect(),
-            memory_regions: opened.memory_regions,
+            memory_regions,
             source: EndpointId(origin.source),
             reply_to: reply_to.map(Box::new),
         })),

@@ -374,6 +374,7 @@ impl Requests {
                                     header,
                                     bytes: bytes.to_vec(),
                                     fds,
+                                    view: None,
                                 }),
                             Ok(_) => bad += 1,
                             Err(e) => {
@@ -468,7 +469,7 @@ impl Shared {
             }
         };
         let origin = super::inbox::Origin::answer(peer);
-        match super::receiver::decode_with::<R>(raw, &self.lent, &origin) {
+        match super::receiver::decode_with::<R>(raw, &self.inbox.lent, &origin) {
             Ok(super::receiver::Decoded::Message(mut m)) => {
                 m.source = EndpointId(peer);
                 Ok(m)

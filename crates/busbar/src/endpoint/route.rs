@@ -90,6 +90,17 @@ impl Shared {
     ///
     /// Order per receiver is kept with messages already waiting: a new
     /// message does not overtake a waiting one that a full receiver holds up.
+    /// How long a `call` with `selector` waits for a full receiver (its
+    /// backpressure policy, or the endpoint's, decides).
+    pub(crate) fn wait_for(&self, selector: &crate::Selector, call: Call) -> Wait {
+        let policy = selector.backpressure.unwrap_or(self.options.backpressure);
+        match (policy, call) {
+            (Backpressure::Block, Call::Send) => Wait::Forever,
+            (Backpressure::Block, Call::Until(d)) => Wait::Until(d),
+            _ => Wait::No,
+        }
+    }
+
     pub(crate) fn route(&self, frame: OutFrame, call: Call) -> Result<(), SendError> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(SendError::Disconnected);
@@ -98,11 +109,7 @@ impl Shared {
             .selector
             .backpressure
             .unwrap_or(self.options.backpressure);
-        let wait = match (policy, call) {
-            (Backpressure::Block, Call::Send) => Wait::Forever,
-            (Backpressure::Block, Call::Until(d)) => Wait::Until(d),
-            _ => Wait::No,
-        };
+        let wait = self.wait_for(&frame.selector, call);
         let mut pending = self.pending.locked();
         if !pending.is_empty() {
             self.flush(&mut pending, Instant::now(), wait);

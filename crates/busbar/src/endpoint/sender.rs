@@ -124,10 +124,13 @@ impl<T: MessageBox> EndpointSender<T> {
     /// message; it arrives as a [`BytesMessage`](crate::BytesMessage) with
     /// format tag `format`.
     ///
-    /// Loans come from a pool of regions this endpoint keeps mapped (a
-    /// region is lent again once every receiver has dropped its message).
-    /// Worth it for large payloads; small ones travel faster by plain
-    /// `send`, copied through the link's ring.
+    /// Loans are chunks of a pool of regions this endpoint keeps mapped (a
+    /// chunk is lent again once every receiver has dropped its message).
+    /// The first loan from a region a receiver has not seen carries the
+    /// region's descriptor; later ones travel through the link's ring as a
+    /// small reference. When every chunk of the size is held (receivers are
+    /// behind), `loan` waits for one under [`Backpressure::Block`], at most
+    /// a second, then takes new memory.
     ///
     /// ```
     /// use busbar::{label, BytesMessage, Options, Selector};
@@ -140,7 +143,13 @@ impl<T: MessageBox> EndpointSender<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn loan(&self, format: u16, len: usize) -> Result<Loan, SendError> {
-        self.core.shared.loans.lend(format, len)
+        let shared = &self.core.shared;
+        // A loan waits for room in the pool as a send waits for room in a link.
+        let wait = match shared.options.backpressure {
+            Backpressure::Block => Wait::Forever,
+            _ => Wait::No,
+        };
+        shared.loans.lend(format, len, wait)
     }
 
     /// Sends a [`Loan`] to the endpoints `selector` picks, as
@@ -211,11 +220,13 @@ impl<T: MessageBox> EndpointSender<T> {
         let deadline = Instant::now() + timeout;
         let ticket = shared.requests.open();
         let corr = ticket.corr();
+        let wait = shared.wait_for(&msg.selector, Call::Until(deadline));
         let frame = match OutFrame::encode(
             msg,
             shared.options.limits.max_payload,
             &shared.loans,
             &shared.selectors,
+            wait,
         ) {
             Ok(f) => f.into_request(ticket),
             // The ticket is dropped: the request never went anywhere.
@@ -276,6 +287,7 @@ impl<T: MessageBox> EndpointSender<T> {
             shared.options.limits.max_payload,
             &shared.loans,
             &shared.selectors,
+            Wait::Until(Instant::now() + REPLY_ROOM_WAIT),
         )?
         .into_reply(to.corr);
         match &to.path {
@@ -316,12 +328,14 @@ impl<T: MessageBox> EndpointSender<T> {
 
     fn route(&self, msg: Message<T>, call: Call) -> Result<(), SendError> {
         let shared = &self.core.shared;
+        let wait = shared.wait_for(&msg.selector, call);
         shared.route(
             OutFrame::encode(
                 msg,
                 shared.options.limits.max_payload,
                 &shared.loans,
                 &shared.selectors,
+                wait,
             )?,
             call,
         )

@@ -44,9 +44,12 @@ pub struct EndpointStats {
     /// The links to receivers this endpoint has sent to, by receiver.
     pub links: Vec<LinkStats>,
     /// Shared-memory regions this endpoint keeps mapped for reuse: those it
-    /// lends for [`loan`](crate::EndpointSender::loan)s and large payloads,
-    /// and those large payloads came to it in. Each is let go a second after
-    /// it was last used.
+    /// lends for [`loan`](crate::EndpointSender::loan)s, large payloads and
+    /// multicasts, and those such payloads came to it in (kept for the next
+    /// message in them, held by its links for their senders, or by
+    /// messages). Its own are let go a second after it last lent one; those
+    /// it received, a second after it last used one, or soon after their
+    /// sender let go of them.
     pub pooled_regions: usize,
 }
 
@@ -81,7 +84,7 @@ impl Shared {
             malformed: c.malformed.load(Ordering::Relaxed),
             links_cut: c.links_cut.load(Ordering::Relaxed),
             links,
-            pooled_regions: self.loans.len() + self.lent.locked().len(),
+            pooled_regions: self.loans.len() + self.inbox.lent.locked().len(),
         }
     }
 

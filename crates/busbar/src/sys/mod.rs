@@ -20,4 +20,5 @@ pub(crate) mod poll;
 #[cfg(feature = "tokio")]
 pub(crate) mod reactor;
 pub(crate) mod ring;
+pub(crate) mod slab;
 pub(crate) mod socket;

@@ -211,6 +211,20 @@ pub(crate) fn wait_writable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io
     }
 }
 
+/// Whether socket `fd` has something to read, or its peer hung up
+/// ([poll(2)] for `POLLIN`, without waiting).
+///
+/// [poll(2)]: https://man7.org/linux/man-pages/man2/poll.2.html
+pub(crate) fn readable(fd: BorrowedFd<'_>) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    !matches!(poll(&mut fds, Some(&zero)), Ok(0))
+}
+
 /// Whether the peer of socket `fd` hung up ([poll(2)] for `POLLRDHUP`,
 /// without waiting).
 ///

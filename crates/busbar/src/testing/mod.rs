@@ -51,8 +51,19 @@ pub const KIND_CONTROL: u8 = Kind::Control as u8;
 /// Header flag: the payload is in the last descriptor, a sealed memfd.
 pub const FLAG_PAYLOAD_IN_FD: u8 = frame::FLAG_PAYLOAD_IN_FD;
 /// Header flag: the payload is lent in the last descriptor, a memory
-/// region, at the offset in the 8 bytes after the selector.
+/// region, where the 24-byte locator after the selector says.
 pub const FLAG_PAYLOAD_IN_REGION: u8 = frame::FLAG_PAYLOAD_IN_REGION;
+/// Header flag: the payload is lent in a region an earlier frame on the
+/// link carried (the locator's slot names it); no descriptor travels.
+pub const FLAG_PAYLOAD_BY_REF: u8 = frame::FLAG_PAYLOAD_BY_REF;
+/// The bytes of a locator (count word offset, payload offset, slot, reserved).
+pub const REGION_LOCATOR_LEN: usize = frame::REGION_LOCATOR_LEN;
+/// How many regions a link remembers.
+pub const LINK_SLOTS: u32 = frame::LINK_SLOTS;
+/// The slot of a region the link is not asked to remember.
+pub const NO_SLOT: u32 = frame::NO_SLOT;
+/// The bytes at the start of a chunk of a sender's pool (its count word first).
+pub const CHUNK_HEADER: usize = crate::sys::slab::CHUNK_HEADER;
 /// Header flag: a request (its sender waits for the answer with the correlation id).
 pub const FLAG_REQUEST: u8 = frame::FLAG_REQUEST;
 /// Header flag: an answer; refused on a data link going forward (answers

@@ -61,7 +61,7 @@ fn main() {
                     busbar::Selector::multicast(busbar::LabelOp::True),
                     busbar::BytesMessage {
                         format: 0,
-                        data: vec![0x00, 0x01, 0x02, 0x03],
+                        data: vec![0x00, 0x01, 0x02, 0x03].into(),
                     },
                 ))
                 .unwrap();
@@ -118,7 +118,7 @@ fn main() {
                             busbar::Selector::multicast(busbar::LabelOp::True),
                             busbar::BytesMessage {
                                 format: 0,
-                                data: vec![0x00, 0x01, 0x02, 0x03],
+                                data: vec![0x00, 0x01, 0x02, 0x03].into(),
                             },
                         ))
                         .unwrap();

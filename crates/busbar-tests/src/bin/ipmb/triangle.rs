@@ -86,7 +86,7 @@ fn main() {
             busbar::Selector::multicast(busbar::LabelOp::from("cc")),
             MyMessageBox::BytesMessage(busbar::BytesMessage {
                 format: 0,
-                data: vec![0x01, 0x03, 0x05, 0x07],
+                data: vec![0x01, 0x03, 0x05, 0x07].into(),
             }),
         );
 

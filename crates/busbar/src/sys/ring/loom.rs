@@ -309,3 +309,57 @@ fn loom_uncommitted_frame_is_invisible() {
         producer.join().expect("producer");
     });
 }
+
+/// The count protocol of a pool chunk (`sys/slab.rs`, `endpoint/lent.rs`):
+/// the sender writes a payload and adds one per receiver before the frame
+/// that refers to it leaves (here: before the receivers start, which the
+/// ring's commit orders in the real thing), then drops its own hold and
+/// writes the chunk again only if it reads 0; each receiver reads the
+/// payload, then takes its count off. Loom fails the model if a receiver's
+/// read is not ordered before the sender's next write (the payload is an
+/// `UnsafeCell`), and the assertion if a receiver sees another payload.
+#[test]
+fn loom_chunk_is_reused_only_after_every_reader_let_go() {
+    struct Chunk {
+        count: LoomU32,
+        payload: UnsafeCell<u64>,
+    }
+    // SAFETY: shared between the model's threads on purpose: loom tracks
+    // every access to the payload cell and fails the model on any pair
+    // not ordered by happens-before.
+    unsafe impl Sync for Chunk {}
+
+    check(|| {
+        let chunk = Arc::new(Chunk {
+            count: LoomU32::new(0),
+            payload: UnsafeCell::new(0),
+        });
+        // The sender takes the free chunk (its own hold), writes, counts
+        // two receivers, and sends.
+        chunk.count.store(1, Ordering::Relaxed);
+        // SAFETY: nobody else holds the chunk yet.
+        chunk.payload.with_mut(|p| unsafe { *p = 1 });
+        chunk.count.fetch_add(2, Ordering::AcqRel);
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let c = chunk.clone();
+                loom::thread::spawn(move || {
+                    // SAFETY: loom checks that this read is ordered after
+                    // the write it reads and before the next one.
+                    let seen = c.payload.with(|p| unsafe { *p });
+                    assert_eq!(seen, 1, "a receiver saw another payload");
+                    c.count.fetch_sub(1, Ordering::Release);
+                })
+            })
+            .collect();
+        chunk.count.fetch_sub(1, Ordering::Release);
+        // Taken again only once every holder let go.
+        if chunk.count.load(Ordering::Acquire) == 0 {
+            // SAFETY: every reader let go (loom checks the order).
+            chunk.payload.with_mut(|p| unsafe { *p = 2 });
+        }
+        for r in readers {
+            r.join().expect("reader");
+        }
+    });
+}
