@@ -186,7 +186,7 @@ pub fn stats(bus: &str) -> std::collections::HashMap<String, String> {
     let answer = s
         .request::<BytesMessage>(ask, GUARD)
         .expect("the bridge answers stats");
-    String::from_utf8(answer.payload.data)
+    String::from_utf8(answer.payload.data.into_vec())
         .expect("text")
         .lines()
         .filter_map(|l| l.split_once('='))
