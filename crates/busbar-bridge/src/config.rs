@@ -25,7 +25,7 @@ use std::time::Duration;
 pub struct Config {
     /// The local bus to join (its identifier).
     pub bus: String,
-    /// The local bus's token.
+    /// The local bus's token (default `busbar`, the `busbar` command's).
     pub token: String,
     /// This host's name: the other hosts list this host's endpoints with the
     /// label `@host:<name>`. Letters, digits, `_`, `-` and `.`, 1 to 64 of
@@ -114,7 +114,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             bus: String::new(),
-            token: String::new(),
+            token: "busbar".to_string(),
             host: default_host(),
             export: LabelOp::False,
             listen: Vec::new(),

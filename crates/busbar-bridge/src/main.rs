@@ -24,7 +24,7 @@ struct Args {
     /// The local bus.
     #[arg(long, value_name = "NAME")]
     bus: Option<String>,
-    /// The local bus's token.
+    /// The local bus's token (default: the file's, else `busbar`).
     #[arg(long, env = "BUSBAR_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// This host's name, as the others label its endpoints (`@host:NAME`).

@@ -554,3 +554,24 @@ fn hostile_zenoh_peer_is_dropped_counted_and_harmless() {
     );
     a.kill();
 }
+
+#[test]
+fn a_responder_that_leaves_fails_the_request_at_once() {
+    let (bus_a, bus_b) = (bus("gone-a"), bus("gone-b"));
+    let a = Bridge::start(&bus_a, "a", "client", &[]);
+    let _b = Bridge::start(&bus_b, "b", "flaky", &[a.port]);
+    let (flaky, mut flaky_rx) = join::<u64>(&bus_b, label!("flaky"));
+    let (client, _client_rx) = join::<u64>(&bus_a, label!("client"));
+    let leaving = std::thread::spawn(move || {
+        let m = flaky_rx.recv(Some(GUARD)).expect("the request");
+        assert!(m.is_request());
+        drop((flaky, flaky_rx)); // leaves without answering
+    });
+    let to = Selector::unicast("flaky").ttl(GUARD);
+    // ResponderGone, not Timeout: the requester learns it at once.
+    let e = client
+        .request::<u64>(Message::new(to, 1), GUARD)
+        .expect_err("no answer");
+    assert!(matches!(e, busbar::RequestError::ResponderGone(_)), "{e}");
+    leaving.join().expect("responder");
+}
