@@ -21,6 +21,10 @@ pub(crate) struct Directory {
     stale: BTreeMap<u64, Instant>,
     /// Endpoints the controller said left (or whose grace ran out).
     departed: Departed,
+    /// Bumped whenever an endpoint is listed or unlisted: a sender that
+    /// found nobody for a message knows from it whether a later look may
+    /// find somebody (see `Shared::flush`).
+    changes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +50,7 @@ impl Directory {
     /// (`Removed`), or the grace runs out; a send to one that is really
     /// gone finds its address closed and skips it.
     pub(crate) fn reset(&mut self, epoch: u64, controller: u64, peers: Vec<PeerRecord>) {
+        self.changes += 1;
         self.epoch = epoch;
         self.controller = Some(controller);
         let now = Instant::now();
@@ -71,6 +76,7 @@ impl Directory {
 
     /// Records an endpoint (the controller lists it).
     pub(crate) fn add(&mut self, record: PeerRecord) {
+        self.changes += 1;
         self.stale.remove(&record.id);
         self.departed.forget(record.id);
         let label = Label::new(record.label.iter().cloned());
@@ -112,11 +118,19 @@ impl Directory {
             .map(|(id, _)| *id)
             .collect();
         for id in &gone {
+            self.changes += 1;
             self.stale.remove(id);
             self.peers.remove(id);
             self.departed.insert(*id);
         }
         gone
+    }
+
+    /// How many times an endpoint was listed or unlisted so far: equal
+    /// counts, the same endpoints (a kept peer's grace running out only
+    /// ever takes matches away).
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// When the next kept peer's grace runs out.
@@ -126,6 +140,7 @@ impl Directory {
 
     /// Forgets an endpoint that left; whether it was there.
     pub(crate) fn remove(&mut self, id: u64) -> bool {
+        self.changes += 1;
         self.stale.remove(&id);
         self.departed.insert(id);
         self.peers.remove(&id).is_some()
@@ -151,6 +166,7 @@ impl Directory {
         if self.peers.contains_key(&record.id) || self.departed.contains(record.id) {
             return;
         }
+        self.changes += 1;
         let until = Instant::now() + crate::controller::REJOIN_GRACE;
         self.stale.insert(record.id, until);
         let label = Label::new(record.label.iter().cloned());

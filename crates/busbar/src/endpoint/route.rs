@@ -50,6 +50,12 @@ struct Outcome {
     /// One of `full` is this endpoint, and the thread sending is the one
     /// receiving from it: waiting for room could never end.
     would_deadlock: bool,
+    /// The directory's [`changes`](super::directory::Directory::changes)
+    /// when the receivers were picked.
+    dir_changes: u64,
+    /// Nothing was written: the directory had changed since the count the
+    /// caller gave (`deliver`'s `unless_changed_since`).
+    changed: bool,
 }
 
 impl Outcome {
@@ -128,7 +134,7 @@ impl Shared {
             return self.hold(&mut pending, frame, Vec::new(), false);
         }
         drop(pending);
-        let out = self.deliver(&frame, &[], wait)?;
+        let out = self.deliver(&frame, &[], wait, None)?;
         if !out.full.is_empty() {
             if policy == Backpressure::DropNewest {
                 self.count_drops(&out.full);
@@ -200,8 +206,17 @@ impl Shared {
     /// Retries waiting messages in order, waiting for full receivers as
     /// `wait` says, and drops those whose ttl ran out. Stops at a message a
     /// full receiver holds up, so that nothing behind it overtakes it.
+    ///
+    /// A message that finds nobody stays, and those behind it may go (they
+    /// cannot share a receiver with it) only as long as the directory is
+    /// the one it found nobody in: when an endpoint is listed meanwhile (the
+    /// background thread takes the controller's word while we flush), the
+    /// flush starts again from the front, so that the waiting message
+    /// reaches a receiver they share before they do.
     pub(crate) fn flush(&self, pending: &mut VecDeque<Pending>, now: Instant, wait: Wait) {
         let mut keep = VecDeque::with_capacity(pending.len());
+        // The directory's change count when a message first found nobody.
+        let mut nobody_in: Option<u64> = None;
         while let Some(mut p) = pending.pop_front() {
             // Expired first: a match that appeared after the ttl ran out must not get it.
             if now >= p.deadline {
@@ -214,7 +229,18 @@ impl Shared {
                 Wait::Forever => Wait::Until(p.deadline),
                 Wait::No => Wait::No,
             };
-            let out = match self.deliver(&p.frame, &p.done, wait) {
+            let out = match self.deliver(&p.frame, &p.done, wait, nobody_in) {
+                Ok(out) if out.changed => {
+                    // Someone was listed since a message ahead found
+                    // nobody: from the front again (each restart follows
+                    // a change of the directory, so this ends).
+                    pending.push_front(p);
+                    let rest = std::mem::take(pending);
+                    keep.extend(rest);
+                    *pending = std::mem::take(&mut keep);
+                    nobody_in = None;
+                    continue;
+                }
                 Ok(out) => out,
                 Err(e) => {
                     tracing::warn!(selector = %p.frame.selector, "a waiting message could not be sent: {e}");
@@ -235,9 +261,13 @@ impl Shared {
                 continue;
             }
             // Still nobody matches (the ones behind it may go: they cannot
-            // share a receiver with it), or a full receiver holds it up
-            // (nothing behind it goes, so that nothing overtakes it).
+            // share a receiver with it, in this directory), or a full
+            // receiver holds it up (nothing behind it goes, so that nothing
+            // overtakes it).
             p.stuck = !out.full.is_empty();
+            if !p.stuck && nobody_in.is_none() {
+                nobody_in = Some(out.dir_changes);
+            }
             let stuck = p.stuck;
             keep.push_back(p);
             if stuck {
@@ -303,14 +333,27 @@ impl Shared {
     }
 
     /// Writes the frame to the receivers its selector picks from the
-    /// directory, skipping those in `done`.
-    fn deliver(&self, frame: &OutFrame, done: &[u64], wait: Wait) -> Result<Outcome, SendError> {
+    /// directory, skipping those in `done`. With `unless_changed_since`,
+    /// writes nothing (`changed`) when the directory's change count is no
+    /// longer that one.
+    fn deliver(
+        &self,
+        frame: &OutFrame,
+        done: &[u64],
+        wait: Wait,
+        unless_changed_since: Option<u64>,
+    ) -> Result<Outcome, SendError> {
+        let mut out = Outcome::default();
         let mut targets = {
             let dir = self.directory.read_locked();
+            out.dir_changes = dir.changes();
+            if unless_changed_since.is_some_and(|c| c != out.dir_changes) {
+                out.changed = true;
+                return Ok(out);
+            }
             dir.matching(&frame.selector)
         };
         targets.retain(|t| !done.contains(t));
-        let mut out = Outcome::default();
         if targets.is_empty() {
             return Ok(out);
         }
