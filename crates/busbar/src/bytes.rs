@@ -90,8 +90,8 @@ impl Bytes {
     }
 
     /// Whether the bytes lie in the shared memory they arrived in (rather
-    /// than in a `Vec` of this process): a received payload of more than
-    /// 64 KiB does.
+    /// than in a `Vec` of this process): a received payload of 64 KiB or
+    /// more that came in a region does.
     ///
     /// ```
     /// use busbar::{label, BytesMessage, Message, Options, Selector};

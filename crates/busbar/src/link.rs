@@ -55,7 +55,7 @@ const SOCKET_LAG_MS: u64 = 100;
 
 /// Milliseconds on the monotonic clock, cheaply (the coarse clock: a few
 /// ms of resolution, which is all the hang-up check needs).
-fn coarse_ms() -> u64 {
+pub(crate) fn coarse_ms() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
     (t.tv_sec as u64).wrapping_mul(1000) + (t.tv_nsec as u64) / 1_000_000
 }

@@ -407,9 +407,20 @@ impl BytesMessage {
         let data = payload
             .slice(start, total - start)
             .ok_or_else(|| CodecError::new("cannot decode `BytesMessage`: out of range"))?;
+        // Small ones are copied out: holding the sender's chunk is worth it
+        // only where the copy costs more than the trip.
+        let data = if data.len() < SHARE_MIN {
+            Bytes::from(&data[..])
+        } else {
+            data
+        };
         Ok(BytesMessage { format, data })
     }
 }
+
+/// A received `BytesMessage` at least this long keeps its bytes in the
+/// shared memory they came in.
+const SHARE_MIN: usize = 64 * 1024;
 
 /// How many bytes `v` takes as a postcard varint.
 fn varint_len(v: u64) -> usize {

@@ -80,7 +80,7 @@ static NEXT_SLAB: AtomicU64 = AtomicU64::new(1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Loan {
-    held: Held,
+    mem: LoanMem,
     /// Where the encoded payload (prefix and bytes) starts in the chunk's body.
     start: usize,
     len: usize,
@@ -116,14 +116,32 @@ impl Loan {
     /// memory is new: reused memory holds what an earlier message left there.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         let range = DATA_OFFSET..DATA_OFFSET + self.len;
-        // The chunk was sized for the range (`LoanPool::lend`).
-        self.held.body_mut().get_mut(range).unwrap_or_default()
+        // Sized for the range (`LoanPool::lend`).
+        self.mem.body_mut().get_mut(range).unwrap_or_default()
     }
 
-    /// The chunk, and where the encoded payload lies in its body (offset, length).
-    pub(crate) fn into_parts(self) -> (Held, usize, usize) {
+    /// Its memory, and where the encoded payload lies in it (offset, length).
+    pub(crate) fn into_parts(self) -> (LoanMem, usize, usize) {
         let encoded = DATA_OFFSET - self.start + self.len;
-        (self.held, self.start, encoded)
+        (self.mem, self.start, encoded)
+    }
+}
+
+/// Where a loan's bytes are: a chunk of the pool, or (a loan too short to
+/// be worth a reference: it travels in-line) private memory.
+#[derive(Debug)]
+pub(crate) enum LoanMem {
+    Chunk(Held),
+    Heap(Vec<u8>),
+}
+
+impl LoanMem {
+    /// The bytes, laid out as a chunk's body.
+    pub(crate) fn body_mut(&mut self) -> &mut [u8] {
+        match self {
+            LoanMem::Chunk(held) => held.body_mut(),
+            LoanMem::Heap(v) => v,
+        }
     }
 }
 
@@ -231,6 +249,10 @@ pub(crate) struct LoanPool {
     slabs: Mutex<Vec<(Arc<Slab>, usize)>>,
     /// When a chunk was last asked for.
     used: Mutex<Option<Instant>>,
+    /// The coarse clock ([`coarse_ms`](crate::link::coarse_ms)) when `used`
+    /// was last set: it is set again only once that moved (a few times a
+    /// second at most, rather than a clock read per message).
+    used_coarse: AtomicU64,
 }
 
 impl LoanPool {
@@ -242,14 +264,19 @@ impl LoanPool {
         let need = DATA_OFFSET
             .checked_add(len)
             .ok_or_else(|| SendError::Region(RegionError(format!("a loan of {len} bytes"))))?;
-        let mut held = self.take(need, wait)?;
         let start = DATA_OFFSET - prefix.len();
-        held.body_mut()
+        // A loan shorter than a reference is worth travels in-line: no chunk.
+        let mut mem = if DATA_OFFSET - start + len < super::outgoing::MULTICAST_BY_REF {
+            LoanMem::Heap(vec![0; need])
+        } else {
+            LoanMem::Chunk(self.take(need, wait)?)
+        };
+        mem.body_mut()
             .get_mut(start..DATA_OFFSET)
             .ok_or_else(|| SendError::Region(RegionError("a chunk too small".into())))?
             .copy_from_slice(&prefix);
         Ok(Loan {
-            held,
+            mem,
             start,
             len,
             format,
@@ -272,7 +299,10 @@ impl LoanPool {
             .and_then(usize::checked_next_power_of_two)
             .ok_or_else(|| SendError::Region(RegionError(format!("a payload of {need} bytes"))))?
             .max(MIN_CHUNK);
-        *self.used.locked() = Some(Instant::now());
+        let coarse = crate::link::coarse_ms();
+        if self.used_coarse.swap(coarse, Ordering::Relaxed) != coarse {
+            *self.used.locked() = Some(Instant::now());
+        }
         let deadline = match wait {
             Wait::No => None,
             Wait::Until(d) => Some(d.min(Instant::now() + CHUNK_WAIT)),
@@ -409,8 +439,8 @@ mod tests {
             for (i, b) in loan.as_mut_slice().iter_mut().enumerate() {
                 *b = i as u8;
             }
-            let (mut held, start, encoded) = loan.into_parts();
-            let bytes = held.body_mut()[start..start + encoded].to_vec();
+            let (mut mem, start, encoded) = loan.into_parts();
+            let bytes = mem.body_mut()[start..start + encoded].to_vec();
             let m = BytesMessage::decode(BytesMessage::TYPE_UUID, &bytes)
                 .expect("decodes")
                 .expect("known type");

@@ -1,7 +1,7 @@
 //! Outgoing messages, encoded once into an [`OutFrame`] that can be written
 //! to any number of links (routing is in `route.rs`).
 
-use super::loan::{Held, Loan, LoanPool};
+use super::loan::{Held, Loan, LoanMem, LoanPool};
 use super::request::Ticket;
 use crate::error::SendError;
 use crate::frame::{
@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A multicast payload at least this long is written once into a chunk of
-/// the pool, and each receiver gets a reference to it, not a copy.
+/// the pool, and each receiver gets a reference to it, not a copy; a
+/// loan shorter than this travels in-line, copied (cheaper than a reference).
 pub(crate) const MULTICAST_BY_REF: usize = 512;
 
 /// A message encoded for the wire, ready to be written to any number of links.
@@ -306,7 +307,7 @@ impl OutFrame {
         max_payload: u64,
     ) -> Result<OutFrame, SendError> {
         let selector_bytes: Arc<[u8]> = check_selector(&selector)?.into();
-        let (held, start, len) = loan.into_parts();
+        let (mem, start, len) = loan.into_parts();
         let max = max_payload.min(frame::MAX_PAYLOAD);
         if len as u64 > max {
             return Err(SendError::TooLarge {
@@ -315,6 +316,30 @@ impl OutFrame {
             });
         }
         let mut header = Header::new(Kind::Data);
+        let held = match mem {
+            LoanMem::Chunk(held) => held,
+            LoanMem::Heap(mut payload) => {
+                // A few hundred bytes travel faster copied through the ring
+                // than referred to (a reference costs a count word that both
+                // sides write).
+                payload.drain(..start.min(payload.len()));
+                payload.truncate(len);
+                header.selector_len = selector_bytes.len() as u16;
+                header.payload_len = len as u64;
+                header.type_uuid = <crate::BytesMessage as crate::TypeUuid>::TYPE_UUID;
+                return Ok(OutFrame {
+                    selector,
+                    header,
+                    selector_bytes,
+                    payload,
+                    objects: Vec::new(),
+                    regions: Vec::new(),
+                    lent: None,
+                    own_counts: AtomicBool::new(true),
+                    ticket: None,
+                });
+            }
+        };
         header.flags = FLAG_PAYLOAD_IN_REGION;
         // In range: checked against MAX_SELECTOR (see frame.rs).
         header.selector_len = selector_bytes.len() as u16;

@@ -463,9 +463,18 @@ impl<R: MessageBox> EndpointReceiver<R> {
         let now = Instant::now();
         let spin_end = deadline.map_or(now + self.spin, |d| d.min(now + self.spin));
         let mut turns: u32 = 0;
-        while Instant::now() < spin_end {
+        let polite_from = now + crate::sys::ring::SPIN_ALONE;
+        loop {
+            let t = Instant::now();
+            if t >= spin_end {
+                break;
+            }
             if self.core.shared.inbox.watch(SPIN_TURNS) {
                 return Ok(());
+            }
+            if t >= polite_from {
+                // Nothing for a while: whoever will send may need the processor.
+                std::thread::yield_now();
             }
             turns = turns.wrapping_add(1);
             if turns % SOCKET_EVERY == 0 {
@@ -664,10 +673,11 @@ pub(crate) fn decode_with<R: MessageBox>(
         .into_iter()
         .map(crate::Object::into_fd)
         .collect();
-    // A large payload lent in a region stays there: no buffer to allocate,
-    // fault in and copy (a `BytesMessage` keeps it as its `Bytes`).
+    // A payload lent in a region is decoded where it lies: a large one
+    // stays there (a `BytesMessage` keeps it as its `Bytes`: no buffer to
+    // allocate, fault in and copy), a small one is copied once.
     let opened = match opened.payload {
-        Payload::Lent(view) if view.len() >= SHARE_MIN => {
+        Payload::Lent(view) => {
             let len = view.len();
             let Some(shared) = crate::Bytes::shared(Arc::new(view), 0, len) else {
                 return Ok(Decoded::Malformed(FrameError::Body(
@@ -715,9 +725,6 @@ pub(crate) fn decode_with<R: MessageBox>(
         decoded?, selector, objects, regions, origin, reply_to, type_uuid,
     )
 }
-
-/// Payloads lent in a region at least this long are left there when received.
-const SHARE_MIN: usize = crate::frame::INLINE_MAX;
 
 /// The message a decoded payload makes (`None`: a type `R` does not know).
 fn finish<R>(

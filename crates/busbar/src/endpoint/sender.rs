@@ -125,7 +125,9 @@ impl<T: MessageBox> EndpointSender<T> {
     /// format tag `format`.
     ///
     /// Loans are chunks of a pool of regions this endpoint keeps mapped (a
-    /// chunk is lent again once every receiver has dropped its message).
+    /// chunk is lent again once every receiver has dropped its message); a
+    /// loan shorter than 512 bytes is private memory, copied into the
+    /// link's ring when sent (cheaper than a reference at that size).
     /// The first loan from a region a receiver has not seen carries the
     /// region's descriptor; later ones travel through the link's ring as a
     /// small reference. When every chunk of the size is held (receivers are

@@ -9,9 +9,15 @@ use std::time::{Duration, Instant};
 /// The longest single futex wait (a longer timeout just waits again).
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
+/// Spinning longer than this yields the processor between looks: the other
+/// side may need it (more processes than cores), and a spin that has found
+/// nothing for this long is waiting for someone who is not running.
+pub(crate) const SPIN_ALONE: Duration = Duration::from_micros(5);
+
 /// Polls `ready` until it holds (`Ok(true)`) or `spin` has passed since
 /// `start` (`Ok(false)`): the spin before either side of a ring sleeps.
-/// Looks at the clock only every 64 turns.
+/// Looks at the clock only every 64 turns; past [`SPIN_ALONE`], yields
+/// between looks.
 pub(super) fn spin_until<E>(
     start: Instant,
     spin: Duration,
@@ -21,14 +27,23 @@ pub(super) fn spin_until<E>(
         return Ok(false);
     }
     let mut turns: u32 = 0;
+    let mut polite = false;
     loop {
-        std::hint::spin_loop();
+        if polite {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
         if ready()? {
             return Ok(true);
         }
         turns = turns.wrapping_add(1);
-        if turns % 64 == 0 && start.elapsed() >= spin {
-            return Ok(false);
+        if polite || turns % 64 == 0 {
+            let waited = start.elapsed();
+            if waited >= spin {
+                return Ok(false);
+            }
+            polite = waited >= SPIN_ALONE;
         }
     }
 }
