@@ -527,7 +527,14 @@ impl Inner {
             }
             ForwardError::Region { sender: source, .. } => (2, *source),
         };
-        if lock(&self.warned).insert((kind, source.0)) {
+        let first = {
+            let mut warned = lock(&self.warned);
+            if warned.len() >= 4096 {
+                warned.clear(); // Bounded: a sender may be warned about again.
+            }
+            warned.insert((kind, source.0))
+        };
+        if first {
             tracing::warn!("{e}");
         }
         *lock(&self.last_refusal) = Some(e);
@@ -586,6 +593,20 @@ impl Inner {
             for id in missing {
                 self.ensure_proxy(id);
             }
+        }
+        // Publishers for bridges no remote endpoint goes through any more
+        // (a bridge that left or restarted: a new Zenoh id each time).
+        {
+            let t = read(&self.tables);
+            let live: std::collections::HashSet<&str> = t
+                .remotes
+                .values()
+                .flat_map(|r| r.via.iter().map(String::as_str))
+                .collect();
+            let waiting = lock(&self.waiting);
+            lock(&self.publishers).retain(|zid, _| {
+                live.contains(zid.as_str()) || waiting.values().any(|w| *w.via == **zid)
+            });
         }
         // Requests whose answer will not come any more.
         let limit = self.config.request_timeout + Duration::from_secs(5);
@@ -993,9 +1014,9 @@ impl Inner {
             self.fail_request(&f);
             return;
         }
-        // No ttl first: a message held for its ttl can be overtaken by
-        // the next ones when its receiver appears (see ARCHITECTURE.md,
-        // "Beyond one machine"), so one is given only when needed.
+        // No ttl first (nothing waits in the proxy's ttl queue unless it
+        // must): one is given only when this proxy does not list the
+        // receiver yet.
         let selector = Selector::endpoint(EndpointId(f.dst));
         let mut msg = Message::new(selector, payload);
         for bytes in &f.regions {

@@ -177,9 +177,7 @@ fn order_per_sender_over_100k_messages() {
     let _b = Bridge::start(&bus_b, "b", "sink", &[a.port]);
     let (_sink, mut sink_rx) = join::<u64>(&bus_b, label!("sink"));
     let (producer, _p) = join::<u64>(&bus_a, label!("producer"));
-    // Not with a ttl: busbar's ttl queue can let later messages overtake
-    // the held ones when the receiver appears (the core's, not the
-    // bridge's; see ARCHITECTURE.md).
+    // Sent once the sink is listed, so that all 100k go straight through.
     wait_directory(&producer, "the sink", |d| {
         !with(d, &["sink", "@host:b"]).is_empty()
     });
@@ -574,4 +572,37 @@ fn a_responder_that_leaves_fails_the_request_at_once() {
         .expect_err("no answer");
     assert!(matches!(e, busbar::RequestError::ResponderGone(_)), "{e}");
     leaving.join().expect("responder");
+}
+
+#[test]
+fn a_bad_configuration_file_names_its_line() {
+    let dir = std::env::temp_dir().join(format!("bridge-bad-config.{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "bus = \"x\"\nexport = \"camera &\"\n").expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_busbar-bridge"))
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("line 2: export:"), "{err}");
+    std::fs::write(
+        &file,
+        "bus = \"x\"\n\n[tls]\nroot_ca_certificate = \"ca.pem\"\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_busbar-bridge"))
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("line 3:") && err.contains("TCP transport only"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
