@@ -133,23 +133,14 @@ impl<'env> Flat<'env> {
         drop(m.data);
         self.set(data)?;
         self.set(u32::from(m.format))?;
-        let source = match &self.source {
-            Some((id, text)) if *id == m.source_id => *text,
-            _ => {
-                let text = self.env.create_string(&m.source)?;
-                self.source = Some((m.source_id, text));
-                text
-            }
-        };
+        let source = reuse(self.env, &mut self.source, m.source_id, &m.source)?;
         self.set(source)?;
-        let selector = match &self.selector {
-            Some((last, text)) if *last == m.selector => *text,
-            _ => {
-                let text = self.env.create_string(&m.selector)?;
-                self.selector = Some((m.selector, text));
-                text
-            }
-        };
+        let selector = reuse(
+            self.env,
+            &mut self.selector,
+            m.selector.clone(),
+            &m.selector,
+        )?;
         self.set(selector)?;
         self.set(m.multicast)?;
         if m.fds.is_empty() {
@@ -173,6 +164,24 @@ impl<'env> Flat<'env> {
     /// The array.
     pub fn into_array(self) -> napi::bindgen_prelude::Array<'env> {
         self.array
+    }
+}
+
+/// The string kept in `slot` when it was made for `key`, else a new one
+/// for `text` (kept in its place).
+fn reuse<'env, K: PartialEq>(
+    env: &'env Env,
+    slot: &mut Option<(K, napi::JsString<'env>)>,
+    key: K,
+    text: &str,
+) -> Result<napi::JsString<'env>, Failure> {
+    match slot {
+        Some((last, made)) if *last == key => Ok(*made),
+        _ => {
+            let made = env.create_string(text)?;
+            *slot = Some((key, made));
+            Ok(made)
+        }
     }
 }
 

@@ -91,15 +91,8 @@ impl SenderCore {
             header.type_uuid = type_uuid;
             let link = self.link(wait)?;
             let body: [&[u8]; 2] = [&self.selector, payload.bytes()];
-            return match link.send(&header, &body, &[], None, wait) {
-                Ok(()) => Ok(()),
-                Err(SendFailure::Full) if dropping => {
-                    link.dropped
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    Ok(())
-                }
-                Err(e) => Err(failure(e)),
-            };
+            let sent = link.send(&header, &body, &[], None, wait);
+            return settle(&link, sent, dropping);
         }
         let frame = OutFrame::build(
             Built {
@@ -115,15 +108,8 @@ impl SenderCore {
             wait,
         )?;
         let link = self.link(wait)?;
-        match frame.write_to(&link, wait) {
-            Ok(()) => Ok(()),
-            Err(SendFailure::Full) if dropping => {
-                link.dropped
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => Err(failure(e)),
-        }
+        let sent = frame.write_to(&link, wait);
+        settle(&link, sent, dropping)
     }
 
     /// A duplicate of the door, for a sender that travels.
@@ -141,6 +127,20 @@ fn failure(e: SendFailure) -> SendError {
         },
         SendFailure::Io(e) if socket::is_peer_gone(&e) => SendError::Disconnected,
         SendFailure::Io(e) => SendError::Io(e),
+    }
+}
+
+/// The outcome of a write to `link`: a frame a full receiver refused
+/// under drop-newest is counted as dropped, and is no error.
+fn settle(link: &OutLink, sent: Result<(), SendFailure>, dropping: bool) -> Result<(), SendError> {
+    match sent {
+        Ok(()) => Ok(()),
+        Err(SendFailure::Full) if dropping => {
+            link.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
+        Err(e) => Err(failure(e)),
     }
 }
 
