@@ -57,7 +57,9 @@
 //! 2. check room: `r + len - head <= capacity` (else wait for room, or
 //!    `Full`). A record that would cross the end of the data area is
 //!    preceded by a padding record claimed the same way.
-//! 3. store `r` in its slot (release), then CAS the claim word from the
+//! 3. load `R` again: not `r` any more, start over (the claim word was
+//!    loaded after `r` and may be what followed a claim at `r`, see below).
+//!    Store `r` in its slot (release), then CAS the claim word from the
 //!    value it loaded to `claim(r, len)`. On failure: clear the slot, and
 //!    start over. On success: CAS `R` from `r` to `r + len` (failure means
 //!    another sender helped).
@@ -78,15 +80,27 @@
 //! at `q`, checks that `R` is still `r` (so nobody can have claimed `q`
 //! yet: that takes `R == q`), and CASes the word from what it loaded to a
 //! value that is no claim for `q`; a claim made meanwhile makes the CAS
-//! fail. When `q` is a whole capacity ahead of `head`, the word at `q` is
-//! the claim of the record at `head` and is left alone: the receiver, as it
-//! moves past each record, stores a no-claim for the index a lap later in
-//! that record's claim word before it stores the new `head`, and no sender
-//! can claim there before seeing that `head`. A full ring has no claim at
+//! fail. When `q` is a whole capacity ahead of `head` (a `head` loaded
+//! again if the one it has is older than the claimant's: a helper may be
+//! slow), the word at `q` is the claim of the record at `head` and is left
+//! alone: the receiver, as it moves past each record, stores (release) a
+//! no-claim for the index a lap later in that record's claim word before
+//! it stores the new `head`, and no sender can claim there before seeing
+//! that `head`. A full ring has no claim at
 //! `R` (it would need room), so a sender does not look for one there. So
 //! payload bytes left where a record header now lies are never read as a
 //! claim (without this, a 36-bit tag would match random bytes once in 2³⁶
 //! looks).
+//!
+//! **A slow sender.** A sender that loaded `R` = `r` and then stalled may
+//! load the claim word at `r` only after another sender claimed `r` and
+//! committed, and the receiver read that record and stored its no-claim
+//! for the next lap there: a word that is no claim for `r`, which the CAS
+//! would take for free space (the sender would then write over the records
+//! that follow, and its message would never be read). So step 3 loads `R`
+//! again after the claim word: the receiver's no-claim store is a release
+//! made after it saw the commit, which came after `R` had moved past `r`,
+//! so a sender that loaded that word sees `R` past `r` and starts over.
 //!
 //! The receiver, at `head`: loads the claim word (acquire). No claim for
 //! `head`: nothing there. A padding claim: step over it. A message claim:
@@ -110,6 +124,13 @@
 //! lost the CAS may still show `head` in its slot for a moment: the
 //! receiver then just waits, and that sender wakes it when it clears its
 //! slot.
+//!
+//! The protocol is written once, in `sys::mpsc::protocol`, over a small
+//! memory trait: this module calls it on the mapping, and its loom models
+//! (`sys/mpsc/loom.rs`: two senders, a wrap with padding, a full ring, a
+//! sender dying between claim and commit, a sleeping receiver) on a model
+//! memory: `RUSTFLAGS="--cfg loom" cargo test -p busbar --release --lib
+//! sys::mpsc`.
 //!
 //! Waiting is as on the bus's link rings (Dekker-style with `SeqCst`
 //! fences): the receiver raises its wake flag, fences and looks again
@@ -142,7 +163,8 @@
 
 use crate::payload::CodecError;
 use crate::sync::Lock;
-use crate::sys::mpsc::{Shared, NONE, RECORD, SLOTS};
+use crate::sys::mpsc::protocol::{self, Message, Stop};
+use crate::sys::mpsc::{Memory, Shared, RECORD, SLOTS};
 use crate::sys::poll::{hung_up, Doorbell, Poller};
 use crate::sys::socket::{self, Address, Bind, Listener, Received};
 use crate::{Access, RecvError, SendError};
@@ -150,7 +172,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -174,10 +196,6 @@ fn corrupt(why: &str) -> io::Error {
         io::ErrorKind::InvalidData,
         format!("named ring is corrupt: {why}"),
     )
-}
-
-fn padded(len: usize) -> usize {
-    (len + (RECORD - 1)) & !(RECORD - 1)
 }
 
 /// The receiving end of a named ring: exactly one per ring.
@@ -441,31 +459,19 @@ impl RingReceiver {
     /// flag: from here on a sender that commits rings.
     fn arm(&mut self) -> Result<(), RecvError> {
         self.serve()?;
-        if self.shared.sleeping().load(Ordering::Relaxed) == 0 {
-            self.shared.sleeping().swap(1, Ordering::AcqRel);
-        }
-        fence(Ordering::SeqCst);
+        protocol::raise_flag(&self.shared);
         Ok(())
     }
 
     /// Whether a committed record (or padding) is at `head`: the spin's look.
     fn ready_at_head(&self) -> bool {
-        let off = self.shared.offset(self.head);
-        let w = self.shared.claim_word(off).load(Ordering::Acquire);
-        match self.shared.decode_claim(self.head, w) {
-            None => false,
-            Some(c) if c.pad => true,
-            Some(_) => {
-                let c = self.shared.commit_word(off).load(Ordering::Acquire);
-                self.shared.decode_commit(self.head, c).is_some()
-            }
-        }
+        protocol::ready_at_head(&self.shared, self.head)
     }
 
-    /// The committed message at `head`, as (offset, length, record
-    /// length), stepping over padding and (with `reap`) over the record of
-    /// a sender that is gone. `None` when there is none (yet).
-    fn next_record(&mut self, reap: bool) -> Result<Option<(usize, usize, usize)>, RecvError> {
+    /// The committed message at `head`, stepping over padding and (with
+    /// `reap`) over the record of a sender that is gone. `None` when there
+    /// is none (yet).
+    fn next_record(&mut self, reap: bool) -> Result<Option<Message>, RecvError> {
         if let Some(why) = &self.broken {
             return Err(RecvError::Io(corrupt(why)));
         }
@@ -473,104 +479,34 @@ impl RingReceiver {
         if self.since_serve >= SERVE_EVERY {
             self.serve()?;
         }
-        let cap = self.shared.capacity();
-        loop {
-            let p = self.head;
-            let off = self.shared.offset(p);
-            let w = self.shared.claim_word(off).load(Ordering::Acquire);
-            let Some(c) = self.shared.decode_claim(p, w) else {
-                return Ok(None);
-            };
-            if c.len < RECORD || off + c.len > cap {
-                return Err(self.broke("a record's length is out of range"));
-            }
-            if c.pad {
-                if off + c.len != cap {
-                    return Err(self.broke("padding does not end at the end of the ring"));
-                }
-                self.advance(c.len);
-                continue;
-            }
-            let slack = match self
-                .shared
-                .decode_commit(p, self.shared.commit_word(off).load(Ordering::Acquire))
-            {
-                Some(s) => s,
-                None => {
-                    if !reap || self.claimed_by_live(p) {
-                        return Ok(None);
-                    }
-                    match self
-                        .shared
-                        .decode_commit(p, self.shared.commit_word(off).load(Ordering::Acquire))
-                    {
-                        Some(s) => s,
-                        None => {
-                            // Its sender is gone: reclaim the space.
-                            tracing::debug!(
-                                index = p,
-                                len = c.len,
-                                "reclaimed the record of a sender that is gone"
-                            );
-                            self.advance(c.len);
-                            continue;
-                        }
-                    }
-                }
-            };
-            if slack > c.len - RECORD {
-                return Err(self.broke("a message's slack is larger than its record"));
-            }
-            return Ok(Some((off + RECORD, c.len - RECORD - slack, c.len)));
+        let conns = &self.conns;
+        let live = |i: usize| conns.get(i).is_some_and(Option::is_some);
+        match protocol::next_record(&self.shared, &mut self.head, reap, live) {
+            Ok(found) => Ok(found),
+            Err(why) => Err(self.broke(why)),
         }
     }
 
     fn deliver<R>(
         &mut self,
-        (off, len, rec): (usize, usize, usize),
+        msg: Message,
         f: impl FnOnce(Borrowed<'_>) -> R,
     ) -> Result<R, RecvError> {
-        let Some(bytes) = self.shared.bytes(off, len) else {
-            return Err(self.broke("a message lies outside the ring"));
+        let lend = |bytes: &[u8]| {
+            f(Borrowed {
+                bytes,
+                copy: std::cell::OnceCell::new(),
+            })
         };
-        let out = f(Borrowed {
-            bytes,
-            copy: std::cell::OnceCell::new(),
-        });
-        self.advance(rec);
-        Ok(out)
+        match protocol::deliver(&mut self.shared, &mut self.head, msg, lend) {
+            Ok(out) => Ok(out),
+            Err(why) => Err(self.broke(why)),
+        }
     }
 
     fn broke(&mut self, why: &str) -> RecvError {
         self.broken = Some(why.to_string());
         RecvError::Io(corrupt(why))
-    }
-
-    /// Releases `len` bytes at `head` to the senders.
-    fn advance(&mut self, len: usize) {
-        // The record's claim word is where a claim a lap later may go:
-        // leave no claim there (no sender can claim there before `head`
-        // has moved on, below).
-        let lap = self.head.wrapping_add(self.shared.capacity() as u64);
-        let off = self.shared.offset(self.head);
-        self.shared
-            .claim_word(off)
-            .store(self.shared.not_claim(lap), Ordering::Relaxed);
-        self.head = self.head.wrapping_add(len as u64);
-        self.shared.head().store(self.head, Ordering::Release);
-        fence(Ordering::SeqCst);
-        if self.shared.room().load(Ordering::Relaxed) != 0
-            && self.shared.room().swap(0, Ordering::AcqRel) != 0
-        {
-            self.shared.wake_room();
-        }
-    }
-
-    fn claimed_by_live(&self, p: u64) -> bool {
-        self.conns
-            .iter()
-            .enumerate()
-            .any(|(i, c)| c.is_some() && self.shared.slot(i).load(Ordering::Acquire) == p)
     }
 
     /// Accepts new senders, drops those that are gone, drains the doorbell.
@@ -608,7 +544,7 @@ impl RingReceiver {
                 let _ = socket::send_frame(conn.as_fd(), &[REFUSED], &[]);
                 continue;
             };
-            self.shared.slot(slot).store(NONE, Ordering::Release);
+            protocol::free_slot(&self.shared, slot);
             let idx = (slot as u32).to_le_bytes();
             match socket::send_frame(
                 conn.as_fd(),
@@ -644,7 +580,7 @@ impl RingReceiver {
             self.poller.remove(conn.as_fd());
             self.conns[slot] = None;
             self.live -= 1;
-            self.shared.slot(slot).store(NONE, Ordering::Release);
+            protocol::free_slot(&self.shared, slot);
         }
     }
 }
@@ -661,32 +597,6 @@ impl Drop for RingReceiver {
         self.shared.room().store(0, Ordering::Release);
         self.shared.wake_room();
     }
-}
-
-/// Before the reserve index moves from `r` to `next`: makes sure the word
-/// where the next claim goes is no claim for `next`, whatever bytes an
-/// earlier lap left there (see "Clean claim words" in the module docs).
-/// `h` is a `head` loaded before `r` was.
-fn clear_next(shared: &Shared, r: u64, next: u64, h: u64) {
-    if next.wrapping_sub(h) >= shared.capacity() as u64 {
-        // The word is the claim of the record at `head` (or of one that
-        // came before it): the receiver clears it when it moves on.
-        return;
-    }
-    let word = shared.claim_word(shared.offset(next));
-    let stale = word.load(Ordering::Acquire);
-    if shared.reserve().load(Ordering::Acquire) != r {
-        // Whoever moved it cleared the word first.
-        return;
-    }
-    // Nobody can have claimed at `next` (that takes the reserve index at
-    // `next`): a claim made since the load above makes this fail.
-    let _ = word.compare_exchange(
-        stale,
-        shared.not_claim(next),
-        Ordering::AcqRel,
-        Ordering::Relaxed,
-    );
 }
 
 /// How long a send may wait for room.
@@ -827,140 +737,44 @@ impl RingSender {
         fill: impl FnOnce(&mut [u8]) -> Result<(), SendError>,
     ) -> Result<(), SendError> {
         let cap = self.capacity;
-        let need = RECORD + padded(len);
         if len > cap - RECORD {
             return Err(SendError::TooLarge {
                 size: len as u64,
                 max: (cap - RECORD) as u64,
             });
         }
-        let mut shared = self.shared.locked();
-        let mut odd = 0u32;
-        loop {
-            if shared.gone().load(Ordering::Acquire) != 0 {
+        let on_full = || {
+            let deadline = match wait {
+                Wait::No => None,
+                Wait::Until(d) => {
+                    if d.is_some_and(|d| Instant::now() >= d) {
+                        None
+                    } else {
+                        Some(d)
+                    }
+                }
+            };
+            let Some(deadline) = deadline else {
+                return Err(SendError::Full {
+                    delivered: 0,
+                    full: 1,
+                });
+            };
+            if hung_up(self.conn.as_fd()) {
                 return Err(SendError::Disconnected);
             }
-            let h = shared.head().load(Ordering::Acquire);
-            let r = shared.reserve().load(Ordering::Acquire);
-            if r % RECORD as u64 != 0 {
-                return Err(SendError::Io(corrupt("the reserve index is not aligned")));
-            }
-            let off = shared.offset(r);
-            let used = r.wrapping_sub(h);
-            // A full ring (`used == cap`) has no claim at `r`: the word
-            // there is the claim of the record at `head`.
-            let w = shared.claim_word(off).load(Ordering::Acquire);
-            if used < cap as u64 {
-                if let Some(c) = shared.decode_claim(r, w) {
-                    if c.len < RECORD || off + c.len > cap {
-                        return Err(SendError::Io(corrupt("a record's length is out of range")));
-                    }
-                    // Claimed already: help its sender move the reserve index.
-                    let next = r.wrapping_add(c.len as u64);
-                    clear_next(&shared, r, next, h);
-                    let _ = shared.reserve().compare_exchange(
-                        r,
-                        next,
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    );
-                    continue;
-                }
-            }
-            if used > cap as u64 {
-                // `r` is behind `head` or far ahead of it: only a scribbled
-                // header does that for long.
-                odd += 1;
-                if odd > 100_000 {
-                    return Err(SendError::Io(corrupt("the indices are out of range")));
-                }
-                std::thread::yield_now();
-                continue;
-            }
-            let (pad, rec) = if off + need > cap {
-                (true, cap - off)
-            } else {
-                (false, need)
-            };
-            if used as usize + rec > cap {
-                let deadline = match wait {
-                    Wait::No => None,
-                    Wait::Until(d) => {
-                        if d.is_some_and(|d| Instant::now() >= d) {
-                            None
-                        } else {
-                            Some(d)
-                        }
-                    }
-                };
-                let Some(deadline) = deadline else {
-                    return Err(SendError::Full {
-                        delivered: 0,
-                        full: 1,
-                    });
-                };
-                if hung_up(self.conn.as_fd()) {
-                    return Err(SendError::Disconnected);
-                }
-                shared.room().store(1, Ordering::Relaxed);
-                fence(Ordering::SeqCst);
-                if shared.head().load(Ordering::Acquire) != h {
-                    continue;
-                }
-                let left = deadline
-                    .map(|d| d.saturating_duration_since(Instant::now()))
-                    .unwrap_or(Duration::MAX)
-                    .min(Duration::from_millis(100));
-                shared.wait_room(left);
-                continue;
-            }
-            shared.slot(self.slot).store(r, Ordering::Release);
-            let mine = shared.claim(r, rec, pad);
-            if shared
-                .claim_word(off)
-                .compare_exchange(w, mine, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
-                shared.slot(self.slot).store(NONE, Ordering::Release);
-                fence(Ordering::SeqCst);
-                self.ring_if_sleeping(&shared);
-                continue;
-            }
-            let next = r.wrapping_add(rec as u64);
-            clear_next(&shared, r, next, h);
-            let _ = shared
-                .reserve()
-                .compare_exchange(r, next, Ordering::AcqRel, Ordering::Relaxed);
-            if pad {
-                // Padding is complete once claimed: the receiver may step
-                // over it now, and must be woken to (the room this sender
-                // then waits for is behind it).
-                shared.slot(self.slot).store(NONE, Ordering::Release);
-                fence(Ordering::SeqCst);
-                self.ring_if_sleeping(&shared);
-                continue;
-            }
-            let filled = match shared.bytes_mut(off + RECORD, len) {
-                Some(dst) => fill(dst),
-                None => Err(SendError::Io(corrupt("a record lies outside the ring"))),
-            };
-            // Committed even when the encoding failed half way (the
-            // receiver then gets a message that does not decode), so that
-            // the space is not held up.
-            let commit = shared.commit(r, rec - RECORD - len);
-            shared.commit_word(off).store(commit, Ordering::Release);
-            shared.slot(self.slot).store(NONE, Ordering::Release);
-            fence(Ordering::SeqCst);
-            self.ring_if_sleeping(&shared);
-            return filled;
-        }
-    }
-
-    fn ring_if_sleeping(&self, shared: &Shared) {
-        if shared.sleeping().load(Ordering::Relaxed) != 0
-            && shared.sleeping().swap(0, Ordering::AcqRel) != 0
-        {
-            self.doorbell.ring();
+            Ok(deadline
+                .map(|d| d.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::MAX)
+                .min(Duration::from_millis(100)))
+        };
+        let ring = || self.doorbell.ring();
+        let mut shared = self.shared.locked();
+        match protocol::send(&mut *shared, self.slot, len, on_full, ring, fill) {
+            Ok(filled) => filled,
+            Err(Stop::Disconnected) => Err(SendError::Disconnected),
+            Err(Stop::Corrupt(why)) => Err(SendError::Io(corrupt(why))),
+            Err(Stop::Full(e)) => Err(e),
         }
     }
 }

@@ -26,6 +26,24 @@
 //!
 //! Nothing here is trusted: every accessor checks its offset against the
 //! mapping and answers `None` outside it; the ring logic checks lengths.
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `mod.rs` | this layout, the record words' encoding, [`Shared`] (the production [`Memory`]) |
+//! | `memory.rs` | [`Memory`]: what the protocol is written against |
+//! | `protocol.rs` | the protocol of [`crate::ring`]'s module docs: claim, commit, read, reap, wait |
+//! | `loom.rs` | the loom models of the protocol (`--cfg loom`) |
+//!
+//! The loom models run the very functions of `protocol.rs` that
+//! [`crate::ring`] calls, over a model [`Memory`]:
+//! `RUSTFLAGS="--cfg loom" cargo test -p busbar --release --lib sys::mpsc`.
+
+#[cfg(all(test, loom))]
+mod loom;
+mod memory;
+pub(crate) mod protocol;
+
+pub(crate) use memory::Memory;
 
 use super::memfd::{self, Mapping};
 use rustix::thread::futex;
@@ -85,6 +103,47 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// The tag of a claim at index `p`.
+fn claim_tag(key: u64, p: u64) -> u64 {
+    mix(p ^ key) >> 28
+}
+
+/// The claim word for a record of `len` bytes at index `p`.
+pub(crate) fn encode_claim(key: u64, p: u64, len: usize, pad: bool) -> u64 {
+    (claim_tag(key, p) << 28) | if pad { PAD_BIT } else { 0 } | ((len / RECORD) as u64 & UNITS)
+}
+
+/// A word that is no claim at index `p` (written where the next claim
+/// will go, so that stale bytes there never pass for one).
+pub(crate) fn not_claim(key: u64, p: u64) -> u64 {
+    (claim_tag(key, p) ^ 1) << 28
+}
+
+/// Decodes `word` as a claim at index `p`: `None` when it is not one
+/// (a word of an earlier lap, bytes of a payload, zero).
+pub(crate) fn decode_claim(key: u64, p: u64, word: u64) -> Option<Claim> {
+    if word >> 28 != claim_tag(key, p) {
+        return None;
+    }
+    Some(Claim {
+        len: ((word & UNITS) as usize) * RECORD,
+        pad: word & PAD_BIT != 0,
+    })
+}
+
+/// The commit word for the record at index `p` with `slack` padding bytes.
+pub(crate) fn encode_commit(key: u64, p: u64, slack: usize) -> u64 {
+    (mix(p ^ key ^ 0x636f_6d6d_6974_2121) & !0xf) | (slack as u64 & 0xf)
+}
+
+/// The slack of a commit word if it commits the record at `p`.
+pub(crate) fn decode_commit(key: u64, p: u64, word: u64) -> Option<usize> {
+    if word & !0xf != encode_commit(key, p, 0) {
+        return None;
+    }
+    Some((word & 0xf) as usize)
+}
+
 /// A ring's memfd, mapped.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -125,12 +184,7 @@ impl Shared {
         w64(OFF_KEY)?.store(key, Ordering::Relaxed);
         w32(OFF_SLOTS)?.store(SLOTS as u32, Ordering::Relaxed);
         w32(OFF_VERSION)?.store(VERSION, Ordering::Relaxed);
-        for i in 0..SLOTS {
-            shared.slot(i).store(NONE, Ordering::Relaxed);
-        }
-        // Where the first claim goes: no claim yet (see `not_claim`).
-        let first = shared.not_claim(0);
-        shared.claim_word(0).store(first, Ordering::Relaxed);
+        protocol::init(&shared);
         w64(OFF_MAGIC)?.store(MAGIC, Ordering::Release);
         Ok((shared, fd))
     }
@@ -171,130 +225,8 @@ impl Shared {
         Ok(Shared { map, capacity, key })
     }
 
-    /// Bytes in the data area.
-    pub(crate) fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// The offset in the data area of index `p`.
-    pub(crate) fn offset(&self, p: u64) -> usize {
-        (p as usize) & (self.capacity - 1)
-    }
-
-    fn word64(&self, off: usize) -> &AtomicU64 {
-        // Every offset passed here is a constant of the header or checked
-        // against the data area by the caller; the header is mapped (the
-        // file is longer than DATA), so this never fails.
-        match self.map.atomic_u64(off) {
-            Some(w) => w,
-            None => unreachable_word(),
-        }
-    }
-
-    fn word32(&self, off: usize) -> &AtomicU32 {
-        match self.map.atomic_u32(off) {
-            Some(w) => w,
-            None => unreachable_word32(),
-        }
-    }
-
-    /// The reserve index.
-    pub(crate) fn reserve(&self) -> &AtomicU64 {
-        self.word64(OFF_RESERVE)
-    }
-    /// The consumer index.
-    pub(crate) fn head(&self) -> &AtomicU64 {
-        self.word64(OFF_HEAD)
-    }
-    /// The receiver's wake flag.
-    pub(crate) fn sleeping(&self) -> &AtomicU32 {
-        self.word32(OFF_SLEEPING)
-    }
-    /// Nonzero once the receiver let go.
-    pub(crate) fn gone(&self) -> &AtomicU32 {
-        self.word32(OFF_GONE)
-    }
-    /// The senders' futex word while they wait for room.
-    pub(crate) fn room(&self) -> &AtomicU32 {
-        self.word32(OFF_ROOM)
-    }
-    /// Slot `i`'s claiming index (`i < SLOTS`).
-    pub(crate) fn slot(&self, i: usize) -> &AtomicU64 {
-        self.word64(SLOT_TABLE + (i % SLOTS) * SLOT_LEN)
-    }
-
-    /// The claim word of the record at data offset `off` (16-aligned).
-    pub(crate) fn claim_word(&self, off: usize) -> &AtomicU64 {
-        self.word64(DATA + (off & (self.capacity - 1) & !(RECORD - 1)))
-    }
-    /// The commit word of the record at data offset `off` (16-aligned).
-    pub(crate) fn commit_word(&self, off: usize) -> &AtomicU64 {
-        self.word64(DATA + (off & (self.capacity - 1) & !(RECORD - 1)) + 8)
-    }
-
-    fn claim_tag(&self, p: u64) -> u64 {
-        mix(p ^ self.key) >> 28
-    }
-
-    /// The claim word for a record of `len` bytes at index `p`.
-    pub(crate) fn claim(&self, p: u64, len: usize, pad: bool) -> u64 {
-        (self.claim_tag(p) << 28) | if pad { PAD_BIT } else { 0 } | ((len / RECORD) as u64 & UNITS)
-    }
-
-    /// A word that is no claim at index `p` (written where the next claim
-    /// will go, so that stale bytes there never pass for one).
-    pub(crate) fn not_claim(&self, p: u64) -> u64 {
-        (self.claim_tag(p) ^ 1) << 28
-    }
-
-    /// Decodes `word` as a claim at index `p`: `None` when it is not one
-    /// (a word of an earlier lap, bytes of a payload, zero).
-    pub(crate) fn decode_claim(&self, p: u64, word: u64) -> Option<Claim> {
-        if word >> 28 != self.claim_tag(p) {
-            return None;
-        }
-        Some(Claim {
-            len: ((word & UNITS) as usize) * RECORD,
-            pad: word & PAD_BIT != 0,
-        })
-    }
-
-    /// The commit word for the record at index `p` with `slack` padding bytes.
-    pub(crate) fn commit(&self, p: u64, slack: usize) -> u64 {
-        (mix(p ^ self.key ^ 0x636f_6d6d_6974_2121) & !0xf) | (slack as u64 & 0xf)
-    }
-
-    /// The slack of a commit word if it commits the record at `p`.
-    pub(crate) fn decode_commit(&self, p: u64, word: u64) -> Option<usize> {
-        if word & !0xf != self.commit(p, 0) {
-            return None;
-        }
-        Some((word & 0xf) as usize)
-    }
-
-    /// The `len` bytes at data offset `off`, to read in place; `None`
-    /// unless they lie inside the data area. Other processes may change
-    /// them meanwhile: callers parse them as untrusted input.
-    pub(crate) fn bytes(&mut self, off: usize, len: usize) -> Option<&[u8]> {
-        let end = off.checked_add(len)?;
-        if end > self.capacity {
-            return None;
-        }
-        self.map.bytes().get(DATA + off..DATA + end)
-    }
-
-    /// The `len` bytes at data offset `off`, to fill; `None` unless they
-    /// lie inside the data area.
-    pub(crate) fn bytes_mut(&mut self, off: usize, len: usize) -> Option<&mut [u8]> {
-        let end = off.checked_add(len)?;
-        if end > self.capacity {
-            return None;
-        }
-        self.map.slice_mut(DATA + off, len)
-    }
-
     /// Sleeps while the room word is 1, at most `timeout`.
-    pub(crate) fn wait_room(&self, timeout: Duration) {
+    fn futex_wait_room(&self, timeout: Duration) {
         let Ok(ts) = futex::Timespec::try_from(timeout.min(Duration::from_secs(3600))) else {
             return;
         };
@@ -310,11 +242,107 @@ impl Shared {
         }
     }
 
-    /// Wakes every sender waiting for room.
-    pub(crate) fn wake_room(&self) {
+    fn word64(&self, off: usize) -> &AtomicU64 {
+        // Every offset passed here is a constant of the header or masked
+        // into the data area; the header and the data area are mapped (the
+        // file is exactly DATA + capacity long), so this never fails.
+        match self.map.atomic_u64(off) {
+            Some(w) => w,
+            None => unreachable_word(),
+        }
+    }
+
+    fn word32(&self, off: usize) -> &AtomicU32 {
+        match self.map.atomic_u32(off) {
+            Some(w) => w,
+            None => unreachable_word32(),
+        }
+    }
+}
+
+impl Memory for Shared {
+    type U64 = AtomicU64;
+    type U32 = AtomicU32;
+
+    #[inline]
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+    #[inline]
+    fn key(&self) -> u64 {
+        self.key
+    }
+    #[inline]
+    fn slots(&self) -> usize {
+        SLOTS
+    }
+    #[inline]
+    fn reserve(&self) -> &AtomicU64 {
+        self.word64(OFF_RESERVE)
+    }
+    #[inline]
+    fn head(&self) -> &AtomicU64 {
+        self.word64(OFF_HEAD)
+    }
+    #[inline]
+    fn sleeping(&self) -> &AtomicU32 {
+        self.word32(OFF_SLEEPING)
+    }
+    #[inline]
+    fn gone(&self) -> &AtomicU32 {
+        self.word32(OFF_GONE)
+    }
+    #[inline]
+    fn room(&self) -> &AtomicU32 {
+        self.word32(OFF_ROOM)
+    }
+    #[inline]
+    fn slot(&self, i: usize) -> &AtomicU64 {
+        self.word64(SLOT_TABLE + (i % SLOTS) * SLOT_LEN)
+    }
+    #[inline]
+    fn claim_word(&self, off: usize) -> &AtomicU64 {
+        self.word64(DATA + (off & (self.capacity - 1) & !(RECORD - 1)))
+    }
+    #[inline]
+    fn commit_word(&self, off: usize) -> &AtomicU64 {
+        self.word64(DATA + (off & (self.capacity - 1) & !(RECORD - 1)) + 8)
+    }
+
+    fn read<R>(&mut self, off: usize, len: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let end = off.checked_add(len)?;
+        if end > self.capacity {
+            return None;
+        }
+        Some(f(self.map.bytes().get(DATA + off..DATA + end)?))
+    }
+
+    fn fill<R>(&mut self, off: usize, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
+        let end = off.checked_add(len)?;
+        if end > self.capacity {
+            return None;
+        }
+        Some(f(self.map.slice_mut(DATA + off, len)?))
+    }
+
+    fn wait_room(&self, timeout: Duration) {
+        self.futex_wait_room(timeout);
+    }
+
+    fn wake_room(&self) {
         if let Err(e) = futex::wake(self.room(), futex::Flags::empty(), u32::MAX) {
             tracing::debug!(error = %e, "futex wake on a named ring failed");
         }
+    }
+
+    #[inline]
+    fn fence(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+    }
+
+    #[inline]
+    fn yield_now(&self) {
+        std::thread::yield_now();
     }
 }
 
