@@ -440,6 +440,12 @@ impl OutLink {
     }
 }
 
+/// Set in the poller token of a link's eventfd (the sender rings it after
+/// writing into the ring of a receiver that sleeps), clear in that of its
+/// socket: a ring wake-up then costs no look at the socket
+/// ([`InLink::bell_rang`] rather than [`InLink::socket_ready`]).
+pub(crate) const RING_BELL: u64 = 1 << 63;
+
 /// Writes a whole frame (header, body, descriptors) to a link's socket,
 /// waiting for room as `wait` says: a frame with descriptors or too large
 /// for the ring, or an answer going back to a requester.
@@ -735,9 +741,14 @@ impl InLink {
         self.bad_frames = MAX_BAD_FRAMES;
     }
 
-    /// The poller saw the socket readable (or hung up), or the bell rung.
+    /// The poller saw the socket readable (or hung up).
     pub(crate) fn socket_ready(&mut self) {
         self.socket_ready = true;
+    }
+
+    /// The poller saw the sender's eventfd rung (a frame in the ring):
+    /// silences it. The socket is not looked at for it.
+    pub(crate) fn bell_rang(&mut self) {
         if let Some((bell, _)) = &self.bell {
             bell.clear();
         }

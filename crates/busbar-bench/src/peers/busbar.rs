@@ -58,10 +58,16 @@ pub fn open(role: &str, args: &Args, _ctl: &Ctl, zero_copy: bool) -> Res<Box<dyn
         "ping" => ("ping", "pong", Some(("pong", 1))),
         _ => return Err(format!("busbar has no role {role}").into()),
     };
-    let (tx, rx) = join::<BytesMessage, BytesMessage>(
-        Options::new(bus, label!(me), TOKEN),
-        Some(JOIN_TIMEOUT),
-    )?;
+    let mut options = Options::new(bus, label!(me), TOKEN);
+    // An experiment, not a column: `BB_LINK_BUFFER=<bytes>` in the bench's
+    // environment sets `Limits::link_buffer` (see "Memory" in BENCHMARKS.md).
+    if let Some(v) = std::env::var_os("BB_LINK_BUFFER") {
+        options.limits.link_buffer = v
+            .to_str()
+            .and_then(|v| v.parse().ok())
+            .ok_or("BB_LINK_BUFFER is not a number of bytes")?;
+    }
+    let (tx, rx) = join::<BytesMessage, BytesMessage>(options, Some(JOIN_TIMEOUT))?;
     let to = if multicast {
         Selector::multicast(peer)
     } else {

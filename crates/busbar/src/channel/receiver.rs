@@ -5,7 +5,7 @@ use super::{BYTES, TYPED};
 use crate::endpoint::borrowed::{Opened, Unopened};
 use crate::endpoint::lent::LentMaps;
 use crate::frame::{self, Header, MAX_FRAME};
-use crate::link::{InLink, LinkParts, RawFrame, ReadWith};
+use crate::link::{InLink, LinkParts, RawFrame, ReadWith, RING_BELL};
 use crate::sys::poll::Poller;
 use crate::sys::socket::{self, Received};
 use crate::{CodecError, RecvError};
@@ -149,7 +149,7 @@ impl RecvCore {
             state.next_token += 1;
             poller.add(link.as_fd(), token)?;
             if let Some(bell) = link.bell_to_watch() {
-                poller.add(bell, token)?;
+                poller.add(bell, token | RING_BELL)?;
             }
             state.links.push((token, link));
         }
@@ -370,7 +370,7 @@ impl State {
                     ReadWith::Nothing => {
                         // A hello: watch the link's eventfd from now on.
                         if let Some(bell) = link.bell_to_watch() {
-                            if let Err(e) = poller.add(bell, *token) {
+                            if let Err(e) = poller.add(bell, *token | RING_BELL) {
                                 tracing::warn!("could not watch a channel link's eventfd: {e}");
                             }
                         }
@@ -501,7 +501,10 @@ impl State {
                 }
             }
         }
-        if !self.arm() {
+        if self.arm() {
+            // Something came: no wait, so no tokens (not the last wait's).
+            self.tokens.clear();
+        } else {
             poller.wait(&mut self.tokens, deadline)?;
         }
         for (_, link) in &mut self.links {
@@ -516,6 +519,11 @@ impl State {
         for &token in &self.tokens {
             if token == DOOR {
                 self.door_ready = true;
+            } else if token & RING_BELL != 0 {
+                let token = token & !RING_BELL;
+                if let Some((_, link)) = self.links.iter_mut().find(|(t, _)| *t == token) {
+                    link.bell_rang();
+                }
             } else if let Some((_, link)) = self.links.iter_mut().find(|(t, _)| *t == token) {
                 link.socket_ready();
             }

@@ -4,7 +4,7 @@ use super::lent::LentMaps;
 use super::stats::Counters;
 use super::{ReplyPath, ReplyTo};
 use crate::frame::{FrameError, Header, PeerRecord};
-use crate::link::{InLink, RawFrame, ReadWith, Wait, MAX_BAD_FRAMES};
+use crate::link::{InLink, RawFrame, ReadWith, Wait, MAX_BAD_FRAMES, RING_BELL};
 use crate::sync::{CondvarWait, Lock};
 use crate::sys::poll::{Doorbell, Poller};
 use std::cell::RefCell;
@@ -358,7 +358,7 @@ impl Inbox {
         // The eventfds of links whose hello just arrived.
         for (&token, link) in links.iter_mut() {
             if let Some(bell) = link.bell_to_watch() {
-                if let Err(e) = self.poller.add(bell, token) {
+                if let Err(e) = self.poller.add(bell, token | RING_BELL) {
                     tracing::warn!("could not watch a data link's wake-up descriptor: {e}");
                 }
             }
@@ -446,12 +446,16 @@ impl Inbox {
     }
 
     /// Tells the links the poller reported (`tokens`) that their sockets are
-    /// ready; silences the doorbell.
+    /// ready, silences the eventfds of those whose rings rang, and the doorbell.
     pub(crate) fn mark_ready(&self, tokens: &[u64]) {
         let mut links = self.links();
         for &token in tokens {
             if token == BELL {
                 self.bell.clear();
+            } else if token & RING_BELL != 0 {
+                if let Some(link) = links.get_mut(&(token & !RING_BELL)) {
+                    link.bell_rang();
+                }
             } else if let Some(link) = links.get_mut(&token) {
                 link.socket_ready();
             }

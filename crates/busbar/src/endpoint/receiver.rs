@@ -488,7 +488,10 @@ impl<R: MessageBox> EndpointReceiver<R> {
             }
         }
         let inbox = &self.core.shared.inbox;
-        if !inbox.prepare_sleep() {
+        if inbox.prepare_sleep() {
+            // Something came: no wait, so no tokens (not the last wait's).
+            self.tokens.clear();
+        } else {
             inbox.wait(&mut self.tokens, deadline)?;
         }
         inbox.awake();

@@ -103,6 +103,7 @@ impl LinkEnd {
     pub fn wake(&mut self) {
         self.link.awake();
         self.link.socket_ready();
+        self.link.bell_rang();
     }
 
     /// What the receiver's spin loop looks at: whether the ring seems to
