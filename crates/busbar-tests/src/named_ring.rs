@@ -39,3 +39,13 @@ pub fn intact(m: &Msg) -> bool {
         .enumerate()
         .all(|(i, &b)| b == byte(m.id, m.seq, i))
 }
+
+/// Bytes that serialize as one byte string (`serialize_bytes`, as
+/// `serde_bytes` does), not as a sequence of `u8`s.
+pub struct RawBytes<'a>(pub &'a [u8]);
+
+impl Serialize for RawBytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}

@@ -95,6 +95,37 @@ fn zero_copy() {
     expect_disconnected(&mut rx);
 }
 
+/// Messages of a megabyte and more (streamed into the ring past the
+/// sender's caches) arrive whole: a byte string inside a value and raw
+/// bytes, just under, at and over the size where streaming starts, at odd
+/// offsets in the record.
+#[test]
+fn large_messages_arrive_whole() {
+    let p = path("large");
+    let mut rx = RingReceiver::create(&p, 16 << 20).unwrap();
+    let sizes = [(1 << 20) - 1, 1 << 20, (1 << 20) + 13, (3 << 20) + 5];
+    let args: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
+    let mut all = vec!["large", p.to_str().unwrap()];
+    all.extend(args.iter().map(String::as_str));
+    let child = peer(&all);
+    for (seq, &size) in sizes.iter().enumerate() {
+        let want = msg(1, seq as u64, size);
+        let ok = rx
+            .recv_with(Some(GUARD), |b| {
+                let (s, data): (u64, &[u8]) = b.decode().expect("decode");
+                s == seq as u64 && data == want.data.as_slice()
+            })
+            .unwrap();
+        assert!(ok, "value {seq} ({size} bytes) is not what was sent");
+        let ok = rx
+            .recv_with(Some(GUARD), |b| b.bytes() == want.data.as_slice())
+            .unwrap();
+        assert!(ok, "raw message {seq} ({size} bytes) is not what was sent");
+    }
+    wait_ok(child);
+    expect_disconnected(&mut rx);
+}
+
 /// ipmpsc's `slow_sender_with_recv_timeout`: the receiver times out while
 /// the sender dawdles, and gets everything anyway.
 #[test]

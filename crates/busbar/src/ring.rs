@@ -65,8 +65,10 @@
 //!    another sender helped).
 //!    A padding record is complete once claimed: its sender then wakes the
 //!    receiver as in step 4 and starts over.
-//! 4. copy the payload in, store the commit word `commit(r, slack)`
-//!    (release), clear the slot (release), then a `SeqCst` fence and, if
+//! 4. copy the payload in (postcard writes straight into the record; a
+//!    byte string of a megabyte or more goes in with streaming stores,
+//!    past the sender's caches, fenced before the commit: `sys/copy.rs`),
+//!    store the commit word `commit(r, slack)` (release), clear the slot (release), then a `SeqCst` fence and, if
 //!    the receiver's wake flag is up, swap it down and ring the doorbell.
 //!
 //! Claim and commit words are tagged with their index mixed with a random
@@ -163,6 +165,7 @@
 
 use crate::payload::CodecError;
 use crate::sync::Lock;
+use crate::sys::copy::copy_to_shared;
 use crate::sys::mpsc::protocol::{self, Message, Stop};
 use crate::sys::mpsc::{Memory, Shared, RECORD, SLOTS};
 use crate::sys::poll::{hung_up, Doorbell, Poller};
@@ -425,9 +428,18 @@ impl RingReceiver {
             }
             let start = Instant::now();
             let mut came = false;
-            while start.elapsed() < self.spin {
-                for _ in 0..64 {
-                    std::hint::spin_loop();
+            loop {
+                let spun = start.elapsed();
+                if spun >= self.spin {
+                    break;
+                }
+                if spun >= crate::sys::ring::SPIN_ALONE {
+                    // Nothing for a while: a sender may need the processor.
+                    std::thread::yield_now();
+                } else {
+                    for _ in 0..64 {
+                        std::hint::spin_loop();
+                    }
                 }
                 if self.ready_at_head() {
                     came = true;
@@ -714,7 +726,7 @@ impl RingSender {
     pub fn send_bytes(&self, bytes: &[u8], timeout: Option<Duration>) -> Result<(), SendError> {
         let wait = Wait::Until(timeout.map(|t| Instant::now() + t));
         self.send_raw(bytes.len(), wait, |dst| {
-            dst.copy_from_slice(bytes);
+            copy_to_shared(dst, bytes);
             Ok(())
         })
     }
@@ -723,8 +735,7 @@ impl RingSender {
         let len = postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
             .map_err(|e| SendError::Encode(CodecError::new(e.to_string())))?;
         self.send_raw(len, wait, |dst| {
-            postcard::to_slice(value, dst)
-                .map(|_| ())
+            postcard::serialize_with_flavor(value, Fill { dst, at: 0 })
                 .map_err(|e| SendError::Encode(CodecError::new(e.to_string())))
         })
     }
@@ -776,6 +787,43 @@ impl RingSender {
             Err(Stop::Corrupt(why)) => Err(SendError::Io(corrupt(why))),
             Err(Stop::Full(e)) => Err(e),
         }
+    }
+}
+
+/// postcard's output straight into a claimed record: like its slice
+/// flavor, but a large byte string (a `serde_bytes` field, a `&[u8]`) goes
+/// in with [`copy_to_shared`], past the sender's caches.
+struct Fill<'a> {
+    dst: &'a mut [u8],
+    at: usize,
+}
+
+impl postcard::ser_flavors::Flavor for Fill<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        let slot = self
+            .dst
+            .get_mut(self.at)
+            .ok_or(postcard::Error::SerializeBufferFull)?;
+        *slot = byte;
+        self.at += 1;
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        let end = self
+            .at
+            .checked_add(bytes.len())
+            .filter(|&end| end <= self.dst.len())
+            .ok_or(postcard::Error::SerializeBufferFull)?;
+        copy_to_shared(&mut self.dst[self.at..end], bytes);
+        self.at = end;
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 

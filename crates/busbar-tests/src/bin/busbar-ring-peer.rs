@@ -8,11 +8,15 @@
 //!   `ready` after its first send).
 //! - `bus BUS COUNT`: joins the bus BUS and sends `0..COUNT` (u64) to the
 //!   label `async` (not a ring: the async tests' bus source).
+//! - `large PATH SIZE...`: per size, sends `(seq, bytes)` with the bytes
+//!   as one byte string (postcard's `serialize_bytes`), then the same bytes
+//!   raw with `send_bytes` (pieces of a megabyte or more are streamed
+//!   into the ring: `sys/copy.rs`).
 //! - `hostile PATH SEED`: sends a few messages, then scribbles over the
 //!   ring's shared memory, and goes on sending (errors are fine).
 
 use busbar::ring::RingSender;
-use busbar_tests::named_ring::{msg, Msg};
+use busbar_tests::named_ring::{msg, Msg, RawBytes};
 use std::io::Write;
 use std::time::Duration;
 
@@ -71,6 +75,13 @@ fn main() {
                     let _ = std::io::stdout().flush();
                 }
                 seq += 1;
+            }
+        }
+        "large" => {
+            for (seq, i) in (2..args.len()).enumerate() {
+                let m = msg(1, seq as u64, num(i) as usize);
+                tx.send(&(m.seq, RawBytes(&m.data))).expect("send");
+                tx.send_bytes(&m.data, None).expect("send_bytes");
             }
         }
         "hostile" => {

@@ -474,7 +474,8 @@ impl State {
     }
 
     /// Waits for input: spins on the rings for a while (looking at the
-    /// sockets now and then), then sleeps on the poller with every ring's
+    /// sockets now and then, yielding the processor between looks once
+    /// nothing came for [`SPIN_ALONE`](crate::sys::ring::SPIN_ALONE)), then sleeps on the poller with every ring's
     /// flag raised. Reads nothing.
     fn wait_input(&mut self, poller: &Poller, until: Until) -> Result<(), RecvError> {
         let deadline = match until {
@@ -485,12 +486,23 @@ impl State {
         let now = Instant::now();
         let spin_end = deadline.map_or(now + self.spin, |d| d.min(now + self.spin));
         let mut turns: u32 = 0;
-        while Instant::now() < spin_end {
+        let polite_from = now + crate::sys::ring::SPIN_ALONE;
+        loop {
+            let t = Instant::now();
+            if t >= spin_end {
+                break;
+            }
             for _ in 0..SPIN_TURNS {
                 std::hint::spin_loop();
                 if self.links.iter_mut().any(|(_, l)| l.ring_has_frame()) {
                     return Ok(());
                 }
+            }
+            if t >= polite_from {
+                // Nothing for a while: whoever will send may need the
+                // processor (more processes than cores), as an endpoint's
+                // receiver does.
+                std::thread::yield_now();
             }
             turns = turns.wrapping_add(1);
             if turns % SOCKET_EVERY == 0 {

@@ -13,6 +13,7 @@
 //! functions; nothing above it names a Linux syscall.
 
 pub(crate) mod blob;
+pub(crate) mod copy;
 pub(crate) mod dir;
 pub(crate) mod memfd;
 pub(crate) mod mpsc;
