@@ -472,9 +472,10 @@ impl<R: MessageBox> EndpointReceiver<R> {
             if self.core.shared.inbox.watch(SPIN_TURNS) {
                 return Ok(());
             }
-            if t >= polite_from {
-                // Nothing for a while: whoever will send may need the processor.
-                std::thread::yield_now();
+            if t >= polite_from && !crate::sys::ring::give_way() {
+                // Nothing for a while, and whoever will send may need the
+                // processor, but yielding it costs a time slice now: sleep.
+                break;
             }
             turns = turns.wrapping_add(1);
             if turns % SOCKET_EVERY == 0 {

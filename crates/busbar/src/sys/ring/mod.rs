@@ -125,7 +125,7 @@ pub(crate) use consumer::Consumer;
 pub(crate) use memory::{Memory, Word32, Word64};
 pub(crate) use producer::Producer;
 pub(crate) use shm::{create, Shm};
-pub(crate) use wait::SPIN_ALONE;
+pub(crate) use wait::{give_way, SPIN_ALONE};
 
 use std::io;
 #[cfg(test)]

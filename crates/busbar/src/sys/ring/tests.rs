@@ -521,3 +521,43 @@ fn bench_wake_latency() {
         println!("ring wake-up latency, {name}: {}", percentiles(&mut lat));
     }
 }
+
+/// A spin's yield that hands the core to a thread that keeps it for a whole
+/// time slice ends the spin, and this thread's spins then sleep without
+/// yielding for a while: with busy processes on the core, a yield per look
+/// would cost a slice per message (a request/answer loop next to six busy
+/// loops crawled past its hang guard). Both threads are pinned to one
+/// core; fails if give_way yields on however long each yield takes.
+#[test]
+fn a_yield_to_a_busy_thread_on_this_core_ends_the_spin() {
+    use rustix::thread::{sched_getcpu, sched_setaffinity, CpuSet};
+    use std::sync::atomic::AtomicBool;
+    let mut one = CpuSet::new();
+    one.set(sched_getcpu());
+    sched_setaffinity(None, &one).expect("pin this thread");
+    let stop = Arc::new(AtomicBool::new(false));
+    let hog = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            sched_setaffinity(None, &one).expect("pin the busy thread");
+            while !stop.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        })
+    };
+    // A hang guard, not a timing: the first yield the busy thread keeps
+    // for its slice ends it.
+    let start = Instant::now();
+    let mut ended = false;
+    while start.elapsed() < std::time::Duration::from_secs(30) {
+        if !wait::give_way() {
+            ended = true;
+            break;
+        }
+    }
+    let still_off = !wait::give_way();
+    stop.store(true, Ordering::Relaxed);
+    hog.join().expect("busy thread");
+    assert!(ended, "every yield came back at once next to a busy thread");
+    assert!(still_off, "the next spin yielded again at once");
+}

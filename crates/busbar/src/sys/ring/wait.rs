@@ -3,6 +3,7 @@
 
 use super::SLEEPING;
 use rustix::thread::futex;
+use std::cell::Cell;
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
@@ -14,10 +15,52 @@ const MAX_SLEEP: Duration = Duration::from_secs(3600);
 /// nothing for this long is waiting for someone who is not running.
 pub(crate) const SPIN_ALONE: Duration = Duration::from_micros(5);
 
+/// A yield that kept this thread off the processor for longer than this
+/// handed it to someone who ran a whole time slice (a busy process on this
+/// core), not to a peer that took a short turn: yielding on would cost a
+/// slice per look (milliseconds), where sleeping costs one wake-up.
+const LONG_YIELD: Duration = Duration::from_micros(500);
+
+/// How long after a long yield this thread's spins do not yield: each one
+/// stops at [`SPIN_ALONE`] and sleeps instead. (Then one yield tries again:
+/// at most one slice lost per this long while busy processes share the core.)
+const YIELD_BACKOFF: Duration = Duration::from_millis(50);
+
+thread_local! {
+    /// Until when this thread's spins sleep rather than yield (see [`give_way`]).
+    static NO_YIELD_UNTIL: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// The polite part of a spin that has found nothing for [`SPIN_ALONE`]:
+/// lets whoever else waits for this core run (the peer we wait for may be
+/// queued on it), `true`: look again. `false`: stop spinning and sleep,
+/// because a yield of this thread's lately kept it off the processor for a
+/// whole time slice of someone else's ([`LONG_YIELD`]): with busy processes
+/// on the core, a yield per look would cost a slice per message, while a
+/// sleeping thread that is woken runs soon.
+pub(crate) fn give_way() -> bool {
+    let before = Instant::now();
+    if NO_YIELD_UNTIL
+        .try_with(Cell::get)
+        .ok()
+        .flatten()
+        .is_some_and(|until| before < until)
+    {
+        return false;
+    }
+    std::thread::yield_now();
+    let after = Instant::now();
+    if after.duration_since(before) < LONG_YIELD {
+        return true;
+    }
+    let _ = NO_YIELD_UNTIL.try_with(|u| u.set(Some(after + YIELD_BACKOFF)));
+    false
+}
+
 /// Polls `ready` until it holds (`Ok(true)`) or `spin` has passed since
 /// `start` (`Ok(false)`): the spin before either side of a ring sleeps.
 /// Looks at the clock only every 64 turns; past [`SPIN_ALONE`], yields
-/// between looks.
+/// between looks ([`give_way`]; it may end the spin early).
 pub(super) fn spin_until<E>(
     start: Instant,
     spin: Duration,
@@ -30,7 +73,9 @@ pub(super) fn spin_until<E>(
     let mut polite = false;
     loop {
         if polite {
-            std::thread::yield_now();
+            if !give_way() {
+                return ready();
+            }
         } else {
             std::hint::spin_loop();
         }
