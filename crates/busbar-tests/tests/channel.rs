@@ -59,6 +59,22 @@ fn embedded_senders() {
     assert_eq!(sub_rx.recv_timeout(GUARD).expect("recv"), person());
 }
 
+/// ipc-channel's `opaque_sender`: a sender with its type forgotten, typed
+/// again; here it also travels inside a message first.
+#[test]
+fn opaque_sender() {
+    let (tx, rx) = channel::channel::<Person>().expect("channel");
+    let opaque = tx.to_opaque();
+    let tx: Sender<Person> = opaque.clone().to();
+    tx.send(person()).expect("send");
+    assert_eq!(rx.recv_timeout(GUARD).expect("recv"), person());
+    let (carrier, carried) = channel::channel::<channel::OpaqueSender>().expect("channel");
+    carrier.send(opaque).expect("send the opaque sender");
+    let travelled: Sender<Person> = carried.recv_timeout(GUARD).expect("recv").to();
+    travelled.send(person()).expect("send");
+    assert_eq!(rx.recv_timeout(GUARD).expect("recv"), person());
+}
+
 #[test]
 fn embedded_receivers() {
     let (sub_tx, sub_rx) = channel::channel::<Person>().expect("channel");

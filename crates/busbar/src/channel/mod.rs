@@ -62,7 +62,7 @@ mod set;
 
 pub use attachments::SharedBytes;
 pub use receiver::{BytesReceiver, Receiver};
-pub use sender::{BytesSender, Sender};
+pub use sender::{BytesSender, OpaqueSender, Sender};
 pub use server::OneShotServer;
 pub use set::{ReceiverSet, Selectable, Selected, Selection};
 

@@ -225,6 +225,80 @@ impl<T> Sender<T> {
     pub fn set_backpressure(&self, policy: Backpressure) {
         *self.core.backpressure.locked() = policy;
     }
+
+    /// This sender with its message type forgotten (ipc-channel's
+    /// `to_opaque`): to keep senders of different types together, or
+    /// pass one through code that does not know its type.
+    /// [`OpaqueSender::to`] gives a typed sender back.
+    ///
+    /// ```
+    /// let (tx, rx) = busbar::channel::channel::<u32>()?;
+    /// let opaque = tx.to_opaque();
+    /// opaque.to::<u32>().send(3)?;
+    /// assert_eq!(rx.recv()?, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_opaque(self) -> OpaqueSender {
+        OpaqueSender { core: self.core }
+    }
+}
+
+/// A channel's sender whose message type is not known here
+/// ([`Sender::to_opaque`]), ipc-channel's `OpaqueIpcSender`. It travels in
+/// messages as a [`Sender`] does, and [`to`](OpaqueSender::to) makes it a
+/// [`Sender<T>`] again. Nothing checks that `T` is the type the receiver
+/// decodes: a receiver of another type fails to decode those messages
+/// ([`RecvError::Decode`](crate::RecvError::Decode)) and goes on.
+///
+/// ```
+/// use busbar::channel::{channel, OpaqueSender};
+/// let (tx, rx) = channel::<String>()?;
+/// // An opaque sender inside a message, typed again where it arrives.
+/// let (carrier, carried) = channel::<OpaqueSender>()?;
+/// carrier.send(tx.to_opaque())?;
+/// carried.recv()?.to::<String>().send("typed again".into())?;
+/// assert_eq!(rx.recv()?, "typed again");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct OpaqueSender {
+    core: Arc<SenderCore>,
+}
+
+impl std::fmt::Debug for OpaqueSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpaqueSender").finish_non_exhaustive()
+    }
+}
+
+impl OpaqueSender {
+    /// A sender of `T` on the same channel (sharing this sender's link).
+    pub fn to<T>(self) -> Sender<T> {
+        Sender {
+            core: self.core,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl Serialize for OpaqueSender {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        let door = self.core.door_copy().map_err(S::Error::custom)?;
+        let door = crate::attach::attach(door).map_err(S::Error::custom)?;
+        SenderWire { door }.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for OpaqueSender {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let wire = SenderWire::deserialize(d)?;
+        let door = crate::attach::take(wire.door).map_err(D::Error::custom)?;
+        Ok(OpaqueSender {
+            core: Arc::new(SenderCore::new(door).map_err(D::Error::custom)?),
+        })
+    }
 }
 
 impl<T: Serialize> Sender<T> {
