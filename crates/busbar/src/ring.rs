@@ -434,8 +434,11 @@ impl RingReceiver {
                     break;
                 }
                 if spun >= crate::sys::ring::SPIN_ALONE {
-                    // Nothing for a while: a sender may need the processor.
-                    std::thread::yield_now();
+                    // Nothing for a while: a sender may need the processor;
+                    // when yielding it costs a time slice, sleep instead.
+                    if !crate::sys::ring::give_way() {
+                        break;
+                    }
                 } else {
                     for _ in 0..64 {
                         std::hint::spin_loop();

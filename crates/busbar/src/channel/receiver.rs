@@ -498,11 +498,11 @@ impl State {
                     return Ok(());
                 }
             }
-            if t >= polite_from {
-                // Nothing for a while: whoever will send may need the
-                // processor (more processes than cores), as an endpoint's
-                // receiver does.
-                std::thread::yield_now();
+            if t >= polite_from && !crate::sys::ring::give_way() {
+                // Nothing for a while, and whoever will send may need the
+                // processor, but yielding it costs a time slice now (as an
+                // endpoint's receiver does): sleep.
+                break;
             }
             turns = turns.wrapping_add(1);
             if turns % SOCKET_EVERY == 0 {
