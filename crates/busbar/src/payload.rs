@@ -166,7 +166,10 @@ pub trait MessageBox: Sized + Send + 'static {
     /// The length [`encode_into`](MessageBox::encode_into) would append,
     /// when it is known without encoding (then a large payload is encoded
     /// straight into shared memory with
-    /// [`encode_to_slice`](MessageBox::encode_to_slice)). `None` by default.
+    /// [`encode_to_slice`](MessageBox::encode_to_slice), and a small one
+    /// too). `None` by default. A payload that says its length is bytes:
+    /// it is always encoded with `encode_to_slice`, so it cannot carry a
+    /// channel end or anything else that attaches a descriptor.
     fn encoded_len(&self) -> Option<usize> {
         None
     }

@@ -287,7 +287,7 @@ impl Inbox {
         (buf, control): (&mut [u8], &mut [MaybeUninit<u8>]),
         counters: &Counters,
         mut learn: impl FnMut(PeerRecord) -> bool,
-        mut in_place: impl FnMut(Header, &[u8], &Origin) -> T,
+        mut in_place: impl FnMut(u64, Header, &[u8], &Origin) -> T,
         mut each: impl FnMut(u64, &Origin, Got<T>) -> Step,
     ) {
         let mut links = self.links();
@@ -298,7 +298,8 @@ impl Inbox {
             let mut stop = false;
             let mut origin = Origin::of(link);
             for _ in 0..BATCH {
-                let step = match link.read_with(buf, control, |h, b| in_place(h, b, &origin)) {
+                let step = match link.read_with(buf, control, |h, b| in_place(token, h, b, &origin))
+                {
                     ReadWith::Frame(f) => each(token, &origin, Got::Frame(f)),
                     ReadWith::InPlace(t) => each(token, &origin, Got::InPlace(t)),
                     ReadWith::Nothing => {

@@ -188,12 +188,24 @@ impl OutFrame {
                 );
             }
         }
-        let mut payload = Vec::with_capacity(64);
-        // Channel ends in the payload attach their descriptors (`attach`):
-        // they go first among the frame's objects.
-        let (encoded, mut objects) =
-            crate::attach::collect(|| msg.payload.encode_into(&mut payload));
-        encoded?;
+        let (payload, mut objects) = match msg.payload.encoded_len() {
+            // A payload of known length is bytes (a `BytesMessage`): it
+            // attaches no descriptors, and is written to its size.
+            Some(n) => {
+                let mut payload = vec![0; n];
+                msg.payload.encode_to_slice(&mut payload)?;
+                (payload, Vec::new())
+            }
+            None => {
+                let mut payload = Vec::with_capacity(64);
+                // Channel ends in the payload attach their descriptors
+                // (`attach`): they go first among the frame's objects.
+                let (encoded, objects) =
+                    crate::attach::collect(|| msg.payload.encode_into(&mut payload));
+                encoded?;
+                (payload, objects)
+            }
+        };
         objects.extend(msg.objects.into_iter().map(|o| o.into_fd()));
         OutFrame::build(
             Built {

@@ -174,8 +174,8 @@ impl<R: MessageBox> EndpointReceiver<R> {
             if self.core.shared.inbox.take_interrupt() {
                 return Err(RecvError::Interrupted);
             }
-            if let Some(m) = self.next_ready()? {
-                return Ok(m);
+            if let Some(m) = self.next_ready() {
+                return m;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 if self.core.shared.inbox.arm() && self.scan() {
@@ -199,8 +199,8 @@ impl<R: MessageBox> EndpointReceiver<R> {
     pub fn try_recv(&mut self) -> Result<Message<R>, RecvError> {
         let _receiving = self.core.shared.inbox.receiving();
         loop {
-            if let Some(m) = self.next_ready()? {
-                return Ok(m);
+            if let Some(m) = self.next_ready() {
+                return m;
             }
             if !self.fill(Some(Instant::now()))? {
                 if self.core.shared.inbox.arm() && self.scan() {
@@ -235,35 +235,37 @@ impl<R: MessageBox> EndpointReceiver<R> {
         }
     }
 
-    /// Decodes frames already read until one is a message for us.
-    fn next_ready(&mut self) -> Result<Option<Message<R>>, RecvError> {
+    /// Decodes frames already read until one is a message for us (or a
+    /// payload that did not decode). Returned as it was queued: a message
+    /// moved into another wrapper on its way out is copied again.
+    fn next_ready(&mut self) -> Option<Result<Message<R>, RecvError>> {
         while let Some((token, ready)) = self.ready.pop_front() {
             let counters = &self.core.shared.counters;
             let (raw, origin) = match ready {
                 Ready::Raw(raw, origin) => (raw, origin),
                 Ready::Decoded(m) => {
                     count_handed(counters, &m);
-                    return m.map(Some);
+                    return Some(m);
                 }
             };
             let max = self.core.shared.options.limits.max_payload;
             if raw.header.payload_len > max {
                 // Over this endpoint's own limit: dropped before a byte of it is read.
                 let out = Err(too_large(raw.header.payload_len, max));
-                count_handed::<Option<Message<R>>>(counters, &out);
-                return out;
+                count_handed::<Message<R>>(counters, &out);
+                return Some(out);
             }
-            let decoded = decode_with(raw, &self.core.shared.inbox.lent, &origin)?;
-            match decoded {
-                Decoded::Message(m) => {
+            match decode_with(raw, &self.core.shared.inbox.lent, &origin) {
+                Ok(Decoded::Message(m)) => {
                     counters.received.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Some(m));
+                    return Some(Ok(m));
                 }
-                Decoded::Skipped => {}
-                Decoded::Malformed(e) => self.malformed(token, e),
+                Ok(Decoded::Skipped) => {}
+                Ok(Decoded::Malformed(e)) => self.malformed(token, e),
+                Err(e) => return Some(Err(e)),
             }
         }
-        Ok(None)
+        None
     }
 
     /// Counts a frame from the link of `token` that turned out malformed
@@ -358,7 +360,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
                 (&mut self.buf, &mut self.control),
                 &shared.counters,
                 |hello| shared.learn_sender(hello),
-                |header, bytes, origin| {
+                |_, header, bytes, origin| {
                     if header.payload_len > max {
                         return Ok(Err(too_large(header.payload_len, max)));
                     }
@@ -509,7 +511,8 @@ impl<R: MessageBox> EndpointReceiver<R> {
         let shared = &self.core.shared;
         let max = shared.options.limits.max_payload;
         let scratch = &mut self.scratch;
-        let ready = &mut self.ready;
+        // Both closures below queue into `ready`, one after the other.
+        let ready = std::cell::RefCell::new(&mut self.ready);
         // Decoded messages wait in `ready` as allocations; frames left in
         // the ring cost nothing. A few at a time keeps the allocator reusing
         // the same memory: at most READ_AHEAD_BYTES from one link per scan.
@@ -519,33 +522,54 @@ impl<R: MessageBox> EndpointReceiver<R> {
             &shared.counters,
             |hello| shared.learn_sender(hello),
             // Frames in the ring are decoded as they are read (from a
-            // private copy); those off the socket are decoded later.
-            |header, bytes, origin| {
-                let decoded = decode_in_place::<R>(header, bytes, max, scratch, origin);
-                (decoded, scratch.len())
+            // private copy) and queued right here: what goes back through
+            // the link and the ring is only how it went, since a message
+            // returned through each of their layers would be copied at
+            // each (a few hundred bytes, most of a small message's cost).
+            // Those off the socket are decoded later.
+            |token, header, bytes, origin| {
+                let out = match decode_in_place::<R>(header, bytes, max, scratch, origin) {
+                    Ok(Decoded::Message(m)) => Ok(m),
+                    Ok(Decoded::Skipped) => return InPlace::Skipped,
+                    Ok(Decoded::Malformed(e)) => return InPlace::Malformed(e),
+                    Err(e) => Err(e),
+                };
+                ready.borrow_mut().push_back((token, Ready::Decoded(out)));
+                InPlace::Queued(scratch.len())
             },
             |token, origin, got| {
                 if taken.0 != token {
                     taken = (token, 0);
                 }
                 match got {
-                    Got::Frame(f) => ready.push_back((token, Ready::Raw(f, origin.clone()))),
-                    Got::InPlace((Ok(Decoded::Message(m)), len)) => {
+                    Got::Frame(f) => ready
+                        .borrow_mut()
+                        .push_back((token, Ready::Raw(f, origin.clone()))),
+                    Got::InPlace(InPlace::Queued(len)) => {
                         taken.1 += len;
-                        ready.push_back((token, Ready::Decoded(Ok(m))));
                         if taken.1 >= READ_AHEAD_BYTES {
                             return Step::NextLink;
                         }
                     }
-                    Got::InPlace((Ok(Decoded::Skipped), _)) => {}
-                    Got::InPlace((Ok(Decoded::Malformed(e)), _)) => return Step::Malformed(e),
-                    Got::InPlace((Err(e), _)) => ready.push_back((token, Ready::Decoded(Err(e)))),
+                    Got::InPlace(InPlace::Skipped) => {}
+                    Got::InPlace(InPlace::Malformed(e)) => return Step::Malformed(e),
                 }
                 Step::More
             },
         );
         !self.ready.is_empty()
     }
+}
+
+/// What became of a frame [`EndpointReceiver::scan`] decoded where it lay.
+enum InPlace {
+    /// Queued in `ready` (a message, or a payload that did not decode),
+    /// having taken this many bytes of the private copy.
+    Queued(usize),
+    /// Nothing for this receiver (see [`Decoded::Skipped`]).
+    Skipped,
+    /// Malformed: counted against its link.
+    Malformed(FrameError),
 }
 
 /// A frame read from a link, waiting for `recv`.
