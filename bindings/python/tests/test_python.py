@@ -99,8 +99,10 @@ def test_ctrl_c_interrupts_a_blocking_recv(bus) -> None:
         f"""
         import busbar
         ep = busbar.join({bus!r}, "py", token={TOKEN!r}, timeout=60)
-        print("waiting", flush=True)
         try:
+            # Inside the try: the first SIGINT is sent once this line is
+            # read, and may land before the interpreter is in recv.
+            print("waiting", flush=True)
             ep.recv()
         except KeyboardInterrupt:
             print("interrupted", flush=True)
