@@ -544,13 +544,13 @@ pub fn tables(run: &Run) -> String {
     out
 }
 
-/// The section `busbar-scale` (crates/busbar-tests) wrote into
-/// BENCHMARKS.md, between its markers: kept when the rest is rewritten.
+/// What BENCHMARKS.md holds from the section `busbar-scale`
+/// (crates/busbar-tests) wrote, at its begin marker, to the end: that
+/// section and the hand-written ones after it (Node.js, Python, named
+/// ring, channels), kept when the rest is rewritten.
 pub fn scale_section(old: &str) -> Option<String> {
-    const END: &str = "<!-- busbar-scale: end -->";
     let a = old.find("<!-- busbar-scale: begin")?;
-    let b = a + old[a..].find(END)? + END.len();
-    Some(format!("{}\n", &old[a..b]))
+    Some(format!("{}\n", old[a..].trim_end()))
 }
 
 /// The whole BENCHMARKS.md (without the scale section: see [`scale_section`]).
