@@ -15,7 +15,6 @@
 //! wake-up is a deadlock, which loom reports. Run with
 //! `RUSTFLAGS="--cfg loom" cargo test -p busbar --release --lib sys::mpsc`.
 
-use super::memory::{Word32, Word64};
 use super::protocol::{self, Claimed};
 use super::{encode_claim, Memory, NONE, RECORD};
 use loom::cell::UnsafeCell;
@@ -29,36 +28,6 @@ use std::time::Duration;
 const KEY: u64 = 0x5eed_f00d_cafe_d00d;
 /// Bytes per word of the model's data area.
 const WORD: usize = 8;
-
-impl Word64 for LoomU64 {
-    fn load(&self, order: Ordering) -> u64 {
-        LoomU64::load(self, order)
-    }
-    fn store(&self, value: u64, order: Ordering) {
-        LoomU64::store(self, value, order)
-    }
-    fn compare_exchange(
-        &self,
-        current: u64,
-        new: u64,
-        success: Ordering,
-        failure: Ordering,
-    ) -> Result<u64, u64> {
-        LoomU64::compare_exchange(self, current, new, success, failure)
-    }
-}
-
-impl Word32 for LoomU32 {
-    fn load(&self, order: Ordering) -> u32 {
-        LoomU32::load(self, order)
-    }
-    fn store(&self, value: u32, order: Ordering) {
-        LoomU32::store(self, value, order)
-    }
-    fn swap(&self, value: u32, order: Ordering) -> u32 {
-        LoomU32::swap(self, value, order)
-    }
-}
 
 /// The payload bytes of the data area, one cell per 8-byte word.
 struct Cells(Vec<UnsafeCell<u64>>);

@@ -3,67 +3,14 @@
 //! the code that runs in production ([`Shared`], the mapped memfd).
 
 use super::{decode_claim, decode_commit, encode_claim, encode_commit, not_claim, Claim};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 // Named in the documentation only.
 #[cfg(doc)]
 use super::Shared;
 
-/// A 64-bit atomic word: `std`'s in shared memory, loom's in the models.
-pub(crate) trait Word64 {
-    fn load(&self, order: Ordering) -> u64;
-    fn store(&self, value: u64, order: Ordering);
-    fn compare_exchange(
-        &self,
-        current: u64,
-        new: u64,
-        success: Ordering,
-        failure: Ordering,
-    ) -> Result<u64, u64>;
-}
-
-/// A 32-bit atomic word: `std`'s in shared memory, loom's in the models.
-pub(crate) trait Word32 {
-    fn load(&self, order: Ordering) -> u32;
-    fn store(&self, value: u32, order: Ordering);
-    fn swap(&self, value: u32, order: Ordering) -> u32;
-}
-
-impl Word64 for AtomicU64 {
-    #[inline]
-    fn load(&self, order: Ordering) -> u64 {
-        AtomicU64::load(self, order)
-    }
-    #[inline]
-    fn store(&self, value: u64, order: Ordering) {
-        AtomicU64::store(self, value, order)
-    }
-    #[inline]
-    fn compare_exchange(
-        &self,
-        current: u64,
-        new: u64,
-        success: Ordering,
-        failure: Ordering,
-    ) -> Result<u64, u64> {
-        AtomicU64::compare_exchange(self, current, new, success, failure)
-    }
-}
-
-impl Word32 for AtomicU32 {
-    #[inline]
-    fn load(&self, order: Ordering) -> u32 {
-        AtomicU32::load(self, order)
-    }
-    #[inline]
-    fn store(&self, value: u32, order: Ordering) {
-        AtomicU32::store(self, value, order)
-    }
-    #[inline]
-    fn swap(&self, value: u32, order: Ordering) -> u32 {
-        AtomicU32::swap(self, value, order)
-    }
-}
+/// The atomic words: the link ring's ([`crate::sys::ring`]), one set of
+/// `std` and loom implementations for both rings.
+pub(crate) use crate::sys::ring::{Word32, Word64};
 
 /// Where a named ring lives: the mapped memfd in production ([`Shared`]),
 /// a loom model in the tests. The protocol is written once against this

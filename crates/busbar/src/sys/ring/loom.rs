@@ -23,6 +23,15 @@ impl Word64 for LoomU64 {
     fn store(&self, value: u64, order: Ordering) {
         LoomU64::store(self, value, order)
     }
+    fn compare_exchange(
+        &self,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u64, u64> {
+        LoomU64::compare_exchange(self, current, new, success, failure)
+    }
 }
 
 impl Word32 for LoomU32 {

@@ -9,9 +9,18 @@ use std::time::Duration;
 use super::{producer::Grant, Consumer, Producer, Shm, AWAKE, SLEEPING};
 
 /// A 64-bit atomic word: `std`'s in shared memory, loom's in the models.
+/// Shared with the named ring ([`crate::sys::mpsc`]), whose senders claim
+/// records with `compare_exchange`.
 pub(crate) trait Word64 {
     fn load(&self, order: Ordering) -> u64;
     fn store(&self, value: u64, order: Ordering);
+    fn compare_exchange(
+        &self,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u64, u64>;
 }
 
 /// A 32-bit atomic word: `std`'s in shared memory, loom's in the models.
@@ -27,6 +36,15 @@ impl Word64 for AtomicU64 {
     }
     fn store(&self, value: u64, order: Ordering) {
         AtomicU64::store(self, value, order)
+    }
+    fn compare_exchange(
+        &self,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u64, u64> {
+        AtomicU64::compare_exchange(self, current, new, success, failure)
     }
 }
 
