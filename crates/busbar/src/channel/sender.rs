@@ -283,18 +283,14 @@ impl OpaqueSender {
 
 impl Serialize for OpaqueSender {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::Error;
-        let door = self.core.door_copy().map_err(S::Error::custom)?;
-        let door = crate::attach::attach(door).map_err(S::Error::custom)?;
-        SenderWire { door }.serialize(s)
+        SenderWire::put(&self.core, s)
     }
 }
 
 impl<'de> Deserialize<'de> for OpaqueSender {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        let wire = SenderWire::deserialize(d)?;
-        let door = crate::attach::take(wire.door).map_err(D::Error::custom)?;
+        let door = SenderWire::take(d)?;
         Ok(OpaqueSender {
             core: Arc::new(SenderCore::new(door).map_err(D::Error::custom)?),
         })
@@ -396,20 +392,34 @@ struct SenderWire {
     door: u32,
 }
 
-impl<T> Serialize for Sender<T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl SenderWire {
+    /// Serializes a sender (any of the three kinds): a copy of its door
+    /// attached to the frame being encoded, and that position.
+    fn put<S: serde::Serializer>(core: &SenderCore, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::Error;
-        let door = self.core.door_copy().map_err(S::Error::custom)?;
+        let door = core.door_copy().map_err(S::Error::custom)?;
         let door = crate::attach::attach(door).map_err(S::Error::custom)?;
         SenderWire { door }.serialize(s)
+    }
+
+    /// Deserializes a sender's door: taken from the frame being decoded.
+    fn take<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::os::fd::OwnedFd, D::Error> {
+        use serde::de::Error;
+        let wire = SenderWire::deserialize(d)?;
+        crate::attach::take(wire.door).map_err(D::Error::custom)
+    }
+}
+
+impl<T> Serialize for Sender<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        SenderWire::put(&self.core, s)
     }
 }
 
 impl<'de, T> Deserialize<'de> for Sender<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        let wire = SenderWire::deserialize(d)?;
-        let door = crate::attach::take(wire.door).map_err(D::Error::custom)?;
+        let door = SenderWire::take(d)?;
         Sender::from_door(door).map_err(D::Error::custom)
     }
 }
@@ -510,18 +520,14 @@ impl BytesSender {
 
 impl Serialize for BytesSender {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::Error;
-        let door = self.core.door_copy().map_err(S::Error::custom)?;
-        let door = crate::attach::attach(door).map_err(S::Error::custom)?;
-        SenderWire { door }.serialize(s)
+        SenderWire::put(&self.core, s)
     }
 }
 
 impl<'de> Deserialize<'de> for BytesSender {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        let wire = SenderWire::deserialize(d)?;
-        let door = crate::attach::take(wire.door).map_err(D::Error::custom)?;
+        let door = SenderWire::take(d)?;
         BytesSender::from_door(door).map_err(D::Error::custom)
     }
 }
