@@ -106,6 +106,12 @@ export interface RecvOptions {
   signal?: AbortSignal;
 }
 
+/** What {@link Endpoint.recvBatch} takes. */
+export interface RecvBatchOptions extends RecvOptions {
+  /** The most messages to take, 1 to 64. Default: 64. */
+  max?: number;
+}
+
 /** One endpoint of the directory. */
 export interface EndpointInfo {
   id: string;
@@ -211,6 +217,8 @@ export class Endpoint implements AsyncIterable<Message> {
   reply(request: Message, data: Data, options?: { format?: number }): Promise<void>;
   /** The next message. */
   recv(options?: RecvOptions): Promise<Message>;
+  /** The messages that are there: at least one (it waits as recv does), at most `max`. */
+  recvBatch(options?: RecvBatchOptions): Promise<Message[]>;
   /** Messages as they come, until close(). */
   [Symbol.asyncIterator](): AsyncIterator<Message>;
   /** The directory: every endpoint on the bus, this one included. */

@@ -246,14 +246,32 @@ function fromNative(raw) {
     raw.multicast, raw.request);
 }
 
-/** Slots per message in tryRecv's flat array (crates/busbar-node/src/message.rs, `Flat`). */
-const FLAT_FIELDS = 8;
+/** The most messages one tryRecv (and one recvBatch) hands over (crates/busbar-node/src/recv.rs, `MAX_BATCH`). */
+const MAX_BATCH = 64;
+/** u32 words per message in a tryRecv batch's slab (crates/busbar-node/src/recv.rs, `META_WORDS`). */
+const META_WORDS = 7;
 
-/** Appends the messages of tryRecv's flat array to `into`. */
-function pushFlat(flat, into) {
-  for (let i = 0; i < flat.length; i += FLAT_FIELDS) {
-    into.push(new Message(KEY, flat[i], flat[i + 1], flat[i + 5], flat[i + 6], flat[i + 2],
-      flat[i + 3], flat[i + 4], flat[i + 7]));
+/**
+ * Appends the messages of a tryRecv batch to `into`: [slab, count, where the
+ * descriptions start in the slab, then strings, buffers and attachments the
+ * descriptions point at]. Small payloads are views of the slab.
+ */
+function pushBatch(batch, into) {
+  const slab = batch[0];
+  const count = batch[1];
+  const ab = slab.buffer;
+  const base = slab.byteOffset;
+  const at = base + batch[2];
+  const meta = at % 4 === 0
+    ? new Uint32Array(ab, at, count * META_WORDS)
+    : new Uint32Array(ab.slice(at, at + count * META_WORDS * 4));
+  for (let j = 0; j < count * META_WORDS; j += META_WORDS) {
+    const own = meta[j + 5];
+    const data = own === 0 ? Buffer.from(ab, base + meta[j], meta[j + 1]) : batch[own];
+    const tag = meta[j + 2];
+    const x = meta[j + 6];
+    into.push(new Message(KEY, data, tag & 0xffff, x === 0 ? null : batch[x], x === 0 ? null : batch[x + 1],
+      batch[meta[j + 3]], batch[meta[j + 4]], tag > 0xffff, x === 0 ? null : batch[x + 2]));
   }
 }
 
@@ -459,6 +477,32 @@ class Endpoint {
    * a message: one that came meanwhile goes to the next recv().
    */
   recv(opts) {
+    return this.#receive(opts, 0);
+  }
+
+  /**
+   * The messages that are there, at least one and at most `max` (default
+   * and most: 64), in one array: a busy receiver pays one promise per
+   * batch instead of one per message. Waits, times out and aborts as
+   * recv() does.
+   */
+  recvBatch(opts) {
+    let max = MAX_BATCH;
+    if (opts !== undefined && opts !== null && typeof opts === 'object' && opts.max !== undefined) {
+      max = opts.max;
+      if (!Number.isInteger(max)) throw new TypeError('max must be an integer');
+      if (max < 1) throw new BusbarError('INVALID_ARGUMENT', `max must be >= 1, not ${max}`);
+      max = Math.min(max, MAX_BATCH);
+    }
+    return this.#receive(opts, max);
+  }
+
+  /** Takes up to `max` messages from the inbox (`max` 0: one message, not in an array). */
+  #take(max) {
+    return max === 0 ? this.#inbox.shift() : this.#inbox.splice(0, max);
+  }
+
+  #receive(opts, max) {
     if (opts === undefined || opts === null) opts = {};
     if (typeof opts !== 'object') throw new TypeError('options must be an object');
     const timeout = checkMillis(opts.timeoutMs, 'timeoutMs');
@@ -468,17 +512,17 @@ class Endpoint {
     }
     if (signal?.aborted) return Promise.reject(abortError(signal));
     if (this.#receivers.length === 0) {
-      if (this.#inbox.length > 0) return Promise.resolve(this.#inbox.shift());
+      if (this.#inbox.length > 0) return Promise.resolve(this.#take(max));
       if (this.#closed) return Promise.reject(disconnected());
       let batch;
       try {
-        batch = this.#n.tryRecv(64);
+        batch = this.#n.tryRecv(max === 0 ? MAX_BATCH : max);
       } catch (e) {
         return Promise.reject(wrap(e));
       }
       if (batch.length > 0) {
-        pushFlat(batch, this.#inbox);
-        return Promise.resolve(this.#inbox.shift());
+        pushBatch(batch, this.#inbox);
+        return Promise.resolve(this.#take(max));
       }
       if (timeout === 0) {
         return Promise.reject(new BusbarError('TIMEOUT', 'timed out waiting for a message'));
@@ -487,7 +531,7 @@ class Endpoint {
     if (this.#closed) return Promise.reject(disconnected());
     let waiter;
     const promise = new Promise((resolve, reject) => {
-      waiter = { resolve, reject, signal, onAbort: null, timer: null };
+      waiter = { resolve, reject, signal, onAbort: null, timer: null, max };
     });
     if (signal) {
       waiter.onAbort = () => this.#leave(waiter, abortError(signal));
@@ -521,16 +565,17 @@ class Endpoint {
       if (this.#inbox.length === 0) {
         let batch;
         try {
-          batch = this.#n.tryRecv(64);
+          batch = this.#n.tryRecv(MAX_BATCH);
         } catch (e) {
           // This caller gets the error (a message that did not decode, ...); the next ones go on.
           this.#settle(this.#receivers.shift(), wrap(e));
           continue;
         }
         if (batch.length === 0) break;
-        pushFlat(batch, this.#inbox);
+        pushBatch(batch, this.#inbox);
       }
-      this.#settle(this.#receivers.shift(), null, this.#inbox.shift());
+      const w = this.#receivers.shift();
+      this.#settle(w, null, this.#take(w.max));
     }
     if (this.#receivers.length === 0 && !this.#closed) this.#n.watch(false);
   }
@@ -580,17 +625,38 @@ class Endpoint {
     else op.resolve(fromNative(ev.messages[0]));
   }
 
-  /** Messages as they come, until the endpoint is closed. */
+  /**
+   * Messages as they come, until the endpoint is closed: a batch per
+   * wake-up (recvBatch), handed out one by one. Messages of the batch a
+   * loop left (break, throw) go back to the front of the inbox.
+   */
   async *[Symbol.asyncIterator]() {
     for (;;) {
-      let m;
+      let batch;
       try {
-        m = await this.recv();
+        batch = await this.recvBatch();
       } catch (e) {
         if (e.code === 'DISCONNECTED' && this.#closed) return;
         throw e;
       }
-      yield m;
+      let i = 0;
+      try {
+        while (i < batch.length && !this.#closed) {
+          const m = batch[i];
+          i += 1;
+          yield m;
+        }
+      } finally {
+        if (i < batch.length) {
+          const rest = batch.slice(i);
+          if (this.#closed) for (const m of rest) m.close();
+          else {
+            this.#inbox.unshift(...rest);
+            if (this.#receivers.length > 0) this.#drain();
+          }
+        }
+      }
+      if (this.#closed) return;
     }
   }
 

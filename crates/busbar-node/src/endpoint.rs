@@ -10,7 +10,7 @@
 
 use crate::error::{Failure, Result};
 use crate::labelop;
-use crate::message::{Event, Flat, Outcome, Received, ReplyToken, SelectorText};
+use crate::message::{Event, Outcome, Received, ReplyToken, SelectorText};
 use crate::recv::Receiving;
 use crate::region::Region;
 use busbar::{
@@ -421,8 +421,8 @@ impl NativeEndpoint {
     }
 
     /// Up to `max` messages already there, taken without waiting, as one
-    /// flat array of `FLAT_FIELDS` slots per message (see `message::Flat`;
-    /// none: an empty array).
+    /// array: a slab `Buffer` and what index.js needs to read it (see
+    /// `Receiving::try_batch`; none: an empty array).
     #[napi(catch_unwind)]
     pub fn try_recv<'env>(
         &mut self,
@@ -432,12 +432,7 @@ impl NativeEndpoint {
         if self.sender.is_none() {
             return Err(Failure::closed().into());
         }
-        let batch = self.receiving.try_batch(max as usize)?;
-        let mut flat = Flat::new(env, batch.len())?;
-        for m in batch {
-            flat.push(m)?;
-        }
-        Ok(flat.into_array())
+        Ok(self.receiving.try_batch(env, max as usize)?)
     }
 
     /// Starts (`true`) or stops watching for messages on this thread's

@@ -4,7 +4,7 @@
 use crate::error::Failure;
 use crate::region::Region;
 use busbar::{BytesMessage, Message, ReplyHandle, SelectorMode};
-use napi::bindgen_prelude::{BufferSlice, Null};
+use napi::bindgen_prelude::BufferSlice;
 use napi::Env;
 use napi_derive::napi;
 use std::os::fd::{IntoRawFd, OwnedFd};
@@ -18,7 +18,6 @@ pub struct Received {
     fds: Vec<OwnedFd>,
     regions: Vec<busbar::MemoryRegion>,
     source: String,
-    source_id: u64,
     selector: String,
     multicast: bool,
     reply: Option<ReplyHandle>,
@@ -50,18 +49,12 @@ impl Received {
             selector: texts.of(m.selector.label_op),
             multicast: m.selector.mode == SelectorMode::Multicast,
             source: m.source.to_string(),
-            source_id: m.source.0,
             format: m.payload.format,
             data: m.payload.data,
             fds: m.objects.into_iter().map(OwnedFd::from).collect(),
             regions: m.memory_regions,
             reply,
         }
-    }
-
-    /// How many bytes it holds in this process (its payload).
-    pub fn weight(&self) -> usize {
-        self.data.len() + 64
     }
 
     /// The JavaScript object: the descriptors now belong to it (index.js
@@ -86,102 +79,6 @@ impl Received {
             multicast: self.multicast,
             request: self.reply.map(|handle| ReplyToken { handle }),
         })
-    }
-}
-
-/// How many slots of a [`Flat`] batch one message takes: data, format,
-/// source, selector, multicast, fds (or null), regions (or null), request
-/// token (or null). index.js reads them in this order.
-pub const FLAT_FIELDS: usize = 8;
-
-/// Received messages written into one flat JavaScript array,
-/// [`FLAT_FIELDS`] slots each: setting array elements is much cheaper for
-/// V8 than building an object per message (each named property of a fresh
-/// object looks its name up and moves the object to a new hidden class),
-/// and a source or selector string the previous message had is set again
-/// rather than made anew.
-pub struct Flat<'env> {
-    env: &'env Env,
-    array: napi::bindgen_prelude::Array<'env>,
-    next: u32,
-    source: Option<(u64, napi::JsString<'env>)>,
-    selector: Option<(String, napi::JsString<'env>)>,
-}
-
-impl<'env> Flat<'env> {
-    /// An array for `count` messages.
-    pub fn new(env: &'env Env, count: usize) -> Result<Flat<'env>, Failure> {
-        Ok(Flat {
-            env,
-            array: env.create_array((count * FLAT_FIELDS) as u32)?,
-            next: 0,
-            source: None,
-            selector: None,
-        })
-    }
-
-    fn set<T: napi::bindgen_prelude::ToNapiValue>(&mut self, value: T) -> Result<(), Failure> {
-        self.array.set(self.next, value)?;
-        self.next += 1;
-        Ok(())
-    }
-
-    /// Appends `m` (its descriptors now belong to JavaScript, as with
-    /// [`Received::into_js`]).
-    pub fn push(&mut self, m: Received) -> Result<(), Failure> {
-        let data = BufferSlice::copy_from(self.env, &m.data)?;
-        drop(m.data);
-        self.set(data)?;
-        self.set(u32::from(m.format))?;
-        let source = reuse(self.env, &mut self.source, m.source_id, &m.source)?;
-        self.set(source)?;
-        let selector = reuse(
-            self.env,
-            &mut self.selector,
-            m.selector.clone(),
-            &m.selector,
-        )?;
-        self.set(selector)?;
-        self.set(m.multicast)?;
-        if m.fds.is_empty() {
-            self.set(Null)?;
-        } else {
-            let fds: Vec<i32> = m.fds.into_iter().map(IntoRawFd::into_raw_fd).collect();
-            self.set(fds)?;
-        }
-        if m.regions.is_empty() {
-            self.set(Null)?;
-        } else {
-            let regions: Vec<Region> = m.regions.into_iter().map(Region::wrap).collect();
-            self.set(regions)?;
-        }
-        match m.reply {
-            Some(handle) => self.set(ReplyToken { handle }),
-            None => self.set(Null),
-        }
-    }
-
-    /// The array.
-    pub fn into_array(self) -> napi::bindgen_prelude::Array<'env> {
-        self.array
-    }
-}
-
-/// The string kept in `slot` when it was made for `key`, else a new one
-/// for `text` (kept in its place).
-fn reuse<'env, K: PartialEq>(
-    env: &'env Env,
-    slot: &mut Option<(K, napi::JsString<'env>)>,
-    key: K,
-    text: &str,
-) -> Result<napi::JsString<'env>, Failure> {
-    match slot {
-        Some((last, made)) if *last == key => Ok(*made),
-        _ => {
-            let made = env.create_string(text)?;
-            *slot = Some((key, made));
-            Ok(made)
-        }
     }
 }
 

@@ -12,16 +12,27 @@
 
 use crate::error::Failure;
 use crate::ffi::Poll;
-use crate::message::{Received, SelectorText};
-use busbar::{BytesMessage, EndpointReceiver, RecvError};
-use napi::Env;
+use crate::region::Region;
+use busbar::{Borrowed, BytesMessage, EndpointReceiver, LabelOp, RecvError, TypeUuid};
+use napi::bindgen_prelude::{Array, BufferSlice, Null};
+use napi::{Env, JsString};
 use std::os::fd::AsFd;
+use std::os::fd::{IntoRawFd, OwnedFd};
 
 /// The most messages handed over at once; JavaScript keeps the ones its
 /// callers have not asked for yet, so this bounds what waits inside Node.
 pub const MAX_BATCH: usize = 64;
 /// A batch stops growing past this many payload bytes.
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
+/// How many 32-bit words of a batch's slab describe one message (see
+/// [`Receiving::try_batch`]); index.js reads them in this order.
+pub const META_WORDS: usize = 7;
+/// Payloads up to this long are copied into the batch's slab; longer ones
+/// get a `Buffer` of their own.
+const SLAB_PAYLOAD_MAX: usize = 8 * 1024;
+/// A slab holds at most this many payload bytes: a message kept for long
+/// keeps its whole slab alive, as a `Buffer` a socket read does in Node.
+const SLAB_BYTES: usize = 64 * 1024;
 
 /// An endpoint's receiver and the handle that waits on it. Lives on the
 /// JavaScript thread of its endpoint.
@@ -32,8 +43,53 @@ pub struct Receiving {
     rx: Option<EndpointReceiver<BytesMessage>>,
     /// An error met while filling a batch, for the next receive.
     deferred: Option<Failure>,
-    /// Selector texts, shared by the messages of a batch.
-    texts: SelectorText,
+    /// Where a batch's slab is put together (kept: no allocation per batch).
+    slab: Vec<u8>,
+    /// The slab's description of each message.
+    meta: Vec<u32>,
+    /// The last source seen and its text.
+    source: Option<(u64, String)>,
+    /// The last selector seen and its text.
+    selector: Option<(LabelOp, String)>,
+}
+
+/// A batch being written into one JavaScript array: slot 0 the slab (a
+/// `Buffer`), 1 the number of messages, 2 where in the slab their
+/// descriptions start; then the strings, buffers and attachments the
+/// descriptions point at by index.
+struct Out<'env> {
+    env: &'env Env,
+    array: Array<'env>,
+    next: u32,
+    /// Index of the source string set last, for the source it was made for.
+    source: Option<(u64, u32)>,
+    /// Index of the selector string set last.
+    selector: Option<u32>,
+}
+
+impl<'env> Out<'env> {
+    fn new(env: &'env Env) -> Result<Out<'env>, Failure> {
+        Ok(Out {
+            env,
+            array: env.create_array(0)?,
+            next: 3,
+            source: None,
+            selector: None,
+        })
+    }
+
+    /// Sets the next slot to `value`; its index.
+    fn push<T: napi::bindgen_prelude::ToNapiValue>(&mut self, value: T) -> Result<u32, Failure> {
+        let at = self.next;
+        self.array.set(at, value)?;
+        self.next += 1;
+        Ok(at)
+    }
+
+    fn string(&mut self, text: &str) -> Result<u32, Failure> {
+        let s: JsString<'env> = self.env.create_string(text)?;
+        self.push(s)
+    }
 }
 
 impl Receiving {
@@ -43,28 +99,88 @@ impl Receiving {
             poll: None,
             rx: Some(rx),
             deferred: None,
-            texts: SelectorText::default(),
+            slab: Vec::new(),
+            meta: Vec::new(),
+            source: None,
+            selector: None,
         }
     }
 
-    /// Up to `max` messages that are already there, without waiting (an
-    /// empty batch when there are none).
-    pub fn try_batch(&mut self, max: usize) -> Result<Vec<Received>, Failure> {
+    /// Up to `max` messages that are already there, without waiting, as
+    /// one JavaScript array (empty when there are none).
+    ///
+    /// Each message's payload is copied once out of the shared memory it
+    /// lies in (the link's ring, a region), into the batch's slab: one
+    /// `Buffer` per batch, with every small payload and, after them,
+    /// [`META_WORDS`] native-endian `u32` per message: the payload's start
+    /// in the slab and its length, its format tag (bits 0-15) and whether
+    /// it was multicast (bit 16), the array indexes of its source and
+    /// selector strings, of its own `Buffer` (0: the payload is in the
+    /// slab) and of its attachments (0: none; else three slots: its
+    /// descriptors, its regions, its request token, each null when absent).
+    /// So a message costs V8 no allocation of its own but the `Buffer`
+    /// index.js makes over its bytes, and no call from Rust into V8.
+    pub fn try_batch<'env>(&mut self, env: &'env Env, max: usize) -> Result<Array<'env>, Failure> {
         if let Some(f) = self.deferred.take() {
             return Err(f);
         }
         let rx = self.rx.as_mut().ok_or_else(Failure::closed)?;
-        let mut batch = Vec::new();
-        match fill(rx, &mut self.texts, &mut batch, max.clamp(1, MAX_BATCH)) {
-            Some(f) if batch.is_empty() => Err(f),
-            Some(f) => {
-                self.deferred = Some(f);
-                Ok(batch)
+        let mut take = Take {
+            out: Out::new(env)?,
+            slab: &mut self.slab,
+            meta: &mut self.meta,
+            source: &mut self.source,
+            selector: &mut self.selector,
+        };
+        take.slab.clear();
+        take.meta.clear();
+        let max = max.clamp(1, MAX_BATCH);
+        let (mut count, mut bytes) = (0usize, 0usize);
+        let mut failure = None;
+        while count < max && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv_with(|m| take.message(m)) {
+                Ok(Ok(Some(weight))) => {
+                    count += 1;
+                    bytes += weight;
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(f)) => {
+                    failure = Some(f);
+                    break;
+                }
+                Err(RecvError::Timeout | RecvError::Empty | RecvError::Interrupted) => break,
+                Err(e) => {
+                    failure = Some(e.into());
+                    break;
+                }
             }
-            None => Ok(batch),
         }
+        if count == 0 {
+            return match failure {
+                Some(f) => Err(f),
+                None => Ok(env.create_array(0)?),
+            };
+        }
+        self.deferred = failure;
+        let Take {
+            mut out,
+            slab,
+            meta,
+            ..
+        } = take;
+        while slab.len() % 4 != 0 {
+            slab.push(0);
+        }
+        let meta_at = slab.len();
+        for word in meta.iter() {
+            slab.extend_from_slice(&word.to_ne_bytes());
+        }
+        let buffer = BufferSlice::copy_from(env, &slab[..])?;
+        out.array.set(0, buffer)?;
+        out.array.set(1, count as u32)?;
+        out.array.set(2, meta_at as u32)?;
+        Ok(out.array)
     }
-
     /// Starts (`on`) or stops watching the receiver's descriptor; while
     /// started, `func` (taken on first use, a JavaScript function) is
     /// called whenever it is readable.
@@ -109,26 +225,111 @@ impl Drop for Receiving {
     }
 }
 
-/// Adds what `try_recv` finds to `batch`, up to `max` messages or
-/// [`MAX_BATCH_BYTES`]; an error other than "nothing there" is returned
-/// (its message, if any, was dropped by busbar).
-fn fill(
-    rx: &mut EndpointReceiver<BytesMessage>,
-    texts: &mut SelectorText,
-    batch: &mut Vec<Received>,
-    max: usize,
-) -> Option<Failure> {
-    let mut bytes: usize = batch.iter().map(Received::weight).sum();
-    while batch.len() < max && bytes < MAX_BATCH_BYTES {
-        match rx.try_recv() {
-            Ok(m) => {
-                let r = Received::new(m, texts);
-                bytes += r.weight();
-                batch.push(r);
+/// What a batch is being written into, while `recv_with` lends messages.
+struct Take<'a, 'env> {
+    out: Out<'env>,
+    slab: &'a mut Vec<u8>,
+    meta: &'a mut Vec<u32>,
+    source: &'a mut Option<(u64, String)>,
+    selector: &'a mut Option<(LabelOp, String)>,
+}
+
+impl Take<'_, '_> {
+    /// Adds message `m`: its weight (bytes held), `None` when it is not a
+    /// `BytesMessage` (skipped, as `EndpointReceiver<BytesMessage>` skips
+    /// types it does not know; its attachments are closed).
+    fn message(&mut self, m: Borrowed<'_>) -> Result<Option<usize>, Failure> {
+        let (format, data) = match m.bytes() {
+            Some(b) => b,
+            None if *m.type_uuid().as_bytes() == BytesMessage::TYPE_UUID => {
+                return Err(Failure::new(
+                    "DECODE",
+                    "cannot decode `BytesMessage`: its length prefix does not hold",
+                ))
             }
-            Err(RecvError::Empty) => return None,
-            Err(e) => return Some(e.into()),
-        }
+            None => return Ok(None),
+        };
+        let len = u32::try_from(data.len())
+            .map_err(|_| Failure::new("TOO_LARGE", "a payload of 4 GiB or more"))?;
+        let (start, own) =
+            if data.len() <= SLAB_PAYLOAD_MAX && self.slab.len() + data.len() <= SLAB_BYTES {
+                let start = self.slab.len() as u32;
+                self.slab.extend_from_slice(data);
+                (start, 0)
+            } else {
+                let buffer = BufferSlice::copy_from(self.out.env, data)?;
+                (0, self.out.push(buffer)?)
+            };
+        let source = match self.out.source {
+            Some((id, at)) if id == m.source.0 => at,
+            _ => {
+                if self.source.as_ref().is_none_or(|(id, _)| *id != m.source.0) {
+                    *self.source = Some((m.source.0, m.source.to_string()));
+                }
+                let text = self.source.as_ref().map_or("", |(_, t)| t.as_str());
+                let at = self.out.string(text)?;
+                self.out.source = Some((m.source.0, at));
+                at
+            }
+        };
+        let op = &m.selector.label_op;
+        let known = self.selector.as_ref().is_some_and(|(last, _)| last == op);
+        let selector = match self.out.selector {
+            Some(at) if known => at,
+            _ => {
+                if !known {
+                    *self.selector = Some((op.clone(), op.to_string()));
+                }
+                let text = self.selector.as_ref().map_or("", |(_, t)| t.as_str());
+                let at = self.out.string(text)?;
+                self.out.selector = Some(at);
+                at
+            }
+        };
+        let reply = m.reply_handle();
+        let multicast = u32::from(m.selector.mode == busbar::SelectorMode::Multicast);
+        let attachments = if m.objects.is_empty() && m.memory_regions.is_empty() && reply.is_none()
+        {
+            0
+        } else {
+            let Borrowed {
+                objects,
+                memory_regions,
+                ..
+            } = m;
+            let at = if objects.is_empty() {
+                self.out.push(Null)?
+            } else {
+                // The descriptors belong to JavaScript from here on
+                // (index.js wraps each in an `Fd`).
+                let fds: Vec<i32> = objects
+                    .into_iter()
+                    .map(|o| OwnedFd::from(o).into_raw_fd())
+                    .collect();
+                self.out.push(fds)?
+            };
+            if memory_regions.is_empty() {
+                self.out.push(Null)?;
+            } else {
+                let regions: Vec<Region> = memory_regions.into_iter().map(Region::wrap).collect();
+                self.out.push(regions)?;
+            }
+            match reply {
+                Some(handle) => self.out.push(crate::message::ReplyToken { handle })?,
+                None => self.out.push(Null)?,
+            };
+            at
+        };
+        let words: [u32; META_WORDS] = [
+            start,
+            len,
+            u32::from(format) | multicast << 16,
+            source,
+            selector,
+            own,
+            attachments,
+        ];
+        self.meta.extend_from_slice(&words);
+        Ok(Some(data.len() + 64))
     }
-    None
 }

@@ -28,6 +28,9 @@ async function main(): Promise<void> {
   const answer: Message = await ep.request('server', 'question?', { timeoutMs: 1000, format: 2 });
   console.log(answer.data.toString());
 
+  const batch: Message[] = await ep.recvBatch({ max: 16, timeoutMs: 100, signal: ac.signal });
+  console.log(batch.length, batch[0]?.data.length);
+
   for await (const next of ep) {
     console.log(next.data.length);
     break;

@@ -211,6 +211,42 @@ impl<R: MessageBox> EndpointReceiver<R> {
         }
     }
 
+    /// [`try_recv`](Self::try_recv) and [`recv_with`](Self::recv_with) in
+    /// one: lends a message that is already here to `f`, without waiting
+    /// and without copying its payload, and returns what `f` returns;
+    /// [`RecvError::Empty`] when there is none. Like `try_recv`, it reads
+    /// the sockets and silences the descriptor ([`AsFd`]) when it finds
+    /// nothing, so an event loop polling that descriptor can use it in
+    /// place of `try_recv`.
+    ///
+    /// ```
+    /// use busbar::{label, BytesMessage, Message, Options, RecvError, Selector};
+    /// # let bus = format!("doc.try_recv_with.{}", std::process::id());
+    /// let (tx, mut rx) = busbar::join::<BytesMessage, BytesMessage>(Options::new(bus, label!("a"), "t"), None)?;
+    /// assert!(matches!(rx.try_recv_with(|_| ()), Err(RecvError::Empty)));
+    /// tx.send(Message::new(Selector::unicast("a"), BytesMessage::new(4, b"abc".to_vec())))?;
+    /// let got = rx.try_recv_with(|m| m.bytes().map(|(f, b)| (f, b.to_vec())))?;
+    /// assert_eq!(got, Some((4, b"abc".to_vec())));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_recv_with<T>(&mut self, f: impl FnOnce(Borrowed<'_>) -> T) -> Result<T, RecvError> {
+        let mut f = Some(f);
+        let _receiving = self.core.shared.inbox.receiving();
+        if let Some(out) = self.lend_next(&mut f) {
+            return out;
+        }
+        self.wait_input(Some(Instant::now()))?;
+        if let Some(out) = self.lend_next(&mut f) {
+            return out;
+        }
+        if self.core.shared.inbox.arm() {
+            if let Some(out) = self.lend_next(&mut f) {
+                return out;
+            }
+        }
+        Err(RecvError::Empty)
+    }
+
     /// This endpoint's id.
     pub fn id(&self) -> EndpointId {
         EndpointId(self.core.shared.id)

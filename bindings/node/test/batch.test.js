@@ -1,0 +1,109 @@
+'use strict';
+// Batches: recvBatch, async iteration (a batch per wake-up) and recv() over
+// the same stream from another process; messages of every size (in the
+// batch's slab, in a Buffer of their own, lent through shared memory) and
+// with attachments keep their order, bytes, format and flags.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const busbar = require('..');
+const { busName, node, run } = require('./helpers');
+
+const SIZES = [0, 1, 100, 1024, 8192, 8193, 70000, 3000];
+const COUNT = 400;
+
+/** Checks message `m`, the `i`th that fixtures/mixed.js sent. */
+function check(m, i, source) {
+  const size = SIZES[i % SIZES.length];
+  assert.equal(m.format, i & 0xffff, `format of message ${i}`);
+  assert.ok(Buffer.isBuffer(m.data), `message ${i}: data is a Buffer`);
+  assert.equal(m.data.length, size, `length of message ${i}`);
+  for (let k = 0; k < size; k++) {
+    if (m.data[k] !== ((i + k) & 0xff)) assert.fail(`message ${i}, byte ${k}: ${m.data[k]}`);
+  }
+  assert.equal(m.multicast, i % 7 === 0, `multicast flag of message ${i}`);
+  assert.equal(m.source, source);
+  assert.equal(m.selector, 'sink');
+  assert.equal(m.isRequest, false);
+  if (i % 11 === 0) {
+    assert.equal(m.fds.length, 1, `descriptors of message ${i}`);
+    assert.ok(fs.fstatSync(m.fds[0].fd).isCharacterDevice());
+    assert.equal(m.regions.length, 1, `regions of message ${i}`);
+    assert.equal(new Uint8Array(m.regions[0].buffer)[0], i & 0xff);
+  } else {
+    assert.deepEqual([m.fds.length, m.regions.length], [0, 0], `attachments of message ${i}`);
+  }
+  m.close();
+}
+
+async function stream(name, consume) {
+  const bus = busName(name);
+  const ep = await busbar.join({ bus, label: 'sink', token: 't', timeoutMs: 10000 });
+  const sender = node(path.join(__dirname, 'fixtures', 'mixed.js'), [bus, String(COUNT)]);
+  const id = (await sender.line(/^ID /)).slice(3);
+  // (The last batch may bring `END` along.)
+  const end = (await consume(ep, id)) ?? (await ep.recv());
+  assert.equal(end.format, 9);
+  const s = await run(sender);
+  assert.equal(s.code, 0, s.stderr);
+  ep.close();
+}
+
+test('recvBatch hands over every message in order, each whole', async () => {
+  await stream('batch', async (ep, id) => {
+    let i = 0;
+    let most = 0;
+    let end;
+    while (i < COUNT) {
+      const batch = await ep.recvBatch({ max: 64 });
+      assert.ok(Array.isArray(batch) && batch.length >= 1 && batch.length <= 64);
+      most = Math.max(most, batch.length);
+      for (const m of batch) {
+        if (i < COUNT) check(m, i++, id);
+        else end = m;
+      }
+    }
+    console.log(`# largest batch: ${most}`);
+    return end;
+  });
+});
+
+test('async iteration and recv() share the stream; a loop left keeps the rest', async () => {
+  await stream('iterate', async (ep, id) => {
+    let i = 0;
+    // Leave the loop in the middle of a batch (messages are sent without waiting).
+    for await (const m of ep) {
+      check(m, i++, id);
+      if (i === 150) break;
+    }
+    // The rest of that batch comes next, in order, through recv() and recvBatch().
+    for (; i < 200; i++) check(await ep.recv(), i, id);
+    const small = await ep.recvBatch({ max: 3 });
+    assert.ok(small.length >= 1 && small.length <= 3);
+    for (const m of small) check(m, i++, id);
+    for await (const m of ep) {
+      check(m, i++, id);
+      if (i === COUNT) break;
+    }
+  });
+});
+
+test('recvBatch checks its arguments, times out and aborts', async () => {
+  const ep = await busbar.join({ bus: busName('batch-args'), label: 'a', token: 't', timeoutMs: 10000 });
+  assert.throws(() => ep.recvBatch({ max: 0 }), { name: 'BusbarError', code: 'INVALID_ARGUMENT' });
+  assert.throws(() => ep.recvBatch({ max: 1.5 }), TypeError);
+  assert.throws(() => ep.recvBatch({ timeoutMs: -1 }), { code: 'INVALID_ARGUMENT' });
+  await assert.rejects(ep.recvBatch({ timeoutMs: 0 }), { code: 'TIMEOUT' });
+  const ac = new AbortController();
+  const pending = ep.recvBatch({ signal: ac.signal });
+  ac.abort();
+  await assert.rejects(pending, { code: 'ABORTED' });
+  await ep.send('a', 'one');
+  await ep.send('a', 'two');
+  const got = await ep.recvBatch({ max: 100 });
+  assert.deepEqual(got.map((m) => m.data.toString()), ['one', 'two']);
+  ep.close();
+  await assert.rejects(ep.recvBatch(), { code: 'DISCONNECTED' });
+});
