@@ -275,6 +275,18 @@ function pushBatch(batch, into) {
   }
 }
 
+// What NativeEndpoint.watch does: stop; watch, keeping the process alive;
+// go on watching without keeping it alive (nobody waits now, but a caller
+// often comes back within the turn: the descriptor stays in the kernel's
+// watch instead of leaving and coming back for every message; a call back
+// with nobody waiting stops it).
+const WATCH_STOP = 0;
+const WATCH_START = 1;
+const WATCH_IDLE = 2;
+
+/** An empty list of descriptors or regions (never changed). */
+const NONE = Object.freeze([]);
+
 const POLICIES = { block: 1, 'drop-newest': 2, 'fail-fast': 3 };
 
 /** Checks send's arguments; everything wrong throws here. */
@@ -287,16 +299,16 @@ function sendArgs(to, data, opts) {
   else if (to instanceof LabelOp) text = to.toString();
   else if (to && typeof to === 'object' && typeof to.endpoint === 'string') endpoint = to.endpoint;
   else throw new TypeError('to must be a label expression (string or LabelOp) or { endpoint: id }');
-  const fds = opts.fds ?? [];
+  const fds = opts.fds ?? NONE;
   if (!Array.isArray(fds)) throw new TypeError('fds must be an array');
-  const fdNumbers = fds.map((fd) => {
+  const fdNumbers = fds.length === 0 ? NONE : fds.map((fd) => {
     if (fd instanceof Fd) return fd.fd;
     if (!Number.isInteger(fd) || fd < 0) throw new TypeError(`${fd} is not a file descriptor`);
     return fd;
   });
-  const regions = opts.regions ?? [];
+  const regions = opts.regions ?? NONE;
   if (!Array.isArray(regions)) throw new TypeError('regions must be an array');
-  const regionHandles = regions.map((r) => {
+  const regionHandles = regions.length === 0 ? NONE : regions.map((r) => {
     if (!(r instanceof Region)) throw new TypeError('regions must hold Region objects');
     return r[NATIVE];
   });
@@ -356,8 +368,15 @@ class Endpoint {
     this.#onReadable = () => self.deref()?.[READABLE]();
   }
 
-  /** Called by the event loop (#watch) while receivers wait. */
+  /**
+   * Called by the event loop (#watch) while receivers wait, or while the
+   * watch idles after the last one left (then it stops).
+   */
   [READABLE]() {
+    if (this.#receivers.length === 0) {
+      if (!this.#closed) this.#n.watch(WATCH_STOP);
+      return;
+    }
     this.#drain();
   }
 
@@ -549,7 +568,7 @@ class Endpoint {
   /** Has the event loop call #drain() whenever a message may be there. */
   #watch() {
     try {
-      this.#n.watch(true, this.#onReadable);
+      this.#n.watch(WATCH_START, this.#onReadable);
     } catch (e) {
       const err = wrap(e);
       for (const w of this.#receivers.splice(0)) this.#settle(w, err);
@@ -558,7 +577,7 @@ class Endpoint {
 
   /**
    * Hands what is there to the waiting callers, in order (called by the
-   * event loop while they wait); stops watching when none is left.
+   * event loop while they wait); the watch idles when none is left.
    */
   #drain() {
     while (this.#receivers.length > 0 && !this.#closed) {
@@ -577,7 +596,7 @@ class Endpoint {
       const w = this.#receivers.shift();
       this.#settle(w, null, this.#take(w.max));
     }
-    if (this.#receivers.length === 0 && !this.#closed) this.#n.watch(false);
+    if (this.#receivers.length === 0 && !this.#closed) this.#n.watch(WATCH_IDLE);
   }
 
   #settle(w, err, message) {
@@ -593,7 +612,7 @@ class Endpoint {
     const i = this.#receivers.indexOf(w);
     if (i < 0) return;
     this.#receivers.splice(i, 1);
-    if (this.#receivers.length === 0 && !this.#closed) this.#n.watch(false);
+    if (this.#receivers.length === 0 && !this.#closed) this.#n.watch(WATCH_IDLE);
     this.#settle(w, err);
   }
 

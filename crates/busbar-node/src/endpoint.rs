@@ -11,7 +11,7 @@
 use crate::error::{Failure, Result};
 use crate::labelop;
 use crate::message::{Event, Outcome, Received, ReplyToken, SelectorText};
-use crate::recv::Receiving;
+use crate::recv::{Receiving, Watch};
 use crate::region::Region;
 use busbar::{
     Backpressure, BytesMessage, EndpointId, EndpointReceiver, EndpointSender, Label, Message,
@@ -134,6 +134,20 @@ pub struct NativeEndpoint {
     send_jobs: Option<mpsc::Sender<SendJob>>,
     /// Whether `events` is referenced now.
     kept_alive: bool,
+    /// The last selector `send` made, and what it was made from: a stream
+    /// of messages to one place parses its expression once.
+    last_selector: Option<(SelectorArgs, Selector)>,
+}
+
+/// What `send` makes a selector from.
+#[derive(PartialEq)]
+struct SelectorArgs {
+    to: String,
+    endpoint: Option<String>,
+    multicast: bool,
+    ttl_ms: f64,
+    backpressure: u32,
+    require_receiver: bool,
 }
 
 /// One endpoint of the directory.
@@ -224,6 +238,7 @@ impl NativeEndpoint {
             events: parts.events,
             send_jobs: None,
             kept_alive: false,
+            last_selector: None,
         }
     }
 
@@ -335,14 +350,29 @@ impl NativeEndpoint {
         require_receiver: bool,
         queued: bool,
     ) -> Result<bool> {
-        let sel = selector(
-            &to,
-            endpoint.as_deref(),
+        let args = SelectorArgs {
+            to,
+            endpoint,
             multicast,
             ttl_ms,
             backpressure,
             require_receiver,
-        )?;
+        };
+        let sel = match &self.last_selector {
+            Some((last, sel)) if *last == args => sel.clone(),
+            _ => {
+                let sel = selector(
+                    &args.to,
+                    args.endpoint.as_deref(),
+                    multicast,
+                    ttl_ms,
+                    backpressure,
+                    require_receiver,
+                )?;
+                self.last_selector = Some((args, sel.clone()));
+                sel
+            }
+        };
         let waits = sel.backpressure.unwrap_or_default() == Backpressure::Block;
         // A multicast that `try_send` finds partly full has gone to some
         // receivers already, so one that may wait goes to the thread whole.
@@ -435,21 +465,29 @@ impl NativeEndpoint {
         Ok(self.receiving.try_batch(env, max as usize)?)
     }
 
-    /// Starts (`true`) or stops watching for messages on this thread's
-    /// event loop, after `tryRecv` found none: while started, `onReadable`
-    /// (given with the first `watch(true)`) is called whenever a message
-    /// may be there, and the process stays alive.
+    /// Watches for messages on this thread's event loop, after `tryRecv`
+    /// found none (`how` 1): `onReadable` (given with the first watch) is
+    /// called whenever a message may be there, and the process stays
+    /// alive; goes on watching without keeping the process alive (2: nobody
+    /// waits now; index.js stops when called back with nobody waiting), or
+    /// stops (0).
     #[napi(catch_unwind)]
     pub fn watch(
         &mut self,
         env: &Env,
-        on: bool,
+        how: u32,
         on_readable: Option<Function<(), ()>>,
     ) -> Result<()> {
         if self.sender.is_none() {
             return Err(Failure::closed().into());
         }
-        self.receiving.watch(env, on, on_readable.as_ref())?;
+        let how = match how {
+            0 => Watch::Stop,
+            1 => Watch::Start,
+            2 => Watch::Idle,
+            n => return Err(Failure::invalid(format!("unknown watch mode {n}")).into()),
+        };
+        self.receiving.watch(env, how, on_readable.as_ref())?;
         Ok(())
     }
 

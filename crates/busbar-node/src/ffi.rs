@@ -114,6 +114,9 @@ mod uv {
         ) -> c_int;
         pub fn uv_poll_start(handle: *mut c_void, events: c_int, cb: PollCb) -> c_int;
         pub fn uv_poll_stop(handle: *mut c_void) -> c_int;
+        pub fn uv_is_active(handle: *const c_void) -> c_int;
+        pub fn uv_ref(handle: *mut c_void);
+        pub fn uv_unref(handle: *mut c_void);
         pub fn uv_close(handle: *mut c_void, cb: Option<CloseCb>);
         pub fn uv_strerror(err: c_int) -> *const c_char;
     }
@@ -373,6 +376,13 @@ impl Poll {
         if self.shared.closed.get() {
             return Err(Failure::closed());
         }
+        // SAFETY: the handle is open (checked above), asked on its loop's
+        // thread (a `Poll` never leaves it).
+        if unsafe { uv::uv_is_active(self.shared.handle) } != 0 {
+            // Started already: starting again would take the descriptor
+            // out of the kernel's watch and put it back (a system call).
+            return Ok(());
+        }
         // SAFETY: the handle is open (checked above) and started on its
         // own loop's thread (a `Poll` never leaves it).
         let err = unsafe { uv::uv_poll_start(self.shared.handle, uv::READABLE, poll_ready) };
@@ -380,6 +390,23 @@ impl Poll {
             return Err(uv_error("uv_poll_start", err));
         }
         Ok(())
+    }
+
+    /// Whether the handle, while started, keeps the event loop (the
+    /// process, the worker) alive: `true` by default.
+    pub fn keep_alive(&self, keep: bool) {
+        if !self.shared.closed.get() {
+            // SAFETY: an open handle, on its loop's thread; referencing a
+            // referenced handle (or unreferencing an unreferenced one) is a
+            // no-op.
+            unsafe {
+                if keep {
+                    uv::uv_ref(self.shared.handle);
+                } else {
+                    uv::uv_unref(self.shared.handle);
+                }
+            }
+        }
     }
 
     /// Stops watching (the function is not called until the next `start`).

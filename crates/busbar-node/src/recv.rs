@@ -34,6 +34,17 @@ const SLAB_PAYLOAD_MAX: usize = 8 * 1024;
 /// keeps its whole slab alive, as a `Buffer` a socket read does in Node.
 const SLAB_BYTES: usize = 64 * 1024;
 
+/// What [`Receiving::watch`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    /// Stop watching.
+    Stop,
+    /// Watch, keeping the event loop alive.
+    Start,
+    /// Go on watching without keeping the event loop alive.
+    Idle,
+}
+
 /// An endpoint's receiver and the handle that waits on it. Lives on the
 /// JavaScript thread of its endpoint.
 pub struct Receiving {
@@ -181,23 +192,36 @@ impl Receiving {
         out.array.set(2, meta_at as u32)?;
         Ok(out.array)
     }
-    /// Starts (`on`) or stops watching the receiver's descriptor; while
-    /// started, `func` (taken on first use, a JavaScript function) is
-    /// called whenever it is readable.
+    /// Watches the receiver's descriptor, or stops: `Watch::Start` calls
+    /// `func` (taken on first use, a JavaScript function) whenever it is
+    /// readable, keeping the event loop alive; `Watch::Idle` goes on
+    /// watching without keeping the loop alive (nobody waits now, but a
+    /// caller may come back within the turn: the watch stays in the
+    /// kernel instead of being taken out and put back for each message);
+    /// `Watch::Stop` stops.
     ///
     /// Start only after [`try_batch`](Self::try_batch) found nothing: the
     /// descriptor's contract (see busbar's `EndpointReceiver: AsFd`).
     pub fn watch<'env>(
         &mut self,
         env: &Env,
-        on: bool,
+        how: Watch,
         func: Option<&impl napi::JsValue<'env>>,
     ) -> Result<(), Failure> {
-        if !on {
-            if let Some(p) = &self.poll {
-                p.stop();
+        match how {
+            Watch::Stop => {
+                if let Some(p) = &self.poll {
+                    p.stop();
+                }
+                return Ok(());
             }
-            return Ok(());
+            Watch::Idle => {
+                if let Some(p) = &self.poll {
+                    p.keep_alive(false);
+                }
+                return Ok(());
+            }
+            Watch::Start => {}
         }
         let rx = self.rx.as_ref().ok_or_else(Failure::closed)?;
         if self.poll.is_none() {
@@ -207,7 +231,10 @@ impl Receiving {
             self.poll = Some(Poll::new(env, rx.as_fd(), func)?);
         }
         match &self.poll {
-            Some(p) => p.start(),
+            Some(p) => {
+                p.keep_alive(true);
+                p.start()
+            }
             None => Err(Failure::closed()),
         }
     }
