@@ -58,6 +58,12 @@ export interface JoinOptions {
   timeoutMs?: number;
   /** Whether this endpoint may host the bus controller. Default: true. */
   controllerAffinity?: boolean;
+  /**
+   * How long (µs) a receive that found nothing watches the shared memory
+   * before it sleeps, in slices of at most 10 µs per turn of the event loop.
+   * Default: 50; 0: sleep at once.
+   */
+  spinUs?: number;
 }
 
 /** Bytes to send: a string is sent as UTF-8. */

@@ -54,6 +54,11 @@ const READABLE = Symbol('busbar.readable');
 
 const RESOLVED = Promise.resolve();
 
+/** How long a receive that found nothing watches the rings before it sleeps, by default (µs). */
+const DEFAULT_SPIN_US = 50;
+/** The longest a spin holds the event loop at a time (µs). */
+const SPIN_SLICE_US = 10;
+
 function checkMillis(v, name) {
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'number' || Number.isNaN(v)) throw new TypeError(`${name} must be a number of milliseconds`);
@@ -359,10 +364,18 @@ class Endpoint {
   #closed = false;
   /** What the native side calls when a message may be there. */
   #onReadable;
+  /** How long (µs) a waiting receive watches the rings before it sleeps. */
+  #spinUs;
+  /** Whether a spin is under way, and when it ends (performance.now()). */
+  #spinning = false;
+  #spinEnd = 0;
+  /** One slice of a spin (bound once). */
+  #spinTurn = () => this.#spinSlice();
 
-  constructor(n, key) {
+  constructor(n, key, spinUs = DEFAULT_SPIN_US) {
     if (key !== KEY) throw new TypeError('use busbar.join()');
     this.#n = n;
+    this.#spinUs = spinUs;
     // Held by the native side: it must reach the endpoint but weakly.
     const self = new WeakRef(this);
     this.#onReadable = () => self.deref()?.[READABLE]();
@@ -561,8 +574,48 @@ class Endpoint {
     }
     this.#receivers.push(waiter);
     this.#hold(1);
-    if (this.#receivers.length === 1) this.#watch();
+    if (this.#receivers.length === 1) {
+      this.#watch();
+      this.#spin();
+    }
     return promise;
+  }
+
+  /**
+   * A receive that found nothing watches the shared-memory rings a while
+   * (spinUs) before it sleeps on the event loop: a message that comes
+   * meanwhile costs no wake-up on either side. The spin runs in slices of
+   * at most SPIN_SLICE_US, one per turn of the event loop (setImmediate),
+   * so timers and I/O go on; it stops when no caller waits.
+   */
+  #spin() {
+    if (this.#spinUs === 0 || this.#spinning) return;
+    this.#spinning = true;
+    this.#spinEnd = performance.now() + this.#spinUs / 1000;
+    setImmediate(this.#spinTurn);
+  }
+
+  #spinSlice() {
+    if (this.#receivers.length === 0 || this.#closed) {
+      this.#spinning = false;
+      return;
+    }
+    const left = (this.#spinEnd - performance.now()) * 1000;
+    let ready;
+    try {
+      ready = this.#n.spin(Math.max(0, Math.min(left, SPIN_SLICE_US)));
+    } catch {
+      ready = true; // #drain's tryRecv reports it
+    }
+    if (ready) {
+      this.#spinning = false;
+      this.#drain();
+    } else if (left > SPIN_SLICE_US) {
+      setImmediate(this.#spinTurn);
+    } else {
+      // Nothing came: sleep (the descriptor the watch polls is armed).
+      this.#spinning = false;
+    }
   }
 
   /** Has the event loop call #drain() whenever a message may be there. */
@@ -590,7 +643,10 @@ class Endpoint {
           this.#settle(this.#receivers.shift(), wrap(e));
           continue;
         }
-        if (batch.length === 0) break;
+        if (batch.length === 0) {
+          this.#spin();
+          break;
+        }
         pushBatch(batch, this.#inbox);
       }
       const w = this.#receivers.shift();
@@ -705,11 +761,13 @@ class Endpoint {
  */
 function join(opts) {
   if (opts === null || typeof opts !== 'object') throw new TypeError('join takes an options object');
-  const { bus, label = [], token = 'busbar', timeoutMs, controllerAffinity = true } = opts;
+  const { bus, label = [], token = 'busbar', timeoutMs, controllerAffinity = true, spinUs = DEFAULT_SPIN_US } = opts;
   if (typeof bus !== 'string') throw new TypeError('bus must be a string');
   if (typeof token !== 'string') throw new TypeError('token must be a string');
   const labels = labelList(label);
   const timeout = checkMillis(timeoutMs, 'timeoutMs');
+  if (typeof spinUs !== 'number' || !Number.isFinite(spinUs)) throw new TypeError('spinUs must be a number of microseconds');
+  if (spinUs < 0) throw new BusbarError('INVALID_ARGUMENT', `spinUs must be >= 0, not ${spinUs}`);
   // The event function lives as long as the native endpoint: it must not
   // reach the Endpoint (nor the join promise, which holds it) but weakly.
   const holder = { ref: null };
@@ -721,7 +779,7 @@ function join(opts) {
           reject(new BusbarError(code, message));
           return;
         }
-        const ep = new Endpoint(n, KEY);
+        const ep = new Endpoint(n, KEY, spinUs);
         holder.ref = new WeakRef(ep);
         resolve(ep);
       },

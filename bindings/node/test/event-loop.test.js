@@ -28,6 +28,39 @@ test('a setInterval keeps ticking while a recv is pending', async () => {
   ep.close();
 });
 
+test('a receive that spins leaves the event loop running and takes a message from another process', async () => {
+  const bus = busName('spin');
+  // A spin of up to 5 s per receive: timers must still tick meanwhile.
+  const ep = await busbar.join({ bus, label: 'receiver', token: 't', timeoutMs: 10000, spinUs: 5e6 });
+  const sender = node(fixture('sender.js'), [bus, 'receiver']);
+  await sender.line(/^READY/);
+  let ticks = 0;
+  const timer = setInterval(() => {
+    ticks += 1;
+    if (ticks === 10) sender.child.stdin.write('go\n');
+  }, 5);
+  const m = await ep.recv({ timeoutMs: 20000 });
+  assert.equal(m.data.toString(), 'n 0');
+  assert.ok(ticks >= 10);
+  clearInterval(timer);
+  sender.child.stdin.write('go\n');
+  assert.equal((await ep.recv({ timeoutMs: 20000 })).data.toString(), 'n 1');
+  sender.child.stdin.end();
+  assert.equal((await run(sender)).code, 0);
+  ep.close();
+});
+
+test('spinUs: 0 sleeps at once, and a bad spinUs throws', async () => {
+  const bus = busName('nospin');
+  const ep = await busbar.join({ bus, label: 'me', token: 't', timeoutMs: 10000, spinUs: 0 });
+  const p = ep.recv({ timeoutMs: 20000 });
+  setTimeout(() => ep.send('me', 'later'), 20);
+  assert.equal((await p).data.toString(), 'later');
+  ep.close();
+  assert.throws(() => busbar.join({ bus, label: 'me', spinUs: -1 }), { code: 'INVALID_ARGUMENT' });
+  assert.throws(() => busbar.join({ bus, label: 'me', spinUs: 'long' }), TypeError);
+});
+
 test('a script that joined and never called close() exits by itself within a second', async () => {
   const bus = busName('no-close');
   const r = await run(node(fixture('no-close.js'), [bus]));

@@ -465,6 +465,20 @@ impl NativeEndpoint {
         Ok(self.receiving.try_batch(env, max as usize)?)
     }
 
+    /// Watches the shared-memory rings for up to `micros` µs on this
+    /// thread, without a system call, after `tryRecv` found nothing:
+    /// whether a message may be there now (`tryRecv` takes it). When not,
+    /// the descriptor `watch` polls is armed again. index.js spins in short
+    /// slices, one per turn of the event loop, so timers and I/O go on.
+    #[napi(catch_unwind)]
+    pub fn spin(&mut self, micros: f64) -> Result<bool> {
+        if self.sender.is_none() {
+            return Err(Failure::closed().into());
+        }
+        let spin = millis(Some(micros / 1000.0), "spin")?.unwrap_or(Duration::ZERO);
+        Ok(self.receiving.spin(spin)?)
+    }
+
     /// Watches for messages on this thread's event loop, after `tryRecv`
     /// found none (`how` 1): `onReadable` (given with the first watch) is
     /// called whenever a message may be there, and the process stays

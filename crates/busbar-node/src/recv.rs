@@ -18,6 +18,7 @@ use napi::bindgen_prelude::{Array, BufferSlice, Null};
 use napi::{Env, JsString};
 use std::os::fd::AsFd;
 use std::os::fd::{IntoRawFd, OwnedFd};
+use std::time::Duration;
 
 /// The most messages handed over at once; JavaScript keeps the ones its
 /// callers have not asked for yet, so this bounds what waits inside Node.
@@ -192,6 +193,18 @@ impl Receiving {
         out.array.set(2, meta_at as u32)?;
         Ok(out.array)
     }
+    /// Watches the rings for up to `spin` without a system call (busbar's
+    /// `EndpointReceiver::spin_for`): whether a message may be there now
+    /// (then [`try_batch`](Self::try_batch) takes it); when not, the
+    /// descriptor is armed again, as after a `try_batch` that found nothing.
+    pub fn spin(&mut self, spin: Duration) -> Result<bool, Failure> {
+        if self.deferred.is_some() {
+            return Ok(true);
+        }
+        let rx = self.rx.as_mut().ok_or_else(Failure::closed)?;
+        Ok(rx.spin_for(spin))
+    }
+
     /// Watches the receiver's descriptor, or stops: `Watch::Start` calls
     /// `func` (taken on first use, a JavaScript function) whenever it is
     /// readable, keeping the event loop alive; `Watch::Idle` goes on

@@ -5,7 +5,7 @@ import * as busbar from '../..';
 import { BusbarError, Endpoint, LabelOp, Message, Region } from '../..';
 
 async function main(): Promise<void> {
-  const ep: Endpoint = await busbar.join({ bus: 'com.example', label: ['renderer', 'gpu'], token: 't', timeoutMs: 1000 });
+  const ep: Endpoint = await busbar.join({ bus: 'com.example', label: ['renderer', 'gpu'], token: 't', timeoutMs: 1000, spinUs: 50 });
   const region: Region = Region.create(4096);
   new Uint8Array(region.buffer).set([1, 2, 3]);
   const fd: number = fs.openSync('/dev/null', 'r');

@@ -247,6 +247,50 @@ impl<R: MessageBox> EndpointReceiver<R> {
         Err(RecvError::Empty)
     }
 
+    /// For an event loop that polls the descriptor ([`AsFd`]): watches the
+    /// shared-memory rings for up to `spin` before going back to the
+    /// descriptor, as [`recv`](Self::recv) spins before it sleeps. Makes
+    /// no system call and reads nothing; while it watches, the rings'
+    /// sleeping flags are down, so senders do not ring the descriptor.
+    ///
+    /// `true`: a message may be there: take it with
+    /// [`try_recv`](Self::try_recv) or [`try_recv_with`](Self::try_recv_with)
+    /// (which arm the descriptor again when they find nothing). `false`:
+    /// nothing came, and the descriptor is armed as `try_recv` leaves it,
+    /// so the next frame turns it readable. Sockets (descriptors, large
+    /// frames, new links) are not read here: they turn the descriptor
+    /// readable meanwhile, so an event loop keeps polling it.
+    ///
+    /// ```
+    /// use busbar::{label, BytesMessage, Message, Options, RecvError, Selector};
+    /// use std::time::Duration;
+    /// # let bus = format!("doc.spin_for.{}", std::process::id());
+    /// let (tx, mut rx) = busbar::join::<BytesMessage, BytesMessage>(Options::new(bus, label!("a"), "t"), None)?;
+    /// assert!(matches!(rx.try_recv(), Err(RecvError::Empty)));
+    /// assert!(!rx.spin_for(Duration::from_micros(20)));
+    /// tx.send(Message::new(Selector::unicast("a"), BytesMessage::from("hi")))?;
+    /// assert!(rx.spin_for(Duration::from_micros(20)));
+    /// assert_eq!(rx.try_recv()?.payload.data, b"hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn spin_for(&mut self, spin: Duration) -> bool {
+        let inbox = &self.core.shared.inbox;
+        if !self.ready.is_empty() {
+            return true;
+        }
+        inbox.awake();
+        let end = Instant::now() + spin;
+        loop {
+            if inbox.watch(SPIN_TURNS) {
+                return true;
+            }
+            if Instant::now() >= end {
+                break;
+            }
+        }
+        inbox.arm()
+    }
+
     /// This endpoint's id.
     pub fn id(&self) -> EndpointId {
         EndpointId(self.core.shared.id)
