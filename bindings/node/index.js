@@ -361,6 +361,11 @@ class Endpoint {
   #inbox = [];
   /** Sends handed to the sending thread and not yet done. */
   #queuedSends = 0;
+  /** The native endpoint's number (native.sendSame). */
+  #handle;
+  /** Where the last send went (sendArgs' fields) and the key the native side knows its selector by. */
+  #lastTo = null;
+  #lastKey = 0;
   #closed = false;
   /** What the native side calls when a message may be there. */
   #onReadable;
@@ -376,6 +381,7 @@ class Endpoint {
     if (key !== KEY) throw new TypeError('use busbar.join()');
     this.#n = n;
     this.#spinUs = spinUs;
+    this.#handle = n.handle;
     // Held by the native side: it must reach the endpoint but weakly.
     const self = new WeakRef(this);
     this.#onReadable = () => self.deref()?.[READABLE]();
@@ -440,11 +446,31 @@ class Endpoint {
   send(to, data, opts) {
     const a = sendArgs(to, data, opts);
     if (this.#closed) return Promise.reject(disconnected());
+    const last = this.#lastTo;
+    const same = last !== null && last.text === a.text && last.endpoint === a.endpoint
+      && last.multicast === a.multicast && last.ttl === a.ttl && last.policy === a.policy
+      && last.requireReceiver === a.requireReceiver;
+    if (!same) {
+      // New selector arguments: a new key (the native side makes their selector once).
+      this.#lastTo = a;
+      this.#lastKey = this.#lastKey === 0xffffffff ? 1 : this.#lastKey + 1;
+    } else if (a.fds === NONE && a.regions === NONE && this.#queuedSends === 0) {
+      // The same place again, nothing attached: the short native path.
+      let sent;
+      try {
+        sent = native.sendSame(this.#handle, this.#lastKey, a.bytes, a.format);
+      } catch (e) {
+        const err = wrap(e);
+        if (ARGUMENT_CODES.has(err.code)) throw err;
+        return Promise.reject(err);
+      }
+      if (sent === 1) return RESOLVED;
+    }
     const id = this.#nextId;
     let done;
     try {
-      done = this.#n.send(id, a.text, a.endpoint, a.bytes, a.format, a.multicast, a.ttl, a.fds,
-        a.regions, a.policy, a.requireReceiver, this.#queuedSends > 0);
+      done = this.#n.send(id, this.#lastKey, a.text, a.endpoint, a.bytes, a.format, a.multicast, a.ttl,
+        a.fds, a.regions, a.policy, a.requireReceiver, this.#queuedSends > 0);
     } catch (e) {
       const err = wrap(e);
       if (ARGUMENT_CODES.has(err.code)) throw err;

@@ -107,3 +107,26 @@ test('recvBatch checks its arguments, times out and aborts', async () => {
   ep.close();
   await assert.rejects(ep.recvBatch(), { code: 'DISCONNECTED' });
 });
+
+test('sends to one place, to others, with and without attachments, and refused ones keep their order and places', async () => {
+  const bus = busName('places');
+  const ep = await busbar.join({ bus, label: ['a', 'b'], token: 't', timeoutMs: 10000 });
+  const child = node(path.join(__dirname, 'fixtures', 'places.js'), [bus]);
+  const got = [];
+  while (got.length < 16) {
+    const m = await ep.recv({ timeoutMs: 20000 });
+    got.push([m.data.toString(), m.selector, m.format, m.multicast, m.fds.length]);
+    m.close();
+  }
+  const r = await run(child);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(r.lines, ['ERR INVALID_ARGUMENT', 'ERR INVALID_ARGUMENT', 'DONE']);
+  const want = [
+    ['a', 0, false, 0], ['a', 0, false, 0], ['a', 7, false, 0], ['b', 0, false, 0], ['b', 0, false, 0],
+    ['a', 0, false, 0], ['a', 0, false, 0], ['a', 0, false, 1], ['a', 0, false, 0], ['a', 0, false, 0],
+    ['a', 0, false, 0], ['b', 0, true, 0], ['b', 0, true, 0], ['b', 0, false, 0], ['a & b', 0, false, 0],
+    ['a & b', 0, false, 0],
+  ].map(([sel, format, multicast, fds], n) => [`m ${n}`, sel, format, multicast, fds]);
+  assert.deepEqual(got, want);
+  ep.close();
+});

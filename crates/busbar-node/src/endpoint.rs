@@ -21,6 +21,9 @@ use napi::bindgen_prelude::{ClassInstance, FnArgs, Function};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status};
 use napi_derive::napi;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -112,6 +115,38 @@ pub fn join(
     Ok(())
 }
 
+/// Sends `data` (format `format`) from endpoint `handle` where its last
+/// [`NativeEndpoint::send`] went, if that send's selector `key` is `key`,
+/// on the JavaScript thread: 1 when the message was handed over; 0 when
+/// nothing was sent and `send` must do it (another key, or the message
+/// would have to wait for room: `send` hands it to the sending thread).
+/// Errors as `send`'s. The path of a stream of messages to one place
+/// without attachments: a free function of four arguments costs Node-API
+/// a fraction of a method of twelve.
+#[napi(catch_unwind)]
+pub fn send_same(handle: u32, key: u32, data: &[u8], format: u32) -> Result<u32> {
+    let format = u16::try_from(format)
+        .map_err(|_| Failure::invalid(format!("format {format} is not a 16-bit number")))?;
+    let sent = FAST.with(|f| {
+        let f = f.borrow();
+        let e = f.get(&handle).ok_or_else(Failure::closed)?;
+        let Some((k, sel)) = &e.selector else {
+            return Ok(0);
+        };
+        let waits = sel.backpressure.unwrap_or_default() == Backpressure::Block;
+        if *k != key || (waits && sel.mode == busbar::SelectorMode::Multicast) {
+            return Ok(0);
+        }
+        let msg = Message::new(sel.clone(), BytesMessage::new(format, data.to_vec()));
+        match e.sender.try_send(msg) {
+            Ok(()) => Ok(1),
+            Err(busbar::SendError::Full { .. }) if waits => Ok(0),
+            Err(err) => Err(Failure::from(err)),
+        }
+    });
+    Ok(sent?)
+}
+
 /// What the sending thread does.
 enum SendJob {
     /// A send that has to wait for room (or comes after one that did).
@@ -124,6 +159,26 @@ enum SendJob {
     },
 }
 
+/// What [`send_same`] needs of an endpoint, found by the endpoint's
+/// number: napi-rs guards every call of a class's method (a process-wide
+/// lock and map of borrows, about 0.2 µs a call, measured), so the path
+/// taken once per message is a free function.
+struct Fast {
+    sender: EndpointSender<BytesMessage>,
+    /// The last selector `send` made, with the key index.js gave the
+    /// arguments it was made from.
+    selector: Option<(u32, Selector)>,
+}
+
+thread_local! {
+    /// The endpoints of this JavaScript thread, by number (an endpoint
+    /// lives on the thread that joined: Node-API objects do not move).
+    static FAST: RefCell<HashMap<u32, Fast>> = RefCell::new(HashMap::new());
+}
+
+/// The next endpoint's number (unique in the process).
+static NEXT_HANDLE: AtomicU32 = AtomicU32::new(1);
+
 /// One endpoint on a bus (index.js's `Endpoint` wraps it).
 #[napi]
 pub struct NativeEndpoint {
@@ -134,20 +189,8 @@ pub struct NativeEndpoint {
     send_jobs: Option<mpsc::Sender<SendJob>>,
     /// Whether `events` is referenced now.
     kept_alive: bool,
-    /// The last selector `send` made, and what it was made from: a stream
-    /// of messages to one place parses its expression once.
-    last_selector: Option<(SelectorArgs, Selector)>,
-}
-
-/// What `send` makes a selector from.
-#[derive(PartialEq)]
-struct SelectorArgs {
-    to: String,
-    endpoint: Option<String>,
-    multicast: bool,
-    ttl_ms: f64,
-    backpressure: u32,
-    require_receiver: bool,
+    /// Its number in [`FAST`].
+    handle: u32,
 }
 
 /// One endpoint of the directory.
@@ -231,6 +274,12 @@ fn message(
 
 impl NativeEndpoint {
     fn new(parts: Parts) -> NativeEndpoint {
+        let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
+        let fast = Fast {
+            sender: parts.sender.clone(),
+            selector: None,
+        };
+        FAST.with(|f| f.borrow_mut().insert(handle, fast));
         NativeEndpoint {
             id: parts.sender.id(),
             sender: Some(parts.sender),
@@ -238,8 +287,19 @@ impl NativeEndpoint {
             events: parts.events,
             send_jobs: None,
             kept_alive: false,
-            last_selector: None,
+            handle,
         }
+    }
+
+    /// The selector made for key `key` by the last send, if that was it.
+    fn selector_for(&self, key: u32) -> Option<Selector> {
+        FAST.with(|f| {
+            f.borrow()
+                .get(&self.handle)
+                .and_then(|e| e.selector.as_ref())
+                .filter(|(k, _)| *k == key)
+                .map(|(_, s)| s.clone())
+        })
     }
 
     fn sender(&self) -> std::result::Result<&EndpointSender<BytesMessage>, Failure> {
@@ -292,6 +352,8 @@ impl NativeEndpoint {
     }
 
     fn shut(&mut self) {
+        // (Not there while the thread is torn down: dropped with it.)
+        let _ = FAST.try_with(|f| f.borrow_mut().remove(&self.handle));
         self.sender = None;
         self.send_jobs = None;
         self.receiving.close();
@@ -329,15 +391,25 @@ impl NativeEndpoint {
         Ok(())
     }
 
+    /// This endpoint's number, for [`send_same`].
+    #[napi(getter)]
+    pub fn handle(&self) -> u32 {
+        self.handle
+    }
+
     /// Sends a message. Returns `true` when it was handed over here and
     /// now; `false` when it went to the sending thread (it had to wait for
     /// room, or `queued` says earlier ones are there): its outcome then
-    /// comes as a `send` event with `id`.
+    /// comes as a `send` event with `id`. `key` names the selector
+    /// arguments (index.js gives the same key for the same ones): the
+    /// selector made for the last key is reused, and [`send_same`] sends
+    /// with it.
     #[allow(clippy::too_many_arguments)]
     #[napi(catch_unwind)]
     pub fn send(
         &mut self,
         id: u32,
+        key: u32,
         to: String,
         endpoint: Option<String>,
         data: &[u8],
@@ -350,26 +422,23 @@ impl NativeEndpoint {
         require_receiver: bool,
         queued: bool,
     ) -> Result<bool> {
-        let args = SelectorArgs {
-            to,
-            endpoint,
-            multicast,
-            ttl_ms,
-            backpressure,
-            require_receiver,
-        };
-        let sel = match &self.last_selector {
-            Some((last, sel)) if *last == args => sel.clone(),
-            _ => {
+        self.sender()?;
+        let sel = match self.selector_for(key) {
+            Some(sel) => sel,
+            None => {
                 let sel = selector(
-                    &args.to,
-                    args.endpoint.as_deref(),
+                    &to,
+                    endpoint.as_deref(),
                     multicast,
                     ttl_ms,
                     backpressure,
                     require_receiver,
                 )?;
-                self.last_selector = Some((args, sel.clone()));
+                FAST.with(|f| {
+                    if let Some(e) = f.borrow_mut().get_mut(&self.handle) {
+                        e.selector = Some((key, sel.clone()));
+                    }
+                });
                 sel
             }
         };

@@ -30,7 +30,7 @@ mod message;
 mod recv;
 mod region;
 
-pub use endpoint::{join, NativeEndpoint};
+pub use endpoint::{join, send_same, NativeEndpoint};
 pub use labelop::LabelOp;
 pub use message::{Event, JsMessage, ReplyToken};
 pub use region::Region;
