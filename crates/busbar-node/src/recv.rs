@@ -119,7 +119,8 @@ impl Receiving {
     }
 
     /// Up to `max` messages that are already there, without waiting, as
-    /// one JavaScript array (empty when there are none).
+    /// one JavaScript array (empty when there are none: only then is the
+    /// descriptor armed, see [`watch`](Self::watch)).
     ///
     /// Each message's payload is copied once out of the shared memory it
     /// lies in (the link's ring, a region), into the batch's slab: one
@@ -150,7 +151,16 @@ impl Receiving {
         let (mut count, mut bytes) = (0usize, 0usize);
         let mut failure = None;
         while count < max && bytes < MAX_BATCH_BYTES {
-            match rx.try_recv_with(|m| take.message(m)) {
+            // What the rings hold first, without a system call; the sockets
+            // (and arming the descriptor, which makes the next sender ring
+            // it) only once that found nothing and the batch is still empty:
+            // a batch that found messages ends without arming, and index.js
+            // asks again until one comes back empty.
+            let got = match rx.try_recv_ready_with(|m| take.message(m)) {
+                Err(RecvError::Empty) if count == 0 => rx.try_recv_with(|m| take.message(m)),
+                other => other,
+            };
+            match got {
                 Ok(Ok(Some(weight))) => {
                     count += 1;
                     bytes += weight;

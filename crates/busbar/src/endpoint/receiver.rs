@@ -247,6 +247,40 @@ impl<R: MessageBox> EndpointReceiver<R> {
         Err(RecvError::Empty)
     }
 
+    /// [`try_recv_with`](Self::try_recv_with) without a system call: lends
+    /// a message only when it can be read at once — from a link's ring,
+    /// read already, or sent to this endpoint by itself — and neither polls
+    /// the sockets nor arms the descriptor ([`AsFd`]). For the messages of
+    /// a batch after the first: [`RecvError::Empty`] here says nothing
+    /// about the descriptor, so an event loop calls `try_recv_with` (or
+    /// `try_recv`) until *that* finds nothing before it polls again.
+    ///
+    /// ```
+    /// use busbar::{label, BytesMessage, Message, Options, RecvError, Selector};
+    /// # let bus = format!("doc.try_recv_ready_with.{}", std::process::id());
+    /// let (tx, mut rx) = busbar::join::<BytesMessage, BytesMessage>(Options::new(bus, label!("a"), "t"), None)?;
+    /// for text in ["one", "two"] {
+    ///     tx.send(Message::new(Selector::unicast("a"), BytesMessage::from(text)))?;
+    /// }
+    /// let first = rx.try_recv_with(|m| m.payload().len())?;
+    /// let second = rx.try_recv_ready_with(|m| m.bytes().map(|(_, b)| b.to_vec()))?;
+    /// assert_eq!(second, Some(b"two".to_vec()));
+    /// assert!(matches!(rx.try_recv_ready_with(|_| ()), Err(RecvError::Empty)));
+    /// # let _ = first;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_recv_ready_with<T>(
+        &mut self,
+        f: impl FnOnce(Borrowed<'_>) -> T,
+    ) -> Result<T, RecvError> {
+        let mut f = Some(f);
+        let _receiving = self.core.shared.inbox.receiving();
+        match self.lend_next(&mut f) {
+            Some(out) => out,
+            None => Err(RecvError::Empty),
+        }
+    }
+
     /// For an event loop that polls the descriptor ([`AsFd`]): watches the
     /// shared-memory rings for up to `spin` before going back to the
     /// descriptor, as [`recv`](Self::recv) spins before it sleeps. Makes
