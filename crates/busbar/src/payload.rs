@@ -364,30 +364,16 @@ impl BytesMessage {
 
     /// Writes its encoding into `out`, exactly [`wire_len`](Self::wire_len) bytes.
     fn write_wire(&self, out: &mut [u8]) -> Result<(), CodecError> {
-        let mut at = 0;
-        let mut put = |v: u64, out: &mut [u8]| -> Result<(), CodecError> {
-            let mut v = v;
-            loop {
-                let byte = (v & 0x7f) as u8;
-                v >>= 7;
-                let slot = out
-                    .get_mut(at)
-                    .ok_or_else(|| CodecError::new("no room for a BytesMessage"))?;
-                at += 1;
-                if v == 0 {
-                    *slot = byte;
-                    return Ok(());
-                }
-                *slot = byte | 0x80;
-            }
-        };
-        put(u64::from(self.format), out)?;
-        put(self.data.len() as u64, out)?;
-        let dst = out
-            .get_mut(at..)
-            .filter(|d| d.len() == self.data.len())
-            .ok_or_else(|| CodecError::new("a BytesMessage of another length than announced"))?;
-        dst.copy_from_slice(&self.data);
+        let prefix = WirePrefix::new(self.format, self.data.len());
+        let prefix = prefix.as_slice();
+        if out.len() != prefix.len() + self.data.len() {
+            return Err(CodecError::new(
+                "a BytesMessage of another length than announced",
+            ));
+        }
+        let (head, rest) = out.split_at_mut(prefix.len());
+        head.copy_from_slice(prefix);
+        rest.copy_from_slice(&self.data);
         Ok(())
     }
 
@@ -428,6 +414,55 @@ const SHARE_MIN: usize = 64 * 1024;
 /// How many bytes `v` takes as a postcard varint.
 fn varint_len(v: u64) -> usize {
     (64 - v.max(1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// What a [`BytesMessage`]'s encoding starts with: its format tag and
+/// its length, as postcard varints (at most 3 and 10 bytes); the bytes
+/// themselves follow.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct WirePrefix {
+    bytes: [u8; 13],
+    len: u8,
+}
+
+impl WirePrefix {
+    /// The prefix of a `BytesMessage` with this format tag and `len` bytes.
+    pub(crate) fn new(format: u16, len: usize) -> WirePrefix {
+        let mut p = WirePrefix::default();
+        p.put(u64::from(format));
+        p.put(len as u64);
+        p
+    }
+
+    /// Appends `v` as a varint: at most 3 + 10 bytes in all, which fit.
+    fn put(&mut self, mut v: u64) {
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            let at = usize::from(self.len);
+            if let Some(slot) = self.bytes.get_mut(at) {
+                *slot = if v == 0 { byte } else { byte | 0x80 };
+                self.len += 1;
+            }
+            if v == 0 {
+                return;
+            }
+        }
+    }
+
+    /// Its bytes.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
+    }
+}
+
+/// Takes the payload out of `slot` when it is a [`BytesMessage`], to be
+/// sent as its [`WirePrefix`] and its bytes (moved, not copied); any other
+/// payload stays in `slot`.
+pub(crate) fn take_bytes<T: MessageBox>(slot: &mut Option<T>) -> Option<BytesMessage> {
+    (slot as &mut dyn Any)
+        .downcast_mut::<Option<BytesMessage>>()
+        .and_then(Option::take)
 }
 
 impl From<Vec<u8>> for BytesMessage {

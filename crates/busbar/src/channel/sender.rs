@@ -90,7 +90,8 @@ impl SenderCore {
             header.payload_len = payload.len() as u64;
             header.type_uuid = type_uuid;
             let link = self.link(wait)?;
-            let body: [&[u8]; 2] = [&self.selector, payload.bytes()];
+            let [head, rest] = payload.parts();
+            let body: [&[u8]; 3] = [&self.selector, head, rest];
             let sent = link.send(&header, &body, &[], None, wait);
             return settle(&link, sent, dropping);
         }

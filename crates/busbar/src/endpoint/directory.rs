@@ -3,8 +3,10 @@
 use crate::departed::Departed;
 use crate::frame::{EndpointLoad, PeerRecord};
 use crate::selector::{Selector, SelectorMode};
+use crate::sync::Lock;
 use crate::{EndpointId, EndpointInfo, Label};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Who is on the bus.
@@ -25,6 +27,23 @@ pub(crate) struct Directory {
     /// found nobody for a message knows from it whether a later look may
     /// find somebody (see `Shared::flush`).
     changes: u64,
+}
+
+/// The receivers a selector matched, kept while the directory stays as it
+/// was: a sender that sends many messages to one place matches its
+/// selector against the peers' labels once, not once per message.
+#[derive(Debug, Default)]
+pub(crate) struct RouteMemo(Mutex<Option<Memo>>);
+
+#[derive(Debug)]
+struct Memo {
+    /// The selector's bytes as the sender's selector cache gave them: the
+    /// same allocation means the same selector (held here, so its address
+    /// cannot be reused by another).
+    key: Arc<[u8]>,
+    /// The directory's [`changes`](Directory::changes) when it was matched.
+    changes: u64,
+    targets: Arc<[u64]>,
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +205,34 @@ impl Directory {
         self.peers.contains_key(&id) && self.live(id, Instant::now())
     }
 
+    /// [`matching`](Directory::matching), remembered in `memo` for the
+    /// selector whose bytes are `key` (see [`RouteMemo`]) until the
+    /// directory changes. With kept peers (whose grace runs out with time,
+    /// not with a change) it is worked out each time.
+    pub(crate) fn matching_memo(
+        &self,
+        selector: &Selector,
+        key: &Arc<[u8]>,
+        memo: &RouteMemo,
+    ) -> Arc<[u64]> {
+        if !self.stale.is_empty() {
+            return self.matching(selector).into();
+        }
+        let mut memo = memo.0.locked();
+        if let Some(m) = memo.as_ref() {
+            if m.changes == self.changes && Arc::ptr_eq(&m.key, key) {
+                return m.targets.clone();
+            }
+        }
+        let targets: Arc<[u64]> = self.matching(selector).into();
+        *memo = Some(Memo {
+            key: key.clone(),
+            changes: self.changes,
+            targets: targets.clone(),
+        });
+        targets
+    }
+
     /// The endpoints whose labels satisfy the selector, in id order.
     pub(crate) fn matching(&self, selector: &Selector) -> Vec<u64> {
         // Every send routes: no clock read unless some peer is kept stale.
@@ -261,6 +308,7 @@ impl Directory {
 mod tests {
     use super::*;
     use crate::selector::Selector;
+    use crate::LabelOp;
     use std::time::Duration;
 
     fn record(id: u64, label: &str) -> PeerRecord {
@@ -283,6 +331,27 @@ mod tests {
         for (x, y) in first.iter().zip(&second) {
             assert!(x.label.shares_with(&y.label), "{:?} was copied", x.label);
         }
+    }
+
+    #[test]
+    fn a_remembered_route_holds_until_the_directory_changes() {
+        let mut dir = Directory::default();
+        dir.reset(1, 1, vec![record(1, "a"), record(2, "b")]);
+        let memo = RouteMemo::default();
+        let to_a = Selector::multicast(LabelOp::from("a"));
+        let key: Arc<[u8]> = Arc::from(&b"a"[..]);
+        let first = dir.matching_memo(&to_a, &key, &memo);
+        assert_eq!(&first[..], &[1]);
+        assert!(Arc::ptr_eq(&first, &dir.matching_memo(&to_a, &key, &memo)));
+        // Another selector's key is matched afresh, never given a's route.
+        let to_b = Selector::multicast(LabelOp::from("b"));
+        let other: Arc<[u8]> = Arc::from(&b"a"[..]);
+        assert_eq!(&dir.matching_memo(&to_b, &other, &memo)[..], &[2]);
+        // A peer that joins (or leaves) is seen by the next send.
+        dir.add(record(3, "a"));
+        assert_eq!(&dir.matching_memo(&to_a, &key, &memo)[..], &[1, 3]);
+        dir.remove(1);
+        assert_eq!(&dir.matching_memo(&to_a, &key, &memo)[..], &[3]);
     }
 
     #[test]

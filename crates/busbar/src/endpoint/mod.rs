@@ -117,6 +117,8 @@ pub(crate) struct Shared {
     pub loans: Arc<loan::LoanPool>,
     /// The last selector sent, encoded.
     pub selectors: outgoing::SelectorCache,
+    /// The receivers the last selector routed to matched.
+    pub routes: directory::RouteMemo,
     /// Requests waiting for their answers.
     pub requests: Arc<request::Requests>,
 }
@@ -218,6 +220,7 @@ pub fn join<T: MessageBox, R: MessageBox>(
         counters: Counters::default(),
         loans: Arc::default(),
         selectors: outgoing::SelectorCache::default(),
+        routes: directory::RouteMemo::default(),
         requests: Arc::new(request::Requests::new()?),
     });
     let driver = driver::spawn(shared.clone(), listener, joined.conn, controller)?;

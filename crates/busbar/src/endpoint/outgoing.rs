@@ -8,7 +8,7 @@ use crate::frame::{
     self, Header, Kind, Locator, FLAG_PAYLOAD_IN_REGION, FLAG_REPLY, FLAG_REQUEST, NO_SLOT,
 };
 use crate::link::{OutLink, RawFrame, RegionRef, SendFailure, Wait};
-use crate::payload::MessageBox;
+use crate::payload::{take_bytes, MessageBox, WirePrefix};
 use crate::selector::{LabelOp, SelectorMode};
 use crate::sync::Lock;
 use crate::sys::socket;
@@ -29,6 +29,9 @@ pub(crate) struct OutFrame {
     pub selector: Selector,
     header: Header,
     selector_bytes: Arc<[u8]>,
+    /// What the in-line payload's encoding starts with, when it is a
+    /// `BytesMessage` whose bytes are `payload` as the sender gave them.
+    prefix: WirePrefix,
     /// The in-line payload (its locator, slot `NO_SLOT`, when it is lent).
     payload: Vec<u8>,
     objects: Vec<OwnedFd>,
@@ -64,11 +67,13 @@ pub(crate) struct Built {
     pub regions: Vec<MemoryRegion>,
 }
 
-/// An encoded payload: ours to keep, the caller's to copy, or encoded
-/// already into the first bytes of a chunk of the pool.
+/// An encoded payload: ours to keep, the caller's to copy, a
+/// `BytesMessage`'s bytes behind their prefix, or encoded already into the
+/// first bytes of a chunk of the pool.
 pub(crate) enum Payload<'a> {
     Owned(Vec<u8>),
     Borrowed(&'a [u8]),
+    Prefixed(WirePrefix, Vec<u8>),
     InChunk(Held, usize),
 }
 
@@ -78,16 +83,18 @@ impl Payload<'_> {
         match self {
             Payload::Owned(v) => v.len(),
             Payload::Borrowed(b) => b.len(),
+            Payload::Prefixed(p, v) => p.as_slice().len() + v.len(),
             Payload::InChunk(_, n) => *n,
         }
     }
 
-    /// Its bytes, when not in a chunk.
-    pub(crate) fn bytes(&self) -> &[u8] {
+    /// Its bytes, in two parts, when not in a chunk.
+    pub(crate) fn parts(&self) -> [&[u8]; 2] {
         match self {
-            Payload::Owned(v) => v,
-            Payload::Borrowed(b) => b,
-            Payload::InChunk(..) => &[],
+            Payload::Owned(v) => [&[], v],
+            Payload::Borrowed(b) => [&[], b],
+            Payload::Prefixed(p, v) => [p.as_slice(), v],
+            Payload::InChunk(..) => [&[], &[]],
         }
     }
 }
@@ -188,22 +195,35 @@ impl OutFrame {
                 );
             }
         }
-        let (payload, mut objects) = match msg.payload.encoded_len() {
-            // A payload of known length is bytes (a `BytesMessage`): it
-            // attaches no descriptors, and is written to its size.
-            Some(n) => {
-                let mut payload = vec![0; n];
-                msg.payload.encode_to_slice(&mut payload)?;
-                (payload, Vec::new())
+        let type_uuid = msg.payload.type_uuid();
+        let mut slot = Some(msg.payload);
+        let (payload, mut objects) = match (take_bytes(&mut slot), slot) {
+            // Bytes: they go out as the caller gave them, after their
+            // prefix; a payload of known length attaches no descriptors.
+            (Some(m), _) => {
+                let prefix = WirePrefix::new(m.format, m.data.len());
+                (Payload::Prefixed(prefix, m.data.into_vec()), Vec::new())
             }
-            None => {
-                let mut payload = Vec::with_capacity(64);
-                // Channel ends in the payload attach their descriptors
-                // (`attach`): they go first among the frame's objects.
-                let (encoded, objects) =
-                    crate::attach::collect(|| msg.payload.encode_into(&mut payload));
-                encoded?;
-                (payload, objects)
+            (None, Some(p)) => match p.encoded_len() {
+                Some(n) => {
+                    let mut payload = vec![0; n];
+                    p.encode_to_slice(&mut payload)?;
+                    (Payload::Owned(payload), Vec::new())
+                }
+                None => {
+                    let mut payload = Vec::with_capacity(64);
+                    // Channel ends in the payload attach their descriptors
+                    // (`attach`): they go first among the frame's objects.
+                    let (encoded, objects) = crate::attach::collect(|| p.encode_into(&mut payload));
+                    encoded?;
+                    (Payload::Owned(payload), objects)
+                }
+            },
+            // `take_bytes` empties the slot only when it takes the payload.
+            (None, None) => {
+                return Err(SendError::Encode(crate::CodecError::new(
+                    "the payload went missing on the way out",
+                )))
             }
         };
         objects.extend(msg.objects.into_iter().map(|o| o.into_fd()));
@@ -211,11 +231,11 @@ impl OutFrame {
             Built {
                 selector: msg.selector,
                 selector_bytes,
-                type_uuid: msg.payload.type_uuid(),
+                type_uuid,
                 objects,
                 regions: msg.memory_regions,
             },
-            Payload::Owned(payload),
+            payload,
             max_payload,
             pool,
             wait,
@@ -276,12 +296,13 @@ impl OutFrame {
                 Payload::InChunk(held, _) => held,
                 payload => {
                     let mut held = pool.chunk_for(payload_len, wait)?;
-                    held.body_mut()
-                        .get_mut(..payload_len)
-                        .ok_or_else(|| {
-                            SendError::Region(crate::RegionError("a chunk too small".into()))
-                        })?
-                        .copy_from_slice(payload.bytes());
+                    let [head, rest] = payload.parts();
+                    let out = held.body_mut().get_mut(..payload_len).ok_or_else(|| {
+                        SendError::Region(crate::RegionError("a chunk too small".into()))
+                    })?;
+                    let (a, b) = out.split_at_mut(head.len());
+                    a.copy_from_slice(head);
+                    b.copy_from_slice(rest);
                     held
                 }
             };
@@ -290,18 +311,24 @@ impl OutFrame {
                 payload_offset: held.body_offset(0),
                 slot: NO_SLOT,
             };
-            (locator.encode().to_vec(), Some((held, locator)))
+            (
+                (WirePrefix::default(), locator.encode().to_vec()),
+                Some((held, locator)),
+            )
         } else {
             let bytes = match payload {
-                Payload::Owned(v) => v,
-                other => other.bytes().to_vec(),
+                Payload::Owned(v) => (WirePrefix::default(), v),
+                Payload::Prefixed(p, v) => (p, v),
+                other => (WirePrefix::default(), other.parts()[1].to_vec()),
             };
             (bytes, None)
         };
+        let (prefix, payload) = payload;
         Ok(OutFrame {
             selector,
             header,
             selector_bytes,
+            prefix,
             payload,
             objects,
             regions,
@@ -343,6 +370,7 @@ impl OutFrame {
                     selector,
                     header,
                     selector_bytes,
+                    prefix: WirePrefix::default(),
                     payload,
                     objects: Vec::new(),
                     regions: Vec::new(),
@@ -366,6 +394,7 @@ impl OutFrame {
             selector,
             header,
             selector_bytes,
+            prefix: WirePrefix::default(),
             payload: locator.encode().to_vec(),
             objects: Vec::new(),
             regions: Vec::new(),
@@ -391,6 +420,12 @@ impl OutFrame {
         self
     }
 
+    /// Its selector's bytes as the [`SelectorCache`] gave them: the same
+    /// allocation for the same selector, a key for remembering its route.
+    pub(super) fn selector_key(&self) -> &Arc<[u8]> {
+        &self.selector_bytes
+    }
+
     /// The frame is about to be written to `link`, to endpoint `peer`
     /// (`None`: to ourselves, endpoint `peer`): a request learns where its
     /// answer will come from.
@@ -413,7 +448,7 @@ impl OutFrame {
     /// on, back to its sender (an answer), waiting for room as `wait` says.
     pub(super) fn write_back(&self, fd: BorrowedFd<'_>, wait: Wait) -> Result<(), SendFailure> {
         let own = self.take_counts();
-        let body: [&[u8]; 2] = [&self.selector_bytes, &self.payload];
+        let body: [&[u8]; 3] = [&self.selector_bytes, self.prefix.as_slice(), &self.payload];
         let result =
             crate::link::send_whole(fd, &self.header.encode(), &body, &self.fds(true), wait);
         if result.is_err() {
@@ -425,6 +460,10 @@ impl OutFrame {
     /// The frame's descriptors: objects, regions, and (`with_lent`) the
     /// region its payload is lent in.
     fn fds(&self, with_lent: bool) -> Vec<BorrowedFd<'_>> {
+        if self.objects.is_empty() && self.regions.is_empty() && (self.lent.is_none() || !with_lent)
+        {
+            return Vec::new();
+        }
         let objects = self.objects.iter().map(|f| f.as_fd());
         let regions = self.regions.iter().map(|r| r.fd());
         let lent = self.lent.as_ref().filter(|_| with_lent);
@@ -482,7 +521,7 @@ impl OutFrame {
             ),
             None => link.send(
                 &self.header,
-                &[&self.selector_bytes, &self.payload],
+                &[&self.selector_bytes, self.prefix.as_slice(), &self.payload],
                 &self.fds(false),
                 None,
                 wait,
@@ -496,7 +535,10 @@ impl OutFrame {
 
     /// What the frame weighs while it waits for its ttl: bytes and descriptors.
     pub(super) fn weight(&self) -> (usize, usize) {
-        let bytes = frame::HEADER_LEN + self.selector_bytes.len() + self.payload.len();
+        let bytes = frame::HEADER_LEN
+            + self.selector_bytes.len()
+            + self.prefix.as_slice().len()
+            + self.payload.len();
         let spilled = if self.lent.is_some() {
             self.header.payload_len as usize
         } else {
@@ -517,6 +559,7 @@ impl OutFrame {
         let own = self.take_counts();
         let mut bytes = self.header.encode().to_vec();
         bytes.extend_from_slice(&self.selector_bytes);
+        bytes.extend_from_slice(self.prefix.as_slice());
         bytes.extend_from_slice(&self.payload);
         let raw = RawFrame {
             header: self.header.clone(),

@@ -10,6 +10,7 @@ use crate::link::{Connected, OutLink, SendFailure, Wait};
 use crate::sync::{Lock, ReadWrite};
 use crate::sys::socket;
 use crate::Backpressure;
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::Ordering;
@@ -42,10 +43,40 @@ pub(crate) struct Pending {
     stuck: bool,
 }
 
+/// Receiver ids, the first kept in place: a unicast delivers to one, and
+/// routing it allocates nothing.
+#[derive(Debug, Default)]
+struct Ids {
+    first: Option<u64>,
+    rest: Vec<u64>,
+}
+
+impl Ids {
+    fn push(&mut self, id: u64) {
+        if self.first.is_none() {
+            self.first = Some(id);
+        } else {
+            self.rest.push(id);
+        }
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.first.iter().chain(&self.rest).copied()
+    }
+}
+
 /// What one routing round achieved.
 #[derive(Debug, Default)]
 struct Outcome {
-    delivered: Vec<u64>,
+    delivered: Ids,
     full: Vec<u64>,
     /// One of `full` is this endpoint, and the thread sending is the one
     /// receiving from it: waiting for room could never end.
@@ -247,7 +278,7 @@ impl Shared {
                     continue;
                 }
             };
-            p.done.extend(out.delivered.iter().copied());
+            p.done.extend(out.delivered.iter());
             if out.full.is_empty() && !p.done.is_empty() {
                 continue; // everyone it matched has it
             }
@@ -344,16 +375,20 @@ impl Shared {
         unless_changed_since: Option<u64>,
     ) -> Result<Outcome, SendError> {
         let mut out = Outcome::default();
-        let mut targets = {
+        let all = {
             let dir = self.directory.read_locked();
             out.dir_changes = dir.changes();
             if unless_changed_since.is_some_and(|c| c != out.dir_changes) {
                 out.changed = true;
                 return Ok(out);
             }
-            dir.matching(&frame.selector)
+            dir.matching_memo(&frame.selector, frame.selector_key(), &self.routes)
         };
-        targets.retain(|t| !done.contains(t));
+        let targets: Cow<'_, [u64]> = if done.is_empty() {
+            Cow::Borrowed(&all)
+        } else {
+            Cow::Owned(all.iter().copied().filter(|t| !done.contains(t)).collect())
+        };
         if targets.is_empty() {
             return Ok(out);
         }
@@ -361,7 +396,7 @@ impl Shared {
             // First everyone with room, then (if we may wait) the full ones.
             let mut first_error = None;
             let mut full = Vec::new();
-            for t in targets {
+            for &t in targets.iter() {
                 match self.deliver_to(t, frame, Wait::No) {
                     Ok(Delivery::Full) => full.push(t),
                     Ok(d) => out.push(t, d),
@@ -386,9 +421,9 @@ impl Shared {
         }
         // Unicast: the next match in turn that has room; if all are full, wait for the first.
         let start = self.rr.fetch_add(1, Ordering::Relaxed) % targets.len();
-        targets.rotate_left(start);
+        let (before, after) = targets.split_at(start);
         let mut full = Vec::new();
-        for &t in &targets {
+        for &t in after.iter().chain(before) {
             match self.deliver_to(t, frame, Wait::No)? {
                 Delivery::Delivered => {
                     out.delivered.push(t);
