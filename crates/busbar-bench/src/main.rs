@@ -38,8 +38,9 @@ struct Cli {
     quick: bool,
     /// Run these libraries (or ways of using busbar) only, comma-separated:
     /// busbar (send/recv), busbar-zc (loan/send_loan/recv_with), busbar-c
-    /// (the C API), busbar-chan (busbar::channel), ipc-channel, ipmb or
-    /// iceoryx2 (both ways of waiting).
+    /// (the C API), busbar-chan (busbar::channel's byte channels),
+    /// busbar-chan-typed (its typed channels), ipc-channel (byte channels),
+    /// ipc-channel-typed, ipmb or iceoryx2 (both ways of waiting).
     #[arg(long, value_parser = peers::GROUPS, value_delimiter = ',')]
     only: Vec<String>,
     /// Run these parts only, comma-separated (default: all): throughput,

@@ -327,12 +327,87 @@ fn targets(out: &mut String, run: &Run) {
     );
 }
 
+/// busbar's channels against ipc-channel's (issue 12's goals: at least 5×
+/// at 16 B, 1 KiB and 1 MiB), byte and typed channels each against their
+/// like. Nothing when neither pair ran.
+fn channel_targets(out: &mut String, run: &Run) {
+    let pairs = [
+        ("bytes", Peer::BusbarChan, Peer::IpcChannel),
+        ("typed", Peer::BusbarChanTyped, Peer::IpcChannelTyped),
+    ];
+    let ran = |p: Peer| run.peers.iter().any(|r| r.peer == p);
+    let pairs: Vec<_> = pairs
+        .into_iter()
+        .filter(|(_, bb, ipc)| ran(*bb) && ran(*ipc))
+        .collect();
+    if pairs.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "### busbar channels against ipc-channel's\n");
+    let _ = writeln!(out, "| channels | target | goal | measured | met |");
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for (kind, bb, ipc) in &pairs {
+        for at in [16, 1 << 10, 1 << 20] {
+            let got = fastest(run, &[*bb], at)
+                .zip(fastest(run, &[*ipc], at))
+                .map(|((_, a), (_, b))| a.per_receiver / b.per_receiver);
+            let _ = match got {
+                Some(r) => writeln!(
+                    out,
+                    "| {kind} | throughput {} ÷ {} | ≥ 5 | {r:.2} | {} |",
+                    size(at),
+                    ipc.name(),
+                    if r >= 5.0 { "yes" } else { "no" }
+                ),
+                None => writeln!(
+                    out,
+                    "| {kind} | throughput {} ÷ {} | ≥ 5 | – | – |",
+                    size(at),
+                    ipc.name()
+                ),
+            };
+        }
+        let got = quickest(run, &[*ipc], 64, |l| l.p50)
+            .zip(quickest(run, &[*bb], 64, |l| l.p50))
+            .map(|((_, a), (_, b))| (a.p50, b.p50));
+        let _ = match got {
+            Some((a, b)) => writeln!(
+                out,
+                "| {kind} | latency 64 B p50, {} ÷ {} | – | {:.1} ({} ÷ {}) | – |",
+                ipc.name(),
+                bb.name(),
+                a as f64 / b.max(1) as f64,
+                dur(a),
+                dur(b)
+            ),
+            None => writeln!(
+                out,
+                "| {kind} | latency 64 B p50, {} ÷ {} | – | – | – |",
+                ipc.name(),
+                bb.name()
+            ),
+        };
+    }
+    let _ = writeln!(
+        out,
+        "\nmessages/s of each busbar channel ÷ its ipc-channel counterpart in this run (bytes: \
+         `busbar channel` ÷ `ipc-channel`, typed: `busbar channel (typed)` ÷ `ipc-channel \
+         (typed)`); latency: how many times lower busbar's p50 is.{}\n",
+        if run.plan.quick {
+            " This was a `--quick` run: these say nothing yet."
+        } else {
+            ""
+        }
+    );
+}
+
 /// The tables, in Markdown (also what goes to stdout). Notes for failed or
 /// odd cells are numbered and listed after the tables.
 pub fn tables(run: &Run) -> String {
     let mut out = String::new();
     let mut notes = Vec::new();
     targets(&mut out, run);
+    channel_targets(&mut out, run);
     let _ = writeln!(out, "### Throughput, one sender → one receiver\n");
     header(&mut out, "size", run);
     for (i, s) in SIZES.iter().enumerate() {
@@ -593,7 +668,7 @@ pub fn markdown(run: &Run) -> String {
         v.dedup();
         v
     };
-    let _ = writeln!(s, "- libraries: {}\n", libs.join(", "));
+    let _ = writeln!(s, "- libraries: {}\n", libs.join("; "));
     let _ = writeln!(s, "## Results\n");
     s.push_str(&tables(run));
     s.push_str(METHOD);

@@ -12,9 +12,12 @@ pub mod busbar;
 #[allow(unsafe_code)] // calls into C: the one module of the bench that does
 mod busbar_c;
 mod busbar_chan;
+mod busbar_chan_typed;
 mod iceoryx2;
 mod ipc_channel;
+mod ipc_channel_typed;
 mod ipmb;
+mod typed;
 
 /// One end of a link, in a child process.
 pub trait End {
@@ -45,7 +48,14 @@ pub enum Peer {
     BusbarC,
     /// busbar's channels (`busbar::channel`), set up as ipc-channel's are.
     BusbarChan,
+    /// busbar's typed channels (`busbar::channel::channel::<T>()`) with a
+    /// serde message holding the bytes.
+    BusbarChanTyped,
+    /// ipc-channel's byte channel.
     IpcChannel,
+    /// ipc-channel's typed channels (`ipc::channel::<T>()`), the same
+    /// message as `BusbarChanTyped`.
+    IpcChannelTyped,
     Ipmb,
     /// iceoryx2 publish-subscribe, the receiver polling in a loop.
     IoxSpin,
@@ -53,24 +63,28 @@ pub enum Peer {
     IoxEvent,
 }
 
-pub const ALL: [Peer; 8] = [
+pub const ALL: [Peer; 10] = [
     Peer::Busbar,
     Peer::BusbarZc,
     Peer::BusbarC,
     Peer::BusbarChan,
+    Peer::BusbarChanTyped,
     Peer::IpcChannel,
+    Peer::IpcChannelTyped,
     Peer::Ipmb,
     Peer::IoxSpin,
     Peer::IoxEvent,
 ];
 
 /// What `--only` accepts: each peer's [`group`](Peer::group).
-pub const GROUPS: [&str; 7] = [
+pub const GROUPS: [&str; 9] = [
     "busbar",
     "busbar-zc",
     "busbar-c",
     "busbar-chan",
+    "busbar-chan-typed",
     "ipc-channel",
+    "ipc-channel-typed",
     "ipmb",
     "iceoryx2",
 ];
@@ -96,7 +110,9 @@ impl Peer {
             Peer::BusbarZc => "busbar (zero-copy)",
             Peer::BusbarC => "busbar (C)",
             Peer::BusbarChan => "busbar channel",
+            Peer::BusbarChanTyped => "busbar channel (typed)",
             Peer::IpcChannel => "ipc-channel",
+            Peer::IpcChannelTyped => "ipc-channel (typed)",
             Peer::Ipmb => "ipmb",
             Peer::IoxSpin => "iceoryx2 (spin)",
             Peer::IoxEvent => "iceoryx2 (event)",
@@ -110,7 +126,9 @@ impl Peer {
             Peer::BusbarZc => "busbar-zc",
             Peer::BusbarC => "busbar-c",
             Peer::BusbarChan => "busbar-chan",
+            Peer::BusbarChanTyped => "busbar-chan-typed",
             Peer::IpcChannel => "ipc-channel",
+            Peer::IpcChannelTyped => "ipc-channel-typed",
             Peer::Ipmb => "ipmb",
             Peer::IoxSpin => "iceoryx2-spin",
             Peer::IoxEvent => "iceoryx2-event",
@@ -135,7 +153,11 @@ impl Peer {
             Peer::Busbar | Peer::BusbarZc => "busbar 0.1.0 (this workspace)",
             Peer::BusbarC => "busbar 0.1.0 (this workspace), through libbusbar's C API",
             Peer::BusbarChan => "busbar 0.1.0 (this workspace), busbar::channel byte channels",
+            Peer::BusbarChanTyped => {
+                "busbar 0.1.0 (this workspace), busbar::channel typed channels"
+            }
             Peer::IpcChannel => "ipc-channel 0.23.1",
+            Peer::IpcChannelTyped => "ipc-channel 0.23.1, typed channels",
             Peer::Ipmb => "ipmb 0.8.5",
             Peer::IoxSpin | Peer::IoxEvent => "iceoryx2 0.10.0",
         }
@@ -144,7 +166,9 @@ impl Peer {
     /// Whether the peer's model can do this at all (`Err`: why not).
     pub fn supports(self, shape: Shape) -> Result<(), &'static str> {
         match self {
-            Peer::IpcChannel | Peer::BusbarChan if shape.multicast => {
+            Peer::IpcChannel | Peer::IpcChannelTyped | Peer::BusbarChan | Peer::BusbarChanTyped
+                if shape.multicast =>
+            {
                 Err("no multicast: a channel has one receiver")
             }
             _ => Ok(()),
@@ -165,7 +189,9 @@ impl Peer {
             Peer::BusbarZc => busbar::open(role, args, ctl, true),
             Peer::BusbarC => busbar_c::open(role, args, ctl),
             Peer::BusbarChan => busbar_chan::open(role, args, ctl),
+            Peer::BusbarChanTyped => busbar_chan_typed::open(role, args, ctl),
             Peer::IpcChannel => ipc_channel::open(role, args, ctl),
+            Peer::IpcChannelTyped => ipc_channel_typed::open(role, args, ctl),
             Peer::Ipmb => ipmb::open(role, args, ctl),
             Peer::IoxSpin => iceoryx2::open(role, args, ctl, false),
             Peer::IoxEvent => iceoryx2::open(role, args, ctl, true),
