@@ -281,6 +281,38 @@ impl<R: MessageBox> EndpointReceiver<R> {
         }
     }
 
+    /// [`try_recv`](Self::try_recv) without a system call: takes a message
+    /// only when it can be had at once — from a link's ring, read already,
+    /// or sent to this endpoint by itself — and neither polls the sockets
+    /// nor arms the descriptor ([`AsFd`]). For a binding that takes what is
+    /// queued before it decides to wait: [`RecvError::Empty`] here says
+    /// nothing about the sockets, so it then calls [`recv`](Self::recv) (or
+    /// `try_recv`), which reads them.
+    ///
+    /// ```
+    /// use busbar::{label, BytesMessage, Message, Options, RecvError, Selector};
+    /// # let bus = format!("doc.try_recv_ready.{}", std::process::id());
+    /// let (tx, mut rx) = busbar::join::<BytesMessage, BytesMessage>(Options::new(bus, label!("a"), "t"), None)?;
+    /// for text in ["one", "two"] {
+    ///     tx.send(Message::new(Selector::unicast("a"), BytesMessage::from(text)))?;
+    /// }
+    /// assert_eq!(rx.recv(None)?.payload.data, b"one");
+    /// assert_eq!(rx.try_recv_ready()?.payload.data, b"two");
+    /// assert!(matches!(rx.try_recv_ready(), Err(RecvError::Empty)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_recv_ready(&mut self) -> Result<Message<R>, RecvError> {
+        let _receiving = self.core.shared.inbox.receiving();
+        loop {
+            if let Some(m) = self.next_ready() {
+                return m;
+            }
+            if !self.scan() {
+                return Err(RecvError::Empty);
+            }
+        }
+    }
+
     /// For an event loop that polls the descriptor ([`AsFd`]): watches the
     /// shared-memory rings for up to `spin` before going back to the
     /// descriptor, as [`recv`](Self::recv) spins before it sleeps. Makes
