@@ -8,7 +8,7 @@ from typing import Any, Protocol, final
 from typing_extensions import Buffer, Self
 
 __all__ = [
-    "PROTOCOL_VERSION", "Endpoint", "EndpointInfo", "Expr", "Fd", "Lent", "Message", "Region",
+    "PROTOCOL_VERSION", "Endpoint", "EndpointInfo", "Expr", "Fd", "Lent", "Loan", "Message", "Region",
     "Registry", "join",
     "Error", "TimeoutError", "ClosedError", "DisconnectedError", "NoRouteError", "FullError",
     "WouldDeadlockError", "TooManyObjectsError", "TooLargeError", "InvalidSelectorError",
@@ -61,7 +61,7 @@ class Endpoint:
     def send(
         self,
         to: To,
-        data: Data,
+        data: Data | Loan,
         *,
         multicast: bool = False,
         ttl: float | None = None,
@@ -70,6 +70,7 @@ class Endpoint:
         regions: Sequence[Region] = ...,
         timeout: float | None = None,
     ) -> None: ...
+    def loan(self, size: int, *, format: int = 0) -> Loan: ...
     def recv(self, timeout: float | None = None) -> Message: ...
     def try_recv(self) -> Message | None: ...
     def recv_with(self, timeout: float | None = None) -> Lent: ...
@@ -102,7 +103,7 @@ class Endpoint:
 
 @final
 class Message:
-    """A received message."""
+    """A received message; `memoryview(m)` is its payload where it lies, read-only."""
 
     @property
     def data(self) -> bytes: ...
@@ -122,6 +123,22 @@ class Message:
     def multicast(self) -> bool: ...
     @property
     def is_request(self) -> bool: ...
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+
+@final
+class Loan:
+    """Shared memory from `Endpoint.loan`: filled in place, sent without a copy."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def format(self) -> int: ...
+    @property
+    def sent(self) -> bool: ...
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def __release_buffer__(self, buffer: memoryview, /) -> None: ...
 
 @final
 class Lent:

@@ -90,3 +90,68 @@ def test_a_lent_request_is_answered(join, cli) -> None:
         assert m.is_request and bytes(m.data) == b"lent question"
         ep.reply(m, b"lent answer")
     assert asking.line() == "lent answer"
+
+
+def test_a_loan_is_sent_and_read_in_place(join, bus) -> None:
+    """Endpoint.loan: a numpy array written in the sender's shared memory
+    and sent as it is; the receiver reads it where it lies (numpy over the
+    message itself)."""
+    ep = join(["py"])
+    child = textwrap.dedent(
+        f"""
+        import busbar, numpy as np
+        with busbar.join({bus!r}, "child", token={TOKEN!r}, timeout=60, controller=False) as ep:
+            for i, n in enumerate((4 << 20, 100)):
+                loan = ep.loan(n, format=7 + i)
+                a = np.frombuffer(loan, dtype=np.uint8)
+                a[:] = np.arange(n) % 251
+                try:
+                    ep.send("py", loan, ttl=60)
+                    raise SystemExit("a loan went out with an array viewing it")
+                except BufferError:
+                    pass
+                del a
+                ep.send("py", loan, ttl=60)
+                assert loan.sent
+            ep.recv(timeout=60)
+        """
+    )
+    proc = Proc([PYTHON, "-c", child])
+    source = 0
+    for i, n in enumerate((4 << 20, 100)):
+        m = ep.recv(timeout=HANG)
+        assert (len(m), m.format) == (n, 7 + i)
+        view = memoryview(m)
+        assert view.readonly and view.obj is m and len(view) == n
+        a = np.frombuffer(m, dtype=np.uint8)
+        assert not a.flags.writeable
+        assert (a == np.arange(n) % 251).all()
+        assert m.data == a.tobytes() and m.data is m.data  # one copy, made once
+        source = m.source
+        del a, view
+    ep.send(source, b"bye")
+    assert proc.wait() == 0
+
+
+def test_loan_rules(join) -> None:
+    ep = join(["py"])
+    other = join(["other"])
+    loan = ep.loan(1000, format=5)
+    assert (loan.size, len(loan), loan.format, loan.sent) == (1000, 1000, 5, False)
+    view = memoryview(loan)
+    assert not view.readonly
+    view[:3] = b"abc"
+    with pytest.raises(BufferError):
+        ep.send("other", loan, ttl=HANG)  # a view is alive
+    view.release()
+    with pytest.raises(ValueError):
+        ep.send("other", loan, ttl=HANG, fds=[0])  # a loan goes alone
+    # (ttl: `ep` may not have heard of `other` yet)
+    ep.send("other", loan, ttl=HANG)
+    assert loan.sent
+    with pytest.raises(ValueError):
+        ep.send("other", loan, ttl=HANG)  # sent already
+    with pytest.raises(BufferError):
+        memoryview(loan)
+    m = other.recv(timeout=HANG)
+    assert (bytes(memoryview(m)[:3]), m.format, len(m)) == (b"abc", 5, 1000)

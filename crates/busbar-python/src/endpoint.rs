@@ -5,13 +5,14 @@ use crate::errors;
 use crate::expr::op_from;
 use crate::fd::dup_from;
 use crate::ffi::InBuffer;
+use crate::loan::Loan;
 use crate::message::{EndpointInfo, Message};
 use crate::region::Region;
 use busbar::{
     BytesMessage, EndpointId, EndpointReceiver, EndpointSender, Object, RecvError, RecvWaker,
     Selector,
 };
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyAny;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
@@ -120,6 +121,25 @@ impl Endpoint {
     /// receiver's [`busbar::RecvWaker`]: it ends with `ClosedError`.
     fn wait(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<Message> {
         self.not_lending(py)?;
+        // A message already here is taken with the GIL held: releasing and
+        // taking it back costs more than the take (a stream of messages
+        // mostly finds one), and this look makes no system call and leaves
+        // the rings' sleeping flags alone (senders keep from ringing the
+        // descriptor). `try_lock`: never wait for the receiver with
+        // the GIL held (a receive in another thread may hold it while it
+        // waits for a message this thread's Python code would send).
+        if let Ok(mut guard) = self.receiver.try_lock() {
+            if let Some(rx) = guard.as_mut() {
+                match rx.try_recv_ready() {
+                    Ok(m) => {
+                        drop(guard);
+                        return Message::from_rust(py, m);
+                    }
+                    Err(RecvError::Empty) => {}
+                    Err(e) => return Err(errors::recv_error(py, e)),
+                }
+            }
+        }
         loop {
             let waited = py.detach(|| {
                 let mut guard = self.receiver();
@@ -255,7 +275,9 @@ impl Endpoint {
     /// for a match to join; `fds` (ints or objects with `fileno()`) are
     /// duplicated and sent, `regions` (`busbar.Region`) shared. Waits for
     /// room in a full receiver (at most `timeout` seconds, if given), with
-    /// the GIL released.
+    /// the GIL released. `data` may be a `busbar.Loan` (`Endpoint.loan`):
+    /// its memory is sent as it is, without a copy (alone: no `fds`,
+    /// `regions` or `timeout`; the loan's own format tag).
     #[pyo3(signature = (to, data, *, multicast=false, ttl=None, format=0, fds=Vec::new(), regions=Vec::new(), timeout=None))]
     #[allow(clippy::too_many_arguments)]
     fn send(
@@ -273,6 +295,17 @@ impl Endpoint {
         let tx = self.sender(py)?;
         let selector = selector(to, multicast, ttl)?;
         let timeout = timeout_arg(timeout)?;
+        if let Ok(loan) = data.cast::<Loan>() {
+            if !fds.is_empty() || !regions.is_empty() || timeout.is_some() {
+                return Err(PyValueError::new_err(
+                    "a busbar.Loan is sent alone: no fds, regions or timeout",
+                ));
+            }
+            let loan = loan.get().take()?;
+            return py
+                .detach(|| tx.send_loan(selector, loan))
+                .map_err(|e| errors::send_error(py, e));
+        }
         let result = if fds.is_empty() && regions.is_empty() && timeout.is_none() {
             let bytes = InBuffer::get(data)?;
             if bytes.as_slice().len() > LOAN_ABOVE {
@@ -296,6 +329,23 @@ impl Endpoint {
             })
         };
         result.map_err(|e| errors::send_error(py, e))
+    }
+
+    /// Lends `size` bytes of shared memory from this endpoint's pool, to
+    /// fill in place (`memoryview(loan)`, `numpy.frombuffer(loan, ...)`)
+    /// and send with `send(to, loan)`: the zero-copy send. Receivers read
+    /// the same memory (`memoryview(m)`, `numpy.frombuffer(m)`), and the
+    /// chunk is lent again once every receiver has dropped its message.
+    /// When every chunk of the size is held, waits for one (at most a
+    /// second, with the GIL released), then takes new memory. `format` is
+    /// the format tag the message arrives with.
+    #[pyo3(signature = (size, *, format=0))]
+    fn loan(&self, py: Python<'_>, size: usize, format: u16) -> PyResult<Loan> {
+        let tx = self.sender(py)?;
+        let loan = py
+            .detach(|| tx.loan(format, size))
+            .map_err(|e| errors::send_error(py, e))?;
+        Ok(Loan::new(loan))
     }
 
     /// Waits for the next message, up to `timeout` seconds (`None`: as long

@@ -192,3 +192,53 @@ impl crate::lent::Lent {
         self.release();
     }
 }
+
+#[pymethods]
+impl crate::loan::Loan {
+    /// The buffer protocol: the lent memory, writable.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let mem = slf.get().export()?;
+        // SAFETY: `view` is the interpreter's; `mem` is the loan's chunk of
+        // the endpoint's pool (or its private buffer), which stays mapped
+        // and in place while the `busbar::Loan` lives, and `Loan::take`
+        // (the only way it leaves, to be sent) refuses while an export
+        // (counted by `export`, given back in `__releasebuffer__`) is out.
+        let filled = unsafe { fill_buffer(slf.as_any(), view, flags, mem) };
+        if filled.is_err() {
+            slf.get().release();
+        }
+        filled
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        self.release();
+    }
+}
+
+#[pymethods]
+impl crate::message::Message {
+    /// The buffer protocol: the payload where it lies, read-only.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let bytes = slf.get().payload();
+        let mem = Exported {
+            ptr: bytes.as_ptr().cast_mut(),
+            len: bytes.len(),
+            readonly: true,
+        };
+        // SAFETY: `view` is the interpreter's; `mem` is the message's
+        // payload, which the frozen `Message` owns and never changes or
+        // moves (a `busbar::Bytes`: a private buffer, or the sender's
+        // shared memory held by a reference count), and the view holds a
+        // reference to the message (`PyBuffer_FillInfo`), so the memory
+        // outlives it. Read-only: `fill_buffer` refuses a writable request.
+        unsafe { fill_buffer(slf.as_any(), view, flags, mem) }
+    }
+}

@@ -19,6 +19,7 @@ mod fd;
 #[allow(unsafe_code)] // The buffer protocol and raw descriptor numbers.
 mod ffi;
 mod lent;
+mod loan;
 mod message;
 mod region;
 
@@ -80,6 +81,7 @@ fn _busbar(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<endpoint::Endpoint>()?;
     m.add_class::<message::Message>()?;
     m.add_class::<lent::Lent>()?;
+    m.add_class::<loan::Loan>()?;
     m.add_class::<message::EndpointInfo>()?;
     m.add_class::<expr::Expr>()?;
     m.add_class::<fd::Fd>()?;

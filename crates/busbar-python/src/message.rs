@@ -3,41 +3,40 @@
 
 use crate::fd::Fd;
 use crate::region::Region;
-use busbar::{BytesMessage, EndpointInfo as Info, ReplyHandle, SelectorMode};
+use busbar::{BytesMessage, EndpointInfo as Info, ReplyHandle, Selector, SelectorMode};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use std::os::fd::OwnedFd;
+use std::sync::OnceLock;
 
 /// A received message: `data` (bytes), its `format` tag, the descriptors
 /// (`fds`, `busbar.Fd`s, yours to close) and regions (`regions`) that came
 /// with it, the endpoint that sent it (`source`) and the selector it was
 /// sent with.
+///
+/// The message itself exports its payload through the buffer protocol,
+/// read-only and without a copy: `memoryview(m)`, `numpy.frombuffer(m)`.
+/// A large payload (one sent from a loan, or above 64 KiB) stays where it
+/// arrived, in the sender's shared memory, for as long as the message (or
+/// a view of it) lives; `data` copies it into `bytes` when first asked for.
 #[pyclass(frozen, module = "busbar")]
 pub struct Message {
-    /// The payload.
-    #[pyo3(get)]
-    data: Py<PyBytes>,
+    /// The payload, where it lies (a private copy, or the sender's memory).
+    payload: busbar::Bytes,
+    /// `data`, made on first use.
+    data: OnceLock<Py<PyBytes>>,
     /// The payload's format tag (0 to 65535), the sender's to choose.
     #[pyo3(get)]
     format: u16,
-    /// Descriptors that came with it.
-    #[pyo3(get)]
-    fds: Py<PyList>,
-    /// Regions that came with it.
-    #[pyo3(get)]
-    regions: Py<PyList>,
+    /// Descriptors that came with it (`None`: none came).
+    fds: Option<Py<PyList>>,
+    /// Regions that came with it (`None`: none came).
+    regions: Option<Py<PyList>>,
     /// The id of the endpoint that sent it.
     #[pyo3(get)]
     source: u64,
-    /// The selector it was sent with, as text: `unicast(a & !b)`.
-    #[pyo3(get)]
-    selector: String,
-    /// The selector's label expression, as text: `a & !b`.
-    #[pyo3(get)]
-    expr: String,
-    /// Whether it was sent to every match (multicast).
-    #[pyo3(get)]
-    multicast: bool,
+    /// The selector it was sent with (as text on demand).
+    sel: Selector,
     pub reply: Option<ReplyHandle>,
 }
 
@@ -45,45 +44,109 @@ impl Message {
     /// A Python message from a Rust one.
     pub fn from_rust(py: Python<'_>, m: busbar::Message<BytesMessage>) -> PyResult<Message> {
         let reply = m.reply_handle();
-        let fds = PyList::empty(py);
-        for object in m.objects {
-            fds.append(Fd::new(OwnedFd::from(object)))?;
-        }
-        let regions = PyList::empty(py);
-        for region in m.memory_regions {
-            regions.append(Region::wrap(region))?;
-        }
+        let fds = if m.objects.is_empty() {
+            None
+        } else {
+            let fds = PyList::empty(py);
+            for object in m.objects {
+                fds.append(Fd::new(OwnedFd::from(object)))?;
+            }
+            Some(fds.unbind())
+        };
+        let regions = if m.memory_regions.is_empty() {
+            None
+        } else {
+            let regions = PyList::empty(py);
+            for region in m.memory_regions {
+                regions.append(Region::wrap(region))?;
+            }
+            Some(regions.unbind())
+        };
         Ok(Message {
-            data: PyBytes::new(py, &m.payload.data).unbind(),
+            payload: m.payload.data,
+            data: OnceLock::new(),
             format: m.payload.format,
-            fds: fds.unbind(),
-            regions: regions.unbind(),
+            fds,
+            regions,
             source: m.source.0,
-            selector: m.selector.to_string(),
-            expr: m.selector.label_op.to_string(),
-            multicast: m.selector.mode == SelectorMode::Multicast,
+            sel: m.selector,
             reply,
         })
+    }
+
+    /// The payload's bytes, where they lie (for the buffer protocol: they
+    /// stay put and unchanged while the message lives).
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
     }
 }
 
 #[pymethods]
 impl Message {
+    /// The payload, as `bytes` (copied on first use; `memoryview(m)` reads
+    /// it in place).
+    #[getter]
+    fn data(&self, py: Python<'_>) -> Py<PyBytes> {
+        self.data
+            .get_or_init(|| PyBytes::new(py, &self.payload).unbind())
+            .clone_ref(py)
+    }
+
+    /// Descriptors that came with it.
+    #[getter]
+    fn fds(&self, py: Python<'_>) -> Py<PyList> {
+        match &self.fds {
+            Some(l) => l.clone_ref(py),
+            None => PyList::empty(py).unbind(),
+        }
+    }
+
+    /// Regions that came with it.
+    #[getter]
+    fn regions(&self, py: Python<'_>) -> Py<PyList> {
+        match &self.regions {
+            Some(l) => l.clone_ref(py),
+            None => PyList::empty(py).unbind(),
+        }
+    }
+
+    /// The selector it was sent with, as text: `unicast(a & !b)`.
+    #[getter]
+    fn selector(&self) -> String {
+        self.sel.to_string()
+    }
+
+    /// The selector's label expression, as text: `a & !b`.
+    #[getter]
+    fn expr(&self) -> String {
+        self.sel.label_op.to_string()
+    }
+
+    /// Whether it was sent to every match (multicast).
+    #[getter]
+    fn multicast(&self) -> bool {
+        self.sel.mode == SelectorMode::Multicast
+    }
+
     /// Whether its sender waits for an answer (`Endpoint.reply`).
     #[getter]
     fn is_request(&self) -> bool {
         self.reply.is_some()
     }
 
+    fn __len__(&self) -> usize {
+        self.payload.len()
+    }
+
     fn __repr__(&self, py: Python<'_>) -> String {
         format!(
             "<busbar.Message {} bytes format={} fds={} regions={} from {:016x} {}>",
-            self.data.bind(py).as_bytes().len(),
+            self.payload.len(),
             self.format,
-            self.fds.bind(py).len(),
-            self.regions.bind(py).len(),
+            self.fds.as_ref().map_or(0, |l| l.bind(py).len()),
+            self.regions.as_ref().map_or(0, |l| l.bind(py).len()),
             self.source,
-            self.selector
+            self.sel
         )
     }
 }
