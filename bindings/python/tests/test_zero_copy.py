@@ -155,3 +155,11 @@ def test_loan_rules(join) -> None:
         memoryview(loan)
     m = other.recv(timeout=HANG)
     assert (bytes(memoryview(m)[:3]), m.format, len(m)) == (b"abc", 5, 1000)
+    with pytest.raises(ValueError):
+        ep.send(-1, b"x")  # not an endpoint id
+    # The selector kept for a stream of sends to one place follows `to`.
+    for to in ("other", "other", "py", busbar.Expr.leaf("other"), other.id, "py"):
+        ep.send(to, str(to).encode(), ttl=HANG)
+    got = [other.recv(timeout=HANG).data for _ in range(4)] + [ep.recv(timeout=HANG).data for _ in range(2)]
+    assert got == [b"other", b"other", b"other", str(other.id).encode(), b"py", b"py"]
+    assert other.try_recv() is None

@@ -10,11 +10,11 @@ use crate::message::{EndpointInfo, Message};
 use crate::region::Region;
 use busbar::{
     BytesMessage, EndpointId, EndpointReceiver, EndpointSender, Object, RecvError, RecvWaker,
-    Selector,
+    Selector, SelectorMode, SendError,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyAny;
+use pyo3::types::{PyAny, PyInt};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -47,9 +47,21 @@ pub struct Endpoint {
     poll_fd: RawFd,
     /// Set while a message lent by `recv_with` is open.
     lending: Arc<AtomicBool>,
+    /// The last `send`'s `to`, `multicast` and `ttl` with the selector made
+    /// of them: a stream of sends to one place (the same `to` object: an
+    /// `Expr`, a string or an id, all immutable) reuses it.
+    last_selector: Mutex<Option<LastSelector>>,
     id: u64,
     bus: String,
     label: Vec<String>,
+}
+
+/// See [`Endpoint::last_selector`].
+struct LastSelector {
+    to: Py<PyAny>,
+    multicast: bool,
+    ttl: Option<f64>,
+    selector: Selector,
 }
 
 /// How one wait for a message ended.
@@ -71,6 +83,7 @@ impl Endpoint {
             receiver: Arc::new(Mutex::new(Some(rx))),
             poll_fd,
             lending: Arc::new(AtomicBool::new(false)),
+            last_selector: Mutex::new(None),
             bus,
             label,
         }
@@ -95,6 +108,30 @@ impl Endpoint {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or_else(|| errors::closed(py))
+    }
+
+    /// The selector for a send to `to`: the last one when the arguments
+    /// are the same objects (the GIL is held: nobody else is in here).
+    fn selector_for(
+        &self,
+        to: &Bound<'_, PyAny>,
+        multicast: bool,
+        ttl: Option<f64>,
+    ) -> PyResult<Selector> {
+        let mut last = self.last_selector.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = last.as_ref() {
+            if l.to.is(to) && l.multicast == multicast && l.ttl == ttl {
+                return Ok(l.selector.clone());
+            }
+        }
+        let made = selector(to, multicast, ttl)?;
+        *last = Some(LastSelector {
+            to: to.clone().unbind(),
+            multicast,
+            ttl,
+            selector: made.clone(),
+        });
+        Ok(made)
     }
 
     fn receiver(&self) -> MutexGuard<'_, Option<Receiver>> {
@@ -225,7 +262,15 @@ pub fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
 
 /// A selector for `to` (expression text, a `busbar.Expr`, or an endpoint id).
 fn selector(to: &Bound<'_, PyAny>, multicast: bool, ttl: Option<f64>) -> PyResult<Selector> {
-    let mut s = if let Ok(id) = to.extract::<u64>() {
+    // An int is an endpoint id; asked first only of an int, since a failed
+    // extraction makes (and formats) a Python exception: most of the cost
+    // of a small send to an expression, when it was asked of everything.
+    let mut s = if let Some(id) = to
+        .is_instance_of::<PyInt>()
+        .then(|| to.extract::<u64>())
+        .transpose()
+        .map_err(|_| PyValueError::new_err("an endpoint id is an int from 0 to 2**64 - 1"))?
+    {
         Selector::endpoint(EndpointId(id))
     } else {
         let op = op_from(to)?;
@@ -293,7 +338,7 @@ impl Endpoint {
         timeout: Option<f64>,
     ) -> PyResult<()> {
         let tx = self.sender(py)?;
-        let selector = selector(to, multicast, ttl)?;
+        let selector = self.selector_for(to, multicast, ttl)?;
         let timeout = timeout_arg(timeout)?;
         if let Ok(loan) = data.cast::<Loan>() {
             if !fds.is_empty() || !regions.is_empty() || timeout.is_some() {
@@ -308,6 +353,22 @@ impl Endpoint {
         }
         let result = if fds.is_empty() && regions.is_empty() && timeout.is_none() {
             let bytes = InBuffer::get(data)?;
+            if bytes.as_slice().len() <= LOAN_ABOVE && selector.mode != SelectorMode::Multicast {
+                // First with the GIL held: releasing it and taking it back
+                // costs more than a send that finds room (most do). Only a
+                // unicast: a multicast `try_send` finds partly full has
+                // gone to some receivers already, and cannot be sent again.
+                let m = busbar::Message::new(
+                    selector.clone(),
+                    BytesMessage::new(format, bytes.as_slice()),
+                );
+                match tx.try_send(m) {
+                    Ok(()) => return Ok(()),
+                    // Nothing was sent: wait for room below, GIL released.
+                    Err(SendError::Full { delivered: 0, .. }) => {}
+                    Err(e) => return Err(errors::send_error(py, e)),
+                }
+            }
             if bytes.as_slice().len() > LOAN_ABOVE {
                 // One copy, straight into shared memory the receivers map.
                 let mut loan = tx
@@ -522,6 +583,10 @@ impl Endpoint {
             return Ok(());
         }
         drop(tx);
+        self.last_selector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         // A receive blocked in another thread holds the receiver: wake it
         // (it sees the endpoint closed and lets go), then take it.
         self.waker.wake();
