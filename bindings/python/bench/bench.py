@@ -33,6 +33,12 @@ import numpy as np
 
 LIBS = ["busbar", "iceoryx2", "pyzmq", "multiprocessing"]
 BIG = 16 << 20
+# Every role imports numpy, whose OpenBLAS starts a thread per core that
+# spins for a while: on a small machine they take the processors the two
+# sides need (about 5 % of each process in perf). No case computes with
+# numpy, so every library's processes run with one (the caller's own
+# setting wins).
+CHILD_ENV = {"OPENBLAS_NUM_THREADS": "1", **os.environ}
 
 
 # ----------------------------------------------------------------------------
@@ -342,6 +348,7 @@ def run_case(lib: str, scenario: str, size: int, count: int, warmup: int = 0, mo
             stdout=subprocess.PIPE,
             text=True,
             pass_fds=fds,
+            env=CHILD_ENV,
         )
 
     p1 = start(first, extra[0])
