@@ -29,16 +29,18 @@ import time
 import uuid
 from typing import Any, Callable
 
-import numpy as np
+# Every process here (the driver and every library's roles) imports numpy,
+# whose OpenBLAS starts a thread per core that spins for a while: on a small
+# machine they take the processors the two sides need (4-5 % of each role
+# process, 18 % of the driver's, in perf). No case computes with numpy: one
+# thread (unless the caller says otherwise), set before numpy is imported
+# and inherited by the roles.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 
 LIBS = ["busbar", "iceoryx2", "pyzmq", "multiprocessing"]
 BIG = 16 << 20
-# Every role imports numpy, whose OpenBLAS starts a thread per core that
-# spins for a while: on a small machine they take the processors the two
-# sides need (about 5 % of each process in perf). No case computes with
-# numpy, so every library's processes run with one (the caller's own
-# setting wins).
-CHILD_ENV = {"OPENBLAS_NUM_THREADS": "1", **os.environ}
 
 
 # ----------------------------------------------------------------------------
@@ -348,7 +350,6 @@ def run_case(lib: str, scenario: str, size: int, count: int, warmup: int = 0, mo
             stdout=subprocess.PIPE,
             text=True,
             pass_fds=fds,
-            env=CHILD_ENV,
         )
 
     p1 = start(first, extra[0])
@@ -420,8 +421,10 @@ def main() -> None:
             rows["64 B one-way latency p50 / p99"].append(f"{lat['p50_us']:.1f} / {lat['p99_us']:.1f} µs")
         if "array" in cases:
             # Zero-copy libraries move an array in microseconds, copying ones in
-            # milliseconds: 2,000 and 200 arrays keep each run near a second.
-            arrays = n(2_000) if lib in ("busbar", "iceoryx2") else n(200)
+            # milliseconds: 50,000 and 200 arrays keep each run under a second
+            # and long enough that setting up (the pools' first regions) is
+            # not most of it.
+            arrays = n(50_000) if lib in ("busbar", "iceoryx2") else n(200)
             rows["16 MiB numpy array per message"].append(rate(run_case(lib, "array", BIG, arrays, more=more), BIG))
     rows = {k: v for k, v in rows.items() if v}
     names = {"busbar": "busbar", "iceoryx2": "iceoryx2 (spin)", "pyzmq": "pyzmq ipc:// PUSH/PULL", "multiprocessing": "multiprocessing.Pipe"}
