@@ -21,8 +21,9 @@ use busbar::{
     Loan, MemoryRegion, MemoryRegistry, Message, Namespace, Object, Options, RecvError, RecvWaker,
     ReplyHandle, Selector,
 };
-use std::cell::{RefCell, UnsafeCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -734,14 +735,40 @@ thread_local! {
     static LAST_TO: RefCell<Option<(Vec<u8>, bool, Selector)>> = const { RefCell::new(None) };
 }
 
-fn selector_for(to: &CStr, multicast: bool) -> Result<Selector, Failure> {
+/// Whether the NUL-terminated string at `to` is `text`, read byte by byte
+/// up to the first difference (no `strlen` of `to` first, so a stream to
+/// one label costs a few compares per message).
+///
+/// # Safety
+/// `to` is not NULL and points to a NUL-terminated string.
+unsafe fn same_text(text: &[u8], to: *const c_char) -> bool {
+    for (i, &b) in text.iter().enumerate() {
+        // SAFETY: the bytes before `i` matched `text`, which holds no NUL
+        // (it came from a C string), so `to` has not ended before `i`.
+        if unsafe { *to.add(i) } as u8 != b {
+            return false;
+        }
+    }
+    // SAFETY: as above: `to[..len]` matched bytes that are not NUL.
+    unsafe { *to.add(text.len()) == 0 }
+}
+
+/// The selector for `busbar_send_bytes`: the last one made on this thread
+/// when `to` and `multicast` are the same, a newly parsed one otherwise.
+///
+/// # Safety
+/// `to` is not NULL and points to a NUL-terminated string.
+unsafe fn selector_for(to: *const c_char, multicast: bool) -> Result<Selector, Failure> {
     LAST_TO.with(|last| {
         let mut last = last.borrow_mut();
         if let Some((text, m, selector)) = last.as_ref() {
-            if *m == multicast && text.as_slice() == to.to_bytes() {
+            // SAFETY: `to` is a NUL-terminated string, by contract.
+            if *m == multicast && unsafe { same_text(text, to) } {
                 return Ok(selector.clone());
             }
         }
+        // SAFETY: not NULL, NUL-terminated, by contract.
+        let to = unsafe { CStr::from_ptr(to) };
         let expr = to
             .to_str()
             .map_err(|_| Failure::invalid("to is not UTF-8"))?;
@@ -780,8 +807,7 @@ pub unsafe extern "C" fn busbar_send_bytes(
             return Err(Failure::null("to"));
         }
         // SAFETY: not NULL, NUL-terminated by contract.
-        let to = unsafe { CStr::from_ptr(to) };
-        let selector = selector_for(to, multicast != 0)?;
+        let selector = unsafe { selector_for(to, multicast != 0)? };
         s.tx.send(Message::new(selector, BytesMessage::new(format, data)))?;
         Ok(())
     })
@@ -919,7 +945,7 @@ pub unsafe extern "C" fn busbar_request(
         // SAFETY: sent and answered: the message is consumed, as documented.
         drop(unsafe { take_box(msg, "msg")? });
         // SAFETY: checked.
-        unsafe { put(answer, boxed(received(got)), "answer") }
+        unsafe { put(answer, message_handle(got), "answer") }
     })
 }
 
@@ -1514,6 +1540,61 @@ pub unsafe extern "C" fn busbar_selector_free(sel: *mut busbar_selector) {
 // Messages
 // ---------------------------------------------------------------------------
 
+/// The storage of one freed message, kept per thread by
+/// `busbar_message_free` for the next message received on that thread: a
+/// stream of `busbar_recv` + `busbar_message_free` allocates no handles.
+/// Null when there is none; what it points to holds no message (its
+/// contents were dropped), only the allocation.
+struct Spare(Cell<*mut MaybeUninit<busbar_message>>);
+
+impl Spare {
+    /// Keeps `storage` when the slot is empty (`None`), or hands it back.
+    fn keep(
+        &self,
+        storage: *mut MaybeUninit<busbar_message>,
+    ) -> Option<*mut MaybeUninit<busbar_message>> {
+        if self.0.get().is_null() {
+            self.0.set(storage);
+            None
+        } else {
+            Some(storage)
+        }
+    }
+
+    /// The kept storage, if any, leaving the slot empty.
+    fn take(&self) -> Option<Box<MaybeUninit<busbar_message>>> {
+        let p = self.0.replace(std::ptr::null_mut());
+        // SAFETY: not NULL, so the storage of a `Box<busbar_message>` whose
+        // contents were dropped, put here by `keep` and owned by the slot
+        // alone: the same layout as a `Box<MaybeUninit<busbar_message>>`.
+        (!p.is_null()).then(|| unsafe { Box::from_raw(p) })
+    }
+}
+
+impl Drop for Spare {
+    fn drop(&mut self) {
+        drop(self.take());
+    }
+}
+
+thread_local! {
+    static SPARE: Spare = const { Spare(Cell::new(std::ptr::null_mut())) };
+}
+
+/// A handle for a received message, in the storage a freed message left on
+/// this thread when there is some (no allocation), in a new box otherwise.
+fn message_handle(m: Message<BytesMessage>) -> *mut busbar_message {
+    match SPARE.try_with(Spare::take).ok().flatten() {
+        Some(mut storage) => {
+            storage.write(received(m));
+            // Written just above: a `busbar_message` in its own box, freed
+            // by `busbar_message_free` as one made by `boxed`.
+            Box::into_raw(storage).cast::<busbar_message>()
+        }
+        None => boxed(received(m)),
+    }
+}
+
 fn received(m: Message<BytesMessage>) -> busbar_message {
     let reply = m.reply_handle();
     busbar_message {
@@ -1577,8 +1658,21 @@ pub unsafe extern "C" fn busbar_message_new(
 /// `m` NULL or from this library, not used again.
 #[no_mangle]
 pub unsafe extern "C" fn busbar_message_free(m: *mut busbar_message) {
-    // SAFETY: by contract.
-    unsafe { unbox(m) }
+    if m.is_null() {
+        return;
+    }
+    // SAFETY: by contract a live message from this library (made by
+    // `boxed` or `message_handle`), given back once: its contents are
+    // dropped here (descriptors closed, region counts dropped) and its
+    // storage is either kept for this thread's next received message or
+    // freed, never used as a message again before it is written anew.
+    unsafe {
+        std::ptr::drop_in_place(m);
+        let storage = m.cast::<MaybeUninit<busbar_message>>();
+        if let Some(unkept) = SPARE.try_with(|s| s.keep(storage)).unwrap_or(Some(storage)) {
+            drop(Box::from_raw(unkept));
+        }
+    }
 }
 
 /// The message's bytes, `*len` of them (`len` may be NULL); borrowed from
@@ -2225,7 +2319,7 @@ pub unsafe extern "C" fn busbar_recv(
         check_out(out, "out")?;
         let m = Receiving::start(r)?.with(|rx| rx.recv(timeout(timeout_ms)))?;
         // SAFETY: checked.
-        unsafe { put(out, boxed(received(m)), "out") }
+        unsafe { put(out, message_handle(m), "out") }
     })
 }
 
@@ -2245,7 +2339,7 @@ pub unsafe extern "C" fn busbar_try_recv(
         check_out(out, "out")?;
         let m = Receiving::start(r)?.with(|rx| rx.try_recv())?;
         // SAFETY: checked.
-        unsafe { put(out, boxed(received(m)), "out") }
+        unsafe { put(out, message_handle(m), "out") }
     })
 }
 
