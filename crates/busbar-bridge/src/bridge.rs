@@ -855,7 +855,11 @@ impl Inner {
 
     /// Turns a message a proxy received into a frame for the remote
     /// bridge (or refuses it).
-    fn outgoing(&self, proxy: &Proxy, mut m: Borrowed<'_>) -> Option<(Arc<str>, Vec<u8>)> {
+    ///
+    /// A payload in shared memory its sender lent (over 64 KiB) goes to
+    /// Zenoh where it lies (Zenoh copies it once, into its batches); a
+    /// smaller one is copied once, from the link's ring into the frame.
+    fn outgoing(&self, proxy: &Proxy, mut m: Borrowed<'_>) -> Option<(Arc<str>, ZBytes)> {
         let source = m.source;
         if !m.objects.is_empty() {
             self.refuse(ForwardError::Descriptors {
@@ -886,17 +890,33 @@ impl Inner {
             None => (Kind::Message, 0),
         };
         let extra: usize = m.memory_regions.iter().map(|r| 8 + r.size()).sum();
-        let mut out = wire::encode(
-            kind,
-            &self.zid,
-            source.0,
-            proxy.remote,
-            corr,
-            m.type_uuid().into_bytes(),
-            m.payload(),
-            m.memory_regions.len(),
-            extra,
-        );
+        let shared = m.shared_payload();
+        let head = |payload: &[u8], len: usize, extra: usize| {
+            let mut out = wire::encode_head(
+                kind,
+                &self.zid,
+                source.0,
+                proxy.remote,
+                corr,
+                m.type_uuid().into_bytes(),
+                len,
+                m.memory_regions.len(),
+                extra,
+            );
+            out.extend_from_slice(payload);
+            out
+        };
+        let (first, mut out) = match shared {
+            Some(lent) => {
+                let first = ZBytes::from(head(&[], lent.len(), 0));
+                let payload = ZBytes::from(bytes::Bytes::from_owner(lent));
+                (Some((first, payload)), Vec::with_capacity(extra))
+            }
+            None => (
+                None,
+                head(m.payload(), m.payload().len(), m.payload().len() + extra),
+            ),
+        };
         for region in m.memory_regions.iter_mut() {
             match region.map(..) {
                 Ok(bytes) => wire::push_region(&mut out, bytes),
@@ -911,7 +931,19 @@ impl Inner {
             bump(&self.counters.regions_copied);
         }
         bump(&self.counters.forwarded);
-        Some((via, out))
+        let frame = match first {
+            Some((head, payload)) => {
+                let mut w = ZBytes::writer();
+                w.append(head);
+                w.append(payload);
+                if !out.is_empty() {
+                    w.append(ZBytes::from(out));
+                }
+                w.finish()
+            }
+            None => ZBytes::from(out),
+        };
+        Some((via, frame))
     }
 
     // ---- remote to local ----
@@ -935,30 +967,41 @@ impl Inner {
 
     /// Handles a frame; gives it back when its source is not known and
     /// `may_learn` is false.
+    ///
+    /// A frame comes in one piece, or (from 64 KiB on, as Zenoh's
+    /// fragments) in several. One in pieces is read where it lies when it
+    /// has no regions: its header from a copy of its first bytes, its
+    /// payload straight from the pieces into the local frame
+    /// ([`Passed`]). Only a frame with regions (or one that does not parse)
+    /// is first copied into one piece.
     fn incoming(self: &Arc<Self>, data: ZBytes, may_learn: bool) -> Option<ZBytes> {
-        // One contiguous buffer: the one Zenoh has, or a copy of its pieces.
-        let data = match data.to_bytes() {
-            std::borrow::Cow::Borrowed(_) => data,
-            std::borrow::Cow::Owned(v) => ZBytes::from(v),
+        let max = self.config.max_payload;
+        let total = data.len();
+        let mut head = [0u8; wire::PREFIX_MAX];
+        let readable = data.slices().nth(1).is_none()
+            || wire::decode_prefix(prefix(&data, &mut head), total, max).is_ok();
+        let data = if readable {
+            data
+        } else {
+            ZBytes::from(data.to_bytes().into_owned())
         };
-        let whole = data.to_bytes();
-        let bytes: &[u8] = &whole;
-        let f = match wire::decode(bytes, self.config.max_payload) {
+        let bytes: &[u8] = match data.slices().nth(1) {
+            None => data.slices().next().unwrap_or(&[]),
+            Some(_) => prefix(&data, &mut head),
+        };
+        let f = match wire::decode_prefix(bytes, total, max) {
             Ok(f) => f,
             Err(wire::Malformed(why)) => {
                 bump(&self.counters.garbage);
-                tracing::debug!("dropped a malformed frame ({} bytes): {why}", bytes.len());
+                tracing::debug!("dropped a malformed frame ({total} bytes): {why}");
                 return None;
             }
         };
-        let payload = {
-            let start = f.payload.as_ptr() as usize - bytes.as_ptr() as usize;
-            Passed {
-                type_uuid: f.type_uuid,
-                data: data.clone(),
-                start,
-                len: f.payload.len(),
-            }
+        let payload = Passed {
+            type_uuid: f.type_uuid,
+            data: data.clone(),
+            start: f.payload.start,
+            len: f.payload.len(),
         };
         match f.kind {
             Kind::Message | Kind::Request => {
@@ -967,10 +1010,10 @@ impl Inner {
                     .get(&f.src)
                     .is_some_and(|r| r.proxy.is_some());
                 if !known && !may_learn {
-                    drop(whole);
+                    drop(f);
                     return Some(data);
                 }
-                self.inbound(f, payload)
+                self.inbound(f, bytes, payload)
             }
             Kind::Answer => self.answer(f, payload),
             Kind::Failed => {
@@ -1000,7 +1043,8 @@ impl Inner {
         }
     }
 
-    fn inbound(self: &Arc<Self>, f: wire::Frame<'_>, payload: Passed) {
+    /// `bytes`: the frame, or its first bytes when it has no regions.
+    fn inbound(self: &Arc<Self>, f: wire::Frame<'_>, bytes: &[u8], payload: Passed) {
         let sender = match self.source(f.zid, f.src) {
             Some(s) => s,
             None => {
@@ -1019,8 +1063,9 @@ impl Inner {
         // receiver yet.
         let selector = Selector::endpoint(EndpointId(f.dst));
         let mut msg = Message::new(selector, payload);
-        for bytes in &f.regions {
-            match copy_region(bytes) {
+        for range in &f.regions {
+            let region = bytes.get(range.clone()).unwrap_or_default();
+            match copy_region(region) {
                 Ok(r) => msg.memory_regions.push(r),
                 Err(e) => {
                     tracing::warn!("cannot make a region for a message from another host: {e}");
@@ -1198,6 +1243,20 @@ fn proxy_via(p: &Proxy) -> Arc<str> {
     lock(&p.via).clone()
 }
 
+/// The first bytes of a frame in pieces, copied into `head`.
+fn prefix<'h>(data: &ZBytes, head: &'h mut [u8; wire::PREFIX_MAX]) -> &'h [u8] {
+    let mut n = 0;
+    for slice in data.slices() {
+        let take = slice.len().min(head.len() - n);
+        head[n..n + take].copy_from_slice(&slice[..take]);
+        n += take;
+        if n == head.len() {
+            break;
+        }
+    }
+    &head[..n]
+}
+
 fn copy_region(bytes: &[u8]) -> Result<MemoryRegion, busbar::RegionError> {
     let mut r = MemoryRegion::new(bytes.len().max(1))?;
     if !bytes.is_empty() {
@@ -1222,18 +1281,35 @@ impl MessageBox for Passed {
     }
 
     fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), busbar::CodecError> {
+        let at = out.len();
+        out.resize(at + self.len, 0);
+        self.encode_to_slice(&mut out[at..])
+    }
+
+    /// Known: so busbar writes it straight into the local frame, or into
+    /// the shared memory a large one travels in, with no buffer between.
+    fn encoded_len(&self) -> Option<usize> {
+        Some(self.len)
+    }
+
+    fn encode_to_slice(&self, out: &mut [u8]) -> Result<(), busbar::CodecError> {
         let (start, end) = (self.start, self.start + self.len);
-        let mut at = 0usize;
-        out.reserve(self.len);
+        if out.len() != self.len {
+            return Err(busbar::CodecError::new("a payload of another length"));
+        }
+        let (mut at, mut put) = (0usize, 0usize);
         for slice in self.data.slices() {
             let (s, e) = (at, at + slice.len());
             at = e;
             if e <= start || s >= end {
                 continue;
             }
-            let from = start.max(s) - s;
-            let to = end.min(e) - s;
-            out.extend_from_slice(&slice[from..to]);
+            let piece = &slice[start.max(s) - s..end.min(e) - s];
+            out[put..put + piece.len()].copy_from_slice(piece);
+            put += piece.len();
+        }
+        if put != self.len {
+            return Err(busbar::CodecError::new("a payload beyond its frame"));
         }
         Ok(())
     }

@@ -30,6 +30,7 @@
 //! dropped and counted, never trusted.
 
 use busbar::{Label, TypeUuidBytes};
+use std::ops::Range;
 
 /// The prefix of every key.
 pub const PREFIX: &str = "busbar";
@@ -62,16 +63,48 @@ pub struct Frame<'a> {
     pub corr: u64,
     /// The payload's type id.
     pub type_uuid: TypeUuidBytes,
-    /// The payload.
-    pub payload: &'a [u8],
-    /// Regions' contents.
-    pub regions: Vec<&'a [u8]>,
+    /// Where the payload lies in the frame.
+    pub payload: Range<usize>,
+    /// Where each region's contents lie in the frame.
+    pub regions: Vec<Range<usize>>,
 }
+
+/// The most bytes of a frame [`decode_prefix`] reads: every field up to
+/// the payload, with the longest Zenoh id.
+pub const PREFIX_MAX: usize = 4 + 4 + 32 + 8 + 8 + 8 + 16 + 8;
 
 const MAGIC: &[u8; 4] = b"BBZ1";
 
-/// Encodes a frame header; payload and regions are appended by the caller
-/// with [`push_region`].
+/// Encodes a frame header announcing a payload of `payload_len` bytes,
+/// which the caller sends after it (then regions, with [`push_region`]).
+#[allow(clippy::too_many_arguments)]
+pub fn encode_head(
+    kind: Kind,
+    zid: &str,
+    src: u64,
+    dst: u64,
+    corr: u64,
+    type_uuid: TypeUuidBytes,
+    payload_len: usize,
+    regions: usize,
+    extra: usize,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PREFIX_MAX + extra);
+    out.extend_from_slice(MAGIC);
+    out.push(kind as u8);
+    out.push(zid.len() as u8);
+    out.extend_from_slice(&(regions as u16).to_le_bytes());
+    out.extend_from_slice(zid.as_bytes());
+    out.extend_from_slice(&src.to_le_bytes());
+    out.extend_from_slice(&dst.to_le_bytes());
+    out.extend_from_slice(&corr.to_le_bytes());
+    out.extend_from_slice(&type_uuid);
+    out.extend_from_slice(&(payload_len as u64).to_le_bytes());
+    out
+}
+
+/// Encodes a frame header and its payload; regions are appended by the
+/// caller with [`push_region`].
 #[allow(clippy::too_many_arguments)]
 pub fn encode(
     kind: Kind,
@@ -84,17 +117,17 @@ pub fn encode(
     regions: usize,
     extra: usize,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + zid.len() + payload.len() + extra);
-    out.extend_from_slice(MAGIC);
-    out.push(kind as u8);
-    out.push(zid.len() as u8);
-    out.extend_from_slice(&(regions as u16).to_le_bytes());
-    out.extend_from_slice(zid.as_bytes());
-    out.extend_from_slice(&src.to_le_bytes());
-    out.extend_from_slice(&dst.to_le_bytes());
-    out.extend_from_slice(&corr.to_le_bytes());
-    out.extend_from_slice(&type_uuid);
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    let mut out = encode_head(
+        kind,
+        zid,
+        src,
+        dst,
+        corr,
+        type_uuid,
+        payload.len(),
+        regions,
+        payload.len() + extra,
+    );
     out.extend_from_slice(payload);
     out
 }
@@ -109,15 +142,18 @@ pub fn push_region(out: &mut Vec<u8>, bytes: &[u8]) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Malformed(pub &'static str);
 
-struct Reader<'a>(&'a [u8]);
+/// Reads `bytes`, the first bytes (or all) of a frame of `total` bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    total: usize,
+}
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
-        if n > self.0.len() {
-            return Err(Malformed("truncated"));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
+        let end = self.at.checked_add(n).ok_or(Malformed("truncated"))?;
+        let head = self.bytes.get(self.at..end).ok_or(Malformed("truncated"))?;
+        self.at = end;
         Ok(head)
     }
 
@@ -128,19 +164,44 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(a))
     }
 
-    fn len(&mut self, max: u64) -> Result<usize, Malformed> {
+    /// A length word, and where the `n` bytes after it lie (skipped).
+    fn span(&mut self, max: u64) -> Result<Range<usize>, Malformed> {
         let n = self.u64()?;
-        if n > max || n > self.0.len() as u64 {
+        let left = self.total.saturating_sub(self.at) as u64;
+        if n > max || n > left {
             return Err(Malformed("a length beyond the frame or the limit"));
         }
-        Ok(n as usize)
+        let start = self.at;
+        self.at += n as usize;
+        Ok(start..self.at)
     }
 }
 
-/// Decodes a frame, checking every length against what arrived and
+/// Decodes a whole frame, checking every length against what arrived and
 /// against `max_payload` (regions too).
 pub fn decode(bytes: &[u8], max_payload: u64) -> Result<Frame<'_>, Malformed> {
-    let mut r = Reader(bytes);
+    decode_in(bytes, bytes.len(), max_payload)
+}
+
+/// Decodes a frame of `total` bytes from its first bytes (at least
+/// [`PREFIX_MAX`], or all of it), for a frame that came in pieces: its
+/// payload is then read from the pieces. A frame with regions needs the
+/// whole frame (their lengths follow the payload): `Err` here, and
+/// [`decode`] says whether it is sound.
+pub fn decode_prefix(
+    prefix: &[u8],
+    total: usize,
+    max_payload: u64,
+) -> Result<Frame<'_>, Malformed> {
+    decode_in(prefix, total, max_payload)
+}
+
+fn decode_in(bytes: &[u8], total: usize, max_payload: u64) -> Result<Frame<'_>, Malformed> {
+    let mut r = Reader {
+        bytes,
+        at: 0,
+        total: total.max(bytes.len()),
+    };
     if r.take(4)? != MAGIC {
         return Err(Malformed("bad magic"));
     }
@@ -166,17 +227,15 @@ pub fn decode(bytes: &[u8], max_payload: u64) -> Result<Frame<'_>, Malformed> {
     let corr = r.u64()?;
     let mut type_uuid = [0u8; 16];
     type_uuid.copy_from_slice(r.take(16)?);
-    let p = r.len(max_payload)?;
-    let payload = r.take(p)?;
+    let payload = r.span(max_payload)?;
     if regions > 253 {
         return Err(Malformed("too many regions"));
     }
     let mut out = Vec::with_capacity(regions);
     for _ in 0..regions {
-        let n = r.len(max_payload)?;
-        out.push(r.take(n)?);
+        out.push(r.span(max_payload)?);
     }
-    if !r.0.is_empty() {
+    if r.at != r.total {
         return Err(Malformed("trailing bytes"));
     }
     Ok(Frame {
@@ -287,8 +346,38 @@ mod tests {
             (d.kind, d.zid, d.src, d.dst, d.corr),
             (Kind::Request, "a1b2", 7, 9, 11)
         );
-        assert_eq!((d.type_uuid, d.payload), ([3; 16], &b"hello"[..]));
-        assert_eq!(d.regions, [&b"one"[..], &b""[..]]);
+        assert_eq!((d.type_uuid, &f[d.payload]), ([3; 16], &b"hello"[..]));
+        let regions: Vec<&[u8]> = d.regions.into_iter().map(|r| &f[r]).collect();
+        assert_eq!(regions, [&b"one"[..], &b""[..]]);
+    }
+
+    #[test]
+    fn a_frame_without_regions_decodes_from_its_prefix() {
+        let payload = vec![9u8; 1000];
+        let f = encode(Kind::Message, "a1b2", 7, 9, 0, [3; 16], &payload, 0, 0);
+        let prefix = &f[..PREFIX_MAX];
+        let d = decode_prefix(prefix, f.len(), 1 << 20).expect("decodes");
+        assert_eq!((d.kind, d.zid, d.src, d.dst), (Kind::Message, "a1b2", 7, 9));
+        assert_eq!(&f[d.payload], &payload[..]);
+        assert!(
+            decode_prefix(prefix, f.len() + 1, 1 << 20).is_err(),
+            "trailing"
+        );
+        assert!(
+            decode_prefix(prefix, f.len() - 1, 1 << 20).is_err(),
+            "short"
+        );
+        assert!(
+            decode_prefix(prefix, f.len(), 999).is_err(),
+            "over the limit"
+        );
+        let mut g = encode(Kind::Message, "a1b2", 7, 9, 0, [3; 16], &payload, 1, 0);
+        push_region(&mut g, b"r");
+        assert!(
+            decode_prefix(&g[..PREFIX_MAX], g.len(), 1 << 20).is_err(),
+            "regions"
+        );
+        assert!(decode(&g, 1 << 20).is_ok());
     }
 
     #[test]

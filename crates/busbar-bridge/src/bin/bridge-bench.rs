@@ -4,6 +4,7 @@
 //! ```text
 //! cargo build --release -p busbar-bridge --bins
 //! target/release/bridge-bench
+//! target/release/bridge-bench --only-bridge 1024   # one case, for a profiler
 //! ```
 //!
 //! Every case runs in separate processes: the sender (or echo) is this
@@ -311,6 +312,18 @@ fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--role") {
         return run_role(&args[1..]);
+    }
+    // For a profiler: one side's throughput case alone.
+    if let (Some(side @ ("--only-bridge" | "--only-zenoh")), Some(size)) =
+        (args.first().map(String::as_str), args.get(1))
+    {
+        let size: usize = size.parse()?;
+        let r = match side {
+            "--only-bridge" => bridge_throughput(size)?,
+            _ => zenoh_throughput(size)?,
+        };
+        println!("{side} {size} B: {:.1} k/s", r.msgs_per_sec / 1e3);
+        return Ok(());
     }
     println!("| case | raw Zenoh pub→sub | busbar→bridge→Zenoh→bridge→busbar | ratio |");
     println!("|---|---|---|---|");

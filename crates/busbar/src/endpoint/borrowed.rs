@@ -164,6 +164,8 @@ pub struct Borrowed<'a> {
     stable: bool,
     /// The private copy `as_str` and `decode` read from when it can.
     private: std::sync::OnceLock<Vec<u8>>,
+    /// The region the payload lies in, when its sender lent it.
+    lent: Option<std::sync::Arc<LentView>>,
 }
 
 impl<'a> Borrowed<'a> {
@@ -186,7 +188,15 @@ impl<'a> Borrowed<'a> {
             payload,
             stable,
             private: std::sync::OnceLock::new(),
+            lent: None,
         }
+    }
+
+    /// The same message, its payload in the region `view` (`payload` is
+    /// `view`'s bytes).
+    pub(crate) fn in_region(mut self, view: std::sync::Arc<LentView>) -> Borrowed<'a> {
+        self.lent = Some(view);
+        self
     }
 
     /// Bytes to check and then use: the payload when it cannot change, else
@@ -243,6 +253,32 @@ impl<'a> Borrowed<'a> {
     /// The payload as encoded on the wire (postcard).
     pub fn payload(&self) -> &'a [u8] {
         self.payload
+    }
+
+    /// The payload as it is encoded on the wire (as [`payload`](Self::payload)),
+    /// as [`Bytes`](crate::Bytes) that may outlive the closure, when it
+    /// lies in shared memory its sender lent (a payload over 64 KiB, or
+    /// one sent from a [`Loan`](crate::Loan)): the same memory, not a copy.
+    /// They hold the sender's chunk while they live, and the sender can
+    /// still write them (see [`Bytes`](crate::Bytes)). `None` for a payload
+    /// that lies in the link's ring or in this process: copy
+    /// [`payload`](Self::payload) to keep it.
+    ///
+    /// ```
+    /// use busbar::{label, BytesMessage, Message, Options, Selector};
+    /// # let bus = format!("doc.shared_payload.{}", std::process::id());
+    /// let (tx, mut rx) = busbar::join::<BytesMessage, BytesMessage>(Options::new(bus, label!("a"), "t"), None)?;
+    /// tx.send(Message::new(Selector::unicast("a"), BytesMessage::new(0, vec![7u8; 1 << 20])))?;
+    /// let kept = rx.recv_with(None, |m| m.shared_payload())?.expect("lent");
+    /// assert!(kept.is_shared());
+    /// assert_eq!((kept.len(), kept[100_000]), ((1 << 20) + 4, 7));
+    /// tx.send(Message::new(Selector::unicast("a"), BytesMessage::from("small")))?;
+    /// assert!(rx.recv_with(None, |m| m.shared_payload())?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shared_payload(&self) -> Option<crate::Bytes> {
+        let view = self.lent.as_ref()?;
+        crate::Bytes::shared(view.clone(), 0, view.len())
     }
 
     /// For a [`BytesMessage`]: its format tag and its bytes, in place.

@@ -550,7 +550,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
             return Some(Err(too_large(raw.header.payload_len, max)));
         }
         let reply_to = origin.reply_to(&raw.header);
-        let mut opened = match Opened::open(raw, &self.core.shared.inbox.lent) {
+        let opened = match Opened::open(raw, &self.core.shared.inbox.lent) {
             Ok(o) => o,
             Err(Unopened::Skipped) => return None,
             Err(Unopened::Malformed(e)) => {
@@ -559,22 +559,35 @@ impl<R: MessageBox> EndpointReceiver<R> {
             }
         };
         let stable = opened.payload.stable();
-        let Some(payload) = opened.payload.bytes() else {
+        // A payload in a lent region can be kept past `f` (`shared_payload`).
+        let (mut payload, view) = match opened.payload {
+            Payload::Lent(view) => (None, Some(Arc::new(view))),
+            other => (Some(other), None),
+        };
+        let bytes = match (&mut payload, &view) {
+            (Some(p), _) => p.bytes(),
+            (None, Some(v)) => Some(v.bytes()),
+            (None, None) => None,
+        };
+        let Some(bytes) = bytes else {
             self.malformed(
                 token,
                 FrameError::Body("the payload lies outside its region".into()),
             );
             return None;
         };
-        let lent = Borrowed::new(
+        let mut lent = Borrowed::new(
             opened.selector,
             opened.objects,
             opened.memory_regions,
             opened.type_uuid,
-            payload,
+            bytes,
             stable,
             (EndpointId(origin.source), reply_to),
         );
+        if let Some(v) = &view {
+            lent = lent.in_region(v.clone());
+        }
         f.take().map(|f| Ok(f(lent)))
     }
 
