@@ -115,7 +115,7 @@ pub use busbar_derive::{MessageBox, TypeUuid};
 pub use bytes::Bytes;
 pub use endpoint::{
     join, Borrowed, EndpointId, EndpointInfo, EndpointReceiver, EndpointSender, EndpointStats,
-    LinkStats, Loan, RecvWaker, ReplyHandle,
+    LinkStats, Loan, PendingRequest, RecvWaker, ReplyHandle,
 };
 pub use error::{JoinError, RecvError, RequestError, SendError};
 pub use frame::PROTOCOL_VERSION;

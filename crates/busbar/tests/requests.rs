@@ -169,3 +169,55 @@ fn a_request_lent_by_recv_with_is_answered_through_its_handle() {
     server.reply_with(&handle, text.unwrap()).unwrap();
     assert_eq!(asking.join().unwrap().unwrap().payload, "SHOUT");
 }
+
+#[test]
+fn a_started_request_keeps_its_place_among_messages_and_is_waited_for_elsewhere() {
+    let bus = bus("start");
+    let (client, _client_rx) =
+        join::<u64, u64>(Options::new(&bus, label!("client"), "t"), Some(WAIT)).unwrap();
+    let (server, mut server_rx) =
+        join::<u64, u64>(Options::new(&bus, label!("server"), "t"), Some(WAIT)).unwrap();
+    let to = Selector::unicast("server").ttl(WAIT);
+    // Messages and requests interleaved; each request waited for on a thread of its own.
+    let mut waiting = Vec::new();
+    for i in 0..60u64 {
+        if i % 3 == 1 {
+            let pending = client
+                .request_start::<u64>(Message::new(to.clone(), i), WAIT)
+                .unwrap();
+            waiting.push(std::thread::spawn(move || (i, pending.wait(WAIT))));
+        } else {
+            client.send(Message::new(to.clone(), i)).unwrap();
+        }
+    }
+    // One started and given up on: sent all the same, its answer dropped.
+    drop(
+        client
+            .request_start::<u64>(Message::new(to.clone(), 60), WAIT)
+            .unwrap(),
+    );
+    for i in 0..=60u64 {
+        let m = server_rx.recv(Some(WAIT)).unwrap();
+        assert_eq!(m.payload, i, "in the order sent");
+        assert_eq!(m.is_request(), i % 3 == 1 || i == 60);
+        if m.is_request() {
+            server.reply(&m, m.payload * 10).unwrap();
+        }
+    }
+    for t in waiting {
+        let (i, answer) = t.join().unwrap();
+        assert_eq!(answer.unwrap().payload, i * 10);
+    }
+    // Nobody answers: the wait times out; refused selectors fail at the start.
+    let unanswered = client
+        .request_start::<u64>(Message::new(to, 99), WAIT)
+        .unwrap();
+    assert!(matches!(
+        unanswered.wait(Duration::from_millis(50)),
+        Err(RequestError::Timeout)
+    ));
+    assert!(matches!(
+        client.request_start::<u64>(Message::new(Selector::multicast("server"), 1), WAIT),
+        Err(RequestError::Send(SendError::InvalidSelector(_)))
+    ));
+}

@@ -28,7 +28,7 @@ mod stats;
 pub use borrowed::Borrowed;
 pub use loan::Loan;
 pub use receiver::{EndpointReceiver, RecvWaker};
-pub use request::ReplyHandle;
+pub use request::{PendingRequest, ReplyHandle};
 pub(crate) use request::{ReplyPath, ReplyTo};
 pub use sender::EndpointSender;
 pub use stats::{EndpointStats, LinkStats};

@@ -33,7 +33,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The poller token of the doorbell (link keys start above it).
 const BELL: u64 = 0;
@@ -444,21 +444,33 @@ impl Requests {
 }
 
 impl Shared {
-    /// Sends a request (routed as `route` would; `ticket` rides with it)
-    /// and waits for its answer until `deadline`.
-    pub(crate) fn request<R: crate::MessageBox>(
+    /// Routes a request (as `route` would; its ticket rides with it and
+    /// says where it went), giving up at `deadline`. Gives its selector as
+    /// text, for the error when it turns out it went nowhere.
+    pub(crate) fn request_route(
         &self,
         frame: super::outgoing::OutFrame,
         ticket_corr: u64,
         deadline: Instant,
-    ) -> Result<Message<R>, RequestError> {
+    ) -> Result<String, RequestError> {
         let selector = frame.selector.to_string();
         if let Err(e) = self.route(frame, super::route::Call::Until(deadline)) {
             let mut st = self.requests.lock();
             self.requests.finish(&mut st, ticket_corr);
             return Err(RequestError::Send(e));
         }
-        let (raw, peer) = match self.requests.wait(ticket_corr, deadline) {
+        Ok(selector)
+    }
+
+    /// Waits until `deadline` for the answer to the routed request `corr`
+    /// (to `selector`) and decodes it.
+    fn request_wait<R: crate::MessageBox>(
+        &self,
+        corr: u64,
+        selector: String,
+        deadline: Instant,
+    ) -> Result<Message<R>, RequestError> {
+        let (raw, peer) = match self.requests.wait(corr, deadline) {
             Ok(answer) => answer,
             Err(Unanswered::Timeout) => return Err(RequestError::Timeout),
             Err(Unanswered::Gone(peer)) => {
@@ -481,6 +493,68 @@ impl Shared {
                 Err(RequestError::Answer(format!("malformed answer: {e}")))
             }
             Err(e) => Err(RequestError::Answer(e.to_string())),
+        }
+    }
+}
+
+/// A request sent and not answered yet, from
+/// [`EndpointSender::request_start`](crate::EndpointSender::request_start):
+/// [`wait`](Self::wait) for its answer, a message of type `R`. It may be
+/// moved to another thread to wait there. Dropping it gives up on the
+/// answer (one that comes later is dropped). It keeps its endpoint open,
+/// as a sender handle does.
+#[must_use = "the answer is only read by `wait`"]
+pub struct PendingRequest<R> {
+    core: Arc<super::Core>,
+    corr: u64,
+    selector: String,
+    /// Set once `wait` has finished the request's slot.
+    done: bool,
+    _answer: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R> std::fmt::Debug for PendingRequest<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingRequest")
+            .field("corr", &self.corr)
+            .field("selector", &self.selector)
+            .finish()
+    }
+}
+
+impl<R: crate::MessageBox> PendingRequest<R> {
+    pub(crate) fn new(core: Arc<super::Core>, corr: u64, selector: String) -> Self {
+        PendingRequest {
+            core,
+            corr,
+            selector,
+            done: false,
+            _answer: std::marker::PhantomData,
+        }
+    }
+
+    /// Waits up to `timeout` for the answer, as
+    /// [`EndpointSender::request`](crate::EndpointSender::request) does
+    /// after sending: the answer, or [`RequestError::Timeout`],
+    /// [`RequestError::ResponderGone`] (at once when the responder leaves),
+    /// [`RequestError::Send`] with `NoRoute` when a request held for its
+    /// `ttl` found nobody, or [`RequestError::Answer`]. An answer that came
+    /// already is returned even with a zero `timeout`.
+    pub fn wait(mut self, timeout: Duration) -> Result<Message<R>, RequestError> {
+        self.done = true;
+        let selector = std::mem::take(&mut self.selector);
+        self.core
+            .shared
+            .request_wait(self.corr, selector, Instant::now() + timeout)
+    }
+}
+
+impl<R> Drop for PendingRequest<R> {
+    fn drop(&mut self) {
+        if !self.done {
+            let requests = &self.core.shared.requests;
+            let mut st = requests.lock();
+            requests.finish(&mut st, self.corr);
         }
     }
 }

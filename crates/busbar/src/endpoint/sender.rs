@@ -1,6 +1,7 @@
 //! The sending half of an endpoint.
 
 use super::outgoing::OutFrame;
+use super::request::PendingRequest;
 use super::route::Call;
 use super::{Core, EndpointId, EndpointInfo, EndpointStats};
 use crate::error::{RequestError, SendError};
@@ -169,6 +170,8 @@ impl<T: MessageBox> EndpointSender<T> {
     /// to it (the receiver answers with [`reply`](Self::reply)): the
     /// message an [`EndpointReceiver`](crate::EndpointReceiver) of `R`
     /// would get, its [`source`](Message::source) the endpoint that answered.
+    /// It is [`request_start`](Self::request_start) and
+    /// [`PendingRequest::wait`] in one call.
     ///
     /// The request is routed as [`send`](Self::send) routes a unicast (a
     /// multicast selector is refused: a request goes to one endpoint), and
@@ -203,9 +206,48 @@ impl<T: MessageBox> EndpointSender<T> {
     /// ```
     pub fn request<R: MessageBox>(
         &self,
-        mut msg: Message<T>,
+        msg: Message<T>,
         timeout: Duration,
     ) -> Result<Message<R>, RequestError> {
+        let deadline = Instant::now() + timeout;
+        self.request_start::<R>(msg, timeout)?
+            .wait(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// Sends `msg` as a request and returns without waiting for the
+    /// answer: wait for it with [`PendingRequest::wait`] (on this thread or
+    /// another). Routing is as for [`request`](Self::request); `timeout`
+    /// bounds it (waiting for room in a full receiver).
+    ///
+    /// When this returns, the request is in its receiver's queue (or, with
+    /// a `ttl` and no match yet, held here like a message), in order with
+    /// this endpoint's messages: what this thread sends next to the same
+    /// receiver arrives after the request, and what it sent before, ahead
+    /// of it. So a thread can send a stream of messages and requests in
+    /// order and leave the waiting to others. Dropping the
+    /// [`PendingRequest`] gives up on the answer (the request stays sent).
+    ///
+    /// ```
+    /// use busbar::{label, Message, Options, Selector};
+    /// use std::time::Duration;
+    /// # let bus = format!("doc.request_start.{}", std::process::id());
+    /// let (me, mut rx) = busbar::join::<u32, u32>(Options::new(&bus, label!("squares"), "t"), None)?;
+    /// let to_me = Selector::unicast("squares");
+    /// me.send(Message::new(to_me.clone(), 1))?;
+    /// let pending = me.request_start::<u32>(Message::new(to_me.clone(), 12), Duration::from_secs(5))?;
+    /// me.send(Message::new(to_me, 2))?;
+    /// // The receiver gets them in the order they were sent.
+    /// let got: Vec<_> = (0..3).map(|_| rx.recv(None)).collect::<Result<_, _>>()?;
+    /// assert_eq!(got.iter().map(|m| m.payload).collect::<Vec<_>>(), [1, 12, 2]);
+    /// me.reply(&got[1], 144)?;
+    /// assert_eq!(pending.wait(Duration::from_secs(5))?.payload, 144);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn request_start<R: MessageBox>(
+        &self,
+        mut msg: Message<T>,
+        timeout: Duration,
+    ) -> Result<PendingRequest<R>, RequestError> {
         if msg.selector.mode == SelectorMode::Multicast && msg.selector.endpoint.is_none() {
             return Err(RequestError::Send(SendError::InvalidSelector(
                 "a request goes to one endpoint: use a unicast selector".into(),
@@ -234,7 +276,8 @@ impl<T: MessageBox> EndpointSender<T> {
             // The ticket is dropped: the request never went anywhere.
             Err(e) => return Err(RequestError::Send(e)),
         };
-        shared.request(frame, corr, deadline)
+        let selector = shared.request_route(frame, corr, deadline)?;
+        Ok(PendingRequest::new(self.core.clone(), corr, selector))
     }
 
     /// Answers a request this endpoint received (see
