@@ -6,7 +6,8 @@ use crate::wire::{self, Kind};
 use crate::BridgeError;
 use busbar::{
     Borrowed, BytesMessage, EndpointId, EndpointReceiver, EndpointSender, Label, MemoryRegion,
-    Message, MessageBox, Options, RecvError, RecvWaker, ReplyHandle, Selector, TypeUuid,
+    Message, MessageBox, Options, PendingRequest, RecvError, RecvWaker, ReplyHandle, RequestError,
+    Selector, SendError, TypeUuid,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -31,7 +32,9 @@ pub const REMOTE_PREFIX: &str = "@remote:";
 /// How long a message from another host waits for its local receiver to
 /// be in the directory of the endpoint that delivers it.
 const DELIVERY_TTL: Duration = Duration::from_secs(1);
-/// Threads that wait for answers to requests from other hosts.
+/// Threads that wait for answers to requests from other hosts (the
+/// requests themselves are sent in order with the messages, by Zenoh's
+/// callback or the deliver thread).
 const REQUEST_THREADS: usize = 16;
 /// How long a bridge asks the others about a source it does not know yet.
 const LEARN_TIMEOUT: Duration = Duration::from_secs(1);
@@ -230,10 +233,12 @@ struct Waiting {
     since: Instant,
 }
 
-/// A request from another host, for a request thread.
+/// A request from another host, sent on the local bus: for a request
+/// thread to wait for its answer and send it back.
 struct Job {
-    sender: EndpointSender<Passed>,
-    msg: Message<Passed>,
+    pending: PendingRequest<Raw>,
+    /// When the requester's bridge stops waiting for it.
+    deadline: Instant,
     zid: String,
     src: u64,
     dst: u64,
@@ -1075,10 +1080,32 @@ impl Inner {
                 }
             }
         }
+        let mut again = Message::new(msg.selector.clone().ttl(DELIVERY_TTL), msg.payload.clone());
+        again.memory_regions = msg.memory_regions.clone();
         if f.kind == Kind::Request {
+            // Sent here, in order with the messages around it; a request
+            // thread waits for the answer.
+            let timeout = self.config.request_timeout;
+            let deadline = Instant::now() + timeout;
+            let started = match sender.request_start::<Raw>(msg, timeout) {
+                // Not in this proxy's directory yet (it joined a moment ago).
+                Err(RequestError::Send(SendError::NoRoute(_))) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    sender.request_start::<Raw>(again, left)
+                }
+                other => other,
+            };
+            let pending = match started {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!("cannot send a request to {:016x}: {e}", f.dst);
+                    self.fail_request(&f);
+                    return;
+                }
+            };
             let job = Job {
-                sender,
-                msg,
+                pending,
+                deadline,
                 zid: f.zid.to_string(),
                 src: f.src,
                 dst: f.dst,
@@ -1089,11 +1116,9 @@ impl Inner {
             }
             return;
         }
-        let mut again = Message::new(msg.selector.clone().ttl(DELIVERY_TTL), msg.payload.clone());
-        again.memory_regions = msg.memory_regions.clone();
         let sent = match sender.send(msg) {
             // Not in this proxy's directory yet (it joined a moment ago).
-            Err(busbar::SendError::NoRoute(_)) => sender.send(again),
+            Err(SendError::NoRoute(_)) => sender.send(again),
             other => other,
         };
         match sent {
@@ -1166,11 +1191,11 @@ impl Inner {
         }
     }
 
-    /// Sends a request from another host and sends its answer back.
+    /// Waits for the answer to a request from another host and sends it back.
     fn request(&self, job: Job) {
         let answer = job
-            .sender
-            .request::<Raw>(job.msg, self.config.request_timeout);
+            .pending
+            .wait(job.deadline.saturating_duration_since(Instant::now()));
         let out = match answer {
             Ok(a) if a.objects.is_empty() && a.memory_regions.is_empty() => {
                 bump(&self.counters.delivered);

@@ -48,11 +48,12 @@
 //!   endpoint: nothing crosses twice. Of several bridges on one bus only
 //!   the one with the smallest endpoint id is active; the others stand by
 //!   and take over when it goes.
-//! - **Order.** Messages from one sender to one receiver arrive in order:
-//!   one proxy thread reads a sender's link in order, one Zenoh publisher
-//!   per destination bridge keeps it, and one thread delivers. Requests
-//!   are handed to a pool of threads (each waits for its answer), so a
-//!   request may overtake messages sent just before it.
+//! - **Order.** Messages and requests from one sender to one receiver
+//!   arrive in order: one proxy thread reads a sender's link in order, one
+//!   Zenoh publisher per destination bridge keeps it, and the receiving
+//!   bridge sends each frame on its local bus in the order it came, a
+//!   request included ([`busbar::EndpointSender::request_start`]); only
+//!   the wait for a request's answer is handed to a pool of threads.
 //! - **Attachments.** Memory regions are *copied* into the frame and into
 //!   a new region on the other side: they are no longer shared (writes on
 //!   one host are not seen on the other). File descriptors cannot cross:

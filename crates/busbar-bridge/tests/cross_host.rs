@@ -199,6 +199,56 @@ fn order_per_sender_over_100k_messages() {
 }
 
 #[test]
+fn requests_keep_their_place_among_messages() {
+    let (bus_a, bus_b) = (bus("rqo-a"), bus("rqo-b"));
+    let a = Bridge::start(&bus_a, "a", "mixer", &[]);
+    let _b = Bridge::start(&bus_b, "b", "checker", &[a.port]);
+    let (checker, mut checker_rx) = join::<u64>(&bus_b, label!("checker"));
+    let (mixer, _m) = join::<u64>(&bus_a, label!("mixer"));
+    wait_directory(&mixer, "the checker", |d| {
+        !with(d, &["checker", "@host:b"]).is_empty()
+    });
+    const N: u64 = 4000;
+    let is_request = |i: u64| i % 4 == 1 || i % 97 == 0;
+    // One thread sends messages and requests in one stream; another waits
+    // for the answers.
+    let (started, waiting) = std::sync::mpsc::channel();
+    let sending = std::thread::spawn(move || {
+        let to = Selector::unicast("checker");
+        for i in 0..N {
+            if is_request(i) {
+                let pending = mixer
+                    .request_start::<u64>(Message::new(to.clone(), i), GUARD)
+                    .expect("request_start");
+                started.send((i, pending)).expect("to the waiter");
+            } else {
+                mixer.send(Message::new(to.clone(), i)).expect("send");
+            }
+        }
+    });
+    let answers = std::thread::spawn(move || {
+        let mut n = 0u64;
+        for (i, pending) in waiting {
+            let answer = pending.wait(GUARD).expect("an answer");
+            assert_eq!(answer.payload, i + 1_000_000, "the answer to request {i}");
+            n += 1;
+        }
+        n
+    });
+    for i in 0..N {
+        let m = checker_rx.recv(Some(GUARD)).expect("next");
+        assert_eq!(m.payload, i, "in the order sent");
+        assert_eq!(m.is_request(), is_request(i), "message {i}");
+        if m.is_request() {
+            checker.reply(&m, i + 1_000_000).expect("reply");
+        }
+    }
+    sending.join().expect("sender");
+    let answered = answers.join().expect("waiter");
+    assert_eq!(answered, (0..N).filter(|&i| is_request(i)).count() as u64);
+}
+
+#[test]
 fn regions_are_copied_and_descriptors_refused() {
     let (bus_a, bus_b) = (bus("att-a"), bus("att-b"));
     let a = Bridge::start(&bus_a, "a", "src", &[]);
