@@ -251,33 +251,77 @@ function fromNative(raw) {
     raw.multicast, raw.request);
 }
 
-/** The most messages one tryRecv (and one recvBatch) hands over (crates/busbar-node/src/recv.rs, `MAX_BATCH`). */
+/** The most messages one takeInto (and one recvBatch) hands over (crates/busbar-node/src/recv.rs, `MAX_BATCH`). */
 const MAX_BATCH = 64;
-/** u32 words per message in a tryRecv batch's slab (crates/busbar-node/src/recv.rs, `META_WORDS`). */
+/** u32 words per message in a batch's description (crates/busbar-node/src/recv.rs, `META_WORDS`). */
 const META_WORDS = 7;
+/** Bytes a slab must have left for takeInto (crates/busbar-node/src/recv.rs, `SLAB_ROOM`). */
+const SLAB_ROOM = 8 * 1024 + MAX_BATCH * META_WORDS * 4 + 4;
+/**
+ * The size of a slab: the memory received payloads up to 8 KiB are copied
+ * into, batch after batch, until less than SLAB_ROOM is left. A message
+ * kept for long keeps its slab alive, as a Buffer from Node's pool does.
+ */
+const SLAB_BYTES = 64 * 1024;
 
 /**
- * Appends the messages of a tryRecv batch to `into`: [slab, count, where the
- * descriptions start in the slab, then strings, buffers and attachments the
- * descriptions point at]. Small payloads are views of the slab.
+ * Where an endpoint's received payloads go: one slab at a time, and what
+ * the last batch said its source and selector were (takeInto gives their
+ * text only when they change).
  */
-function pushBatch(batch, into) {
-  const slab = batch[0];
-  const count = batch[1];
-  const ab = slab.buffer;
-  const base = slab.byteOffset;
-  const at = base + batch[2];
-  const meta = at % 4 === 0
-    ? new Uint32Array(ab, at, count * META_WORDS)
-    : new Uint32Array(ab.slice(at, at + count * META_WORDS * 4));
-  for (let j = 0; j < count * META_WORDS; j += META_WORDS) {
-    const own = meta[j + 5];
-    const data = own === 0 ? Buffer.from(ab, base + meta[j], meta[j + 1]) : batch[own];
-    const tag = meta[j + 2];
-    const x = meta[j + 6];
-    into.push(new Message(KEY, data, tag & 0xffff, x === 0 ? null : batch[x], x === 0 ? null : batch[x + 1],
-      batch[meta[j + 3]], batch[meta[j + 4]], tag > 0xffff, x === 0 ? null : batch[x + 2]));
+class Slab {
+  constructor() {
+    this.buffer = null;
+    this.words = null;
+    this.at = 0;
+    this.source = '';
+    this.selector = '';
   }
+}
+
+/**
+ * Takes up to `max` messages that are there into `slab` and appends them
+ * to `into`; how many (0: none, the descriptor is armed). Small payloads
+ * are Buffers over the slab; a batch's description of its messages follows
+ * their payloads there (see crates/busbar-node/src/recv.rs, take_into),
+ * where the next batch's payloads go.
+ */
+function takeBatch(handle, slab, max, into) {
+  if (slab.buffer === null || slab.buffer.length - slab.at < SLAB_ROOM) {
+    slab.buffer = Buffer.allocUnsafeSlow(SLAB_BYTES);
+    slab.words = new Uint32Array(slab.buffer.buffer, slab.buffer.byteOffset, SLAB_BYTES >>> 2);
+    slab.at = 0;
+  }
+  const r = native.takeInto(handle, slab.buffer, slab.at, max);
+  if (r === 0) return 0;
+  let count;
+  let metaAt;
+  let values = null;
+  if (typeof r === 'number') {
+    count = r & 127;
+    metaAt = r >>> 7;
+  } else {
+    values = r;
+    count = r[0];
+    metaAt = r[1];
+  }
+  slab.at = metaAt;
+  const ab = slab.buffer.buffer;
+  const words = slab.words;
+  const end = (metaAt >>> 2) + count * META_WORDS;
+  for (let j = metaAt >>> 2; j < end; j += META_WORDS) {
+    const own = words[j + 5];
+    const data = own === 0 ? Buffer.from(ab, words[j], words[j + 1]) : values[own];
+    const tag = words[j + 2];
+    const src = words[j + 3];
+    if (src !== 0) slab.source = values[src];
+    const sel = words[j + 4];
+    if (sel !== 0) slab.selector = values[sel];
+    const x = words[j + 6];
+    into.push(new Message(KEY, data, tag & 0xffff, x === 0 ? null : values[x], x === 0 ? null : values[x + 1],
+      slab.source, slab.selector, tag > 0xffff, x === 0 ? null : values[x + 2]));
+  }
+  return count;
 }
 
 // What NativeEndpoint.watch does: stop; watch, keeping the process alive;
@@ -361,8 +405,10 @@ class Endpoint {
   #inbox = [];
   /** Sends handed to the sending thread and not yet done. */
   #queuedSends = 0;
-  /** The native endpoint's number (native.sendSame). */
+  /** The native endpoint's number (native.sendSame, native.takeInto). */
   #handle;
+  /** Where received payloads are copied to. */
+  #slab = new Slab();
   /** Where the last send went (sendArgs' fields) and the key the native side knows its selector by. */
   #lastTo = null;
   #lastKey = 0;
@@ -572,16 +618,13 @@ class Endpoint {
     if (this.#receivers.length === 0) {
       if (this.#inbox.length > 0) return Promise.resolve(this.#take(max));
       if (this.#closed) return Promise.reject(disconnected());
-      let batch;
+      let count;
       try {
-        batch = this.#n.tryRecv(max === 0 ? MAX_BATCH : max);
+        count = takeBatch(this.#handle, this.#slab, max === 0 ? MAX_BATCH : max, this.#inbox);
       } catch (e) {
         return Promise.reject(wrap(e));
       }
-      if (batch.length > 0) {
-        pushBatch(batch, this.#inbox);
-        return Promise.resolve(this.#take(max));
-      }
+      if (count > 0) return Promise.resolve(this.#take(max));
       if (timeout === 0) {
         return Promise.reject(new BusbarError('TIMEOUT', 'timed out waiting for a message'));
       }
@@ -631,7 +674,7 @@ class Endpoint {
     try {
       ready = this.#n.spin(Math.max(0, Math.min(left, SPIN_SLICE_US)));
     } catch {
-      ready = true; // #drain's tryRecv reports it
+      ready = true; // #drain's takeInto reports it
     }
     if (ready) {
       this.#spinning = false;
@@ -661,19 +704,18 @@ class Endpoint {
   #drain() {
     while (this.#receivers.length > 0 && !this.#closed) {
       if (this.#inbox.length === 0) {
-        let batch;
+        let count;
         try {
-          batch = this.#n.tryRecv(MAX_BATCH);
+          count = takeBatch(this.#handle, this.#slab, MAX_BATCH, this.#inbox);
         } catch (e) {
           // This caller gets the error (a message that did not decode, ...); the next ones go on.
           this.#settle(this.#receivers.shift(), wrap(e));
           continue;
         }
-        if (batch.length === 0) {
+        if (count === 0) {
           this.#spin();
           break;
         }
-        pushBatch(batch, this.#inbox);
       }
       const w = this.#receivers.shift();
       this.#settle(w, null, this.#take(w.max));
@@ -728,37 +770,45 @@ class Endpoint {
 
   /**
    * Messages as they come, until the endpoint is closed: a batch per
-   * wake-up (recvBatch), handed out one by one. Messages of the batch a
-   * loop left (break, throw) go back to the front of the inbox.
+   * wake-up, handed out one by one from the inbox (a message is taken only
+   * when the loop asks for it, so a loop left with break or throw leaves
+   * the rest for the next receive). A message already there costs an
+   * already-resolved promise, no generator.
    */
-  async *[Symbol.asyncIterator]() {
-    for (;;) {
-      let batch;
-      try {
-        batch = await this.recvBatch();
-      } catch (e) {
-        if (e.code === 'DISCONNECTED' && this.#closed) return;
-        throw e;
-      }
-      let i = 0;
-      try {
-        while (i < batch.length && !this.#closed) {
-          const m = batch[i];
-          i += 1;
-          yield m;
-        }
-      } finally {
-        if (i < batch.length) {
-          const rest = batch.slice(i);
-          if (this.#closed) for (const m of rest) m.close();
-          else {
-            this.#inbox.unshift(...rest);
-            if (this.#receivers.length > 0) this.#drain();
+  [Symbol.asyncIterator]() {
+    let finished = false;
+    const done = () => {
+      finished = true;
+      return { value: undefined, done: true };
+    };
+    const next = () => {
+      if (finished) return Promise.resolve({ value: undefined, done: true });
+      if (this.#closed) return Promise.resolve(done());
+      if (this.#receivers.length === 0) {
+        // What is there now, taken here: no promise waits.
+        if (this.#inbox.length === 0) {
+          try {
+            takeBatch(this.#handle, this.#slab, MAX_BATCH, this.#inbox);
+          } catch (e) {
+            finished = true;
+            return Promise.reject(wrap(e));
           }
         }
+        if (this.#inbox.length > 0) return Promise.resolve({ value: this.#inbox.shift(), done: false });
       }
-      if (this.#closed) return;
-    }
+      return this.#receive(undefined, 0).then((m) => ({ value: m, done: false }), (e) => {
+        if (e.code === 'DISCONNECTED' && this.#closed) return done();
+        finished = true;
+        throw e;
+      });
+    };
+    return {
+      next,
+      return: () => Promise.resolve(done()),
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+    };
   }
 
   /** The directory: every endpoint on the bus (this one included). */

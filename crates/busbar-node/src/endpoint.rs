@@ -11,7 +11,7 @@
 use crate::error::{Failure, Result};
 use crate::labelop;
 use crate::message::{Event, Outcome, Received, ReplyToken, SelectorText};
-use crate::recv::{Receiving, Watch};
+use crate::recv::{Receiving, Taken, Watch};
 use crate::region::Region;
 use busbar::{
     Backpressure, BytesMessage, EndpointId, EndpointReceiver, EndpointSender, Label, Message,
@@ -22,7 +22,6 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status};
 use napi_derive::napi;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -121,15 +120,21 @@ pub fn join(
 /// nothing was sent and `send` must do it (another key, or the message
 /// would have to wait for room: `send` hands it to the sending thread).
 /// Errors as `send`'s. The path of a stream of messages to one place
-/// without attachments: a free function of four arguments costs Node-API
-/// a fraction of a method of twelve.
-#[napi(catch_unwind)]
-pub fn send_same(handle: u32, key: u32, data: &[u8], format: u32) -> Result<u32> {
+/// without attachments, called once per message: JavaScript's
+/// `native.sendSame(handle, key, data, format)`, defined with Node-API
+/// itself (`ffi::raw`), which costs a fraction of napi's wrapper of a
+/// method of twelve arguments, or of a function.
+pub fn send_same(
+    handle: u32,
+    key: u32,
+    data: &[u8],
+    format: u32,
+) -> std::result::Result<u32, Failure> {
     let format = u16::try_from(format)
         .map_err(|_| Failure::invalid(format!("format {format} is not a 16-bit number")))?;
-    let sent = FAST.with(|f| {
+    FAST.with(|f| {
         let f = f.borrow();
-        let e = f.get(&handle).ok_or_else(Failure::closed)?;
+        let e = fast_entry(&f, handle).ok_or_else(Failure::closed)?;
         let Some((k, sel)) = &e.selector else {
             return Ok(0);
         };
@@ -143,8 +148,44 @@ pub fn send_same(handle: u32, key: u32, data: &[u8], format: u32) -> Result<u32>
             Err(busbar::SendError::Full { .. }) if waits => Ok(0),
             Err(err) => Err(Failure::from(err)),
         }
-    });
-    Ok(sent?)
+    })
+}
+
+/// The entry of endpoint `handle` in [`FAST`].
+fn fast_entry(fast: &[(u32, Fast)], handle: u32) -> Option<&Fast> {
+    fast.iter().find(|(h, _)| *h == handle).map(|(_, e)| e)
+}
+
+/// Runs `f` with the receiving side of endpoint `handle`.
+fn receiving<T>(
+    handle: u32,
+    f: impl FnOnce(&mut Receiving) -> std::result::Result<T, Failure>,
+) -> std::result::Result<T, Failure> {
+    FAST.with(|fast| {
+        let mut fast = fast.borrow_mut();
+        bury(&mut fast);
+        let e = fast
+            .iter_mut()
+            .find(|(h, _)| *h == handle)
+            .ok_or_else(Failure::closed)?;
+        f(&mut e.1.receiving)
+    })
+}
+
+/// Up to `max` messages already there, taken without waiting into `slab`
+/// from `at` on (see `Receiving::take_into`), on the JavaScript thread:
+/// JavaScript's `native.takeInto(handle, slab, at, max)`, defined with
+/// Node-API itself (`ffi::raw`) as [`send_same`] is: called once per batch.
+pub fn take_into<'env>(
+    env: &'env Env,
+    handle: u32,
+    slab: &mut [u8],
+    at: u32,
+    max: u32,
+) -> std::result::Result<Taken<'env>, Failure> {
+    receiving(handle, |r| {
+        r.take_into(env, slab, at as usize, max as usize)
+    })
 }
 
 /// What the sending thread does.
@@ -165,6 +206,8 @@ enum SendJob {
 /// taken once per message is a free function.
 struct Fast {
     sender: EndpointSender<BytesMessage>,
+    /// The receiving side ([`take_into`] and the methods that wait).
+    receiving: Receiving,
     /// The last selector `send` made, with the key index.js gave the
     /// arguments it was made from.
     selector: Option<(u32, Selector)>,
@@ -173,7 +216,23 @@ struct Fast {
 thread_local! {
     /// The endpoints of this JavaScript thread, by number (an endpoint
     /// lives on the thread that joined: Node-API objects do not move).
-    static FAST: RefCell<HashMap<u32, Fast>> = RefCell::new(HashMap::new());
+    /// (A list: a thread has an endpoint or two, found faster by
+    /// looking than by hashing.)
+    static FAST: RefCell<Vec<(u32, Fast)>> = const { RefCell::new(Vec::new()) };
+}
+
+thread_local! {
+    /// Endpoints closed while [`FAST`] was borrowed: removed from it by
+    /// the next one who borrows it mutably ([`bury`]).
+    static DEAD: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Removes the endpoints in [`DEAD`] from `fast`.
+fn bury(fast: &mut Vec<(u32, Fast)>) {
+    let dead = DEAD.with(|d| std::mem::take(&mut *d.borrow_mut()));
+    if !dead.is_empty() {
+        fast.retain(|(h, _)| !dead.contains(h));
+    }
 }
 
 /// The next endpoint's number (unique in the process).
@@ -184,7 +243,6 @@ static NEXT_HANDLE: AtomicU32 = AtomicU32::new(1);
 pub struct NativeEndpoint {
     sender: Option<EndpointSender<BytesMessage>>,
     id: EndpointId,
-    receiving: Receiving,
     events: Arc<Events>,
     send_jobs: Option<mpsc::Sender<SendJob>>,
     /// Whether `events` is referenced now.
@@ -277,13 +335,17 @@ impl NativeEndpoint {
         let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
         let fast = Fast {
             sender: parts.sender.clone(),
+            receiving: Receiving::new(parts.rx),
             selector: None,
         };
-        FAST.with(|f| f.borrow_mut().insert(handle, fast));
+        FAST.with(|f| {
+            let mut f = f.borrow_mut();
+            bury(&mut f);
+            f.push((handle, fast));
+        });
         NativeEndpoint {
             id: parts.sender.id(),
             sender: Some(parts.sender),
-            receiving: Receiving::new(parts.rx),
             events: parts.events,
             send_jobs: None,
             kept_alive: false,
@@ -294,8 +356,7 @@ impl NativeEndpoint {
     /// The selector made for key `key` by the last send, if that was it.
     fn selector_for(&self, key: u32) -> Option<Selector> {
         FAST.with(|f| {
-            f.borrow()
-                .get(&self.handle)
+            fast_entry(&f.borrow(), self.handle)
                 .and_then(|e| e.selector.as_ref())
                 .filter(|(k, _)| *k == key)
                 .map(|(_, s)| s.clone())
@@ -353,10 +414,27 @@ impl NativeEndpoint {
 
     fn shut(&mut self) {
         // (Not there while the thread is torn down: dropped with it.)
-        let _ = FAST.try_with(|f| f.borrow_mut().remove(&self.handle));
+        // Taken out first, dropped after: dropping closes the receiver.
+        // A finalizer that ran while the list was borrowed (the garbage
+        // collector, while a batch makes JavaScript values) leaves the
+        // entry to the next one who borrows it.
+        let handle = self.handle;
+        let gone = FAST
+            .try_with(|f| match f.try_borrow_mut() {
+                Ok(mut f) => {
+                    let at = f.iter().position(|(h, _)| *h == handle);
+                    at.map(|at| f.swap_remove(at))
+                }
+                Err(_) => {
+                    let _ = DEAD.try_with(|d| d.borrow_mut().push(handle));
+                    None
+                }
+            })
+            .ok()
+            .flatten();
+        drop(gone);
         self.sender = None;
         self.send_jobs = None;
-        self.receiving.close();
     }
 }
 
@@ -435,7 +513,8 @@ impl NativeEndpoint {
                     require_receiver,
                 )?;
                 FAST.with(|f| {
-                    if let Some(e) = f.borrow_mut().get_mut(&self.handle) {
+                    let mut f = f.borrow_mut();
+                    if let Some((_, e)) = f.iter_mut().find(|(h, _)| *h == self.handle) {
                         e.selector = Some((key, sel.clone()));
                     }
                 });
@@ -519,24 +598,9 @@ impl NativeEndpoint {
         Ok(())
     }
 
-    /// Up to `max` messages already there, taken without waiting, as one
-    /// array: a slab `Buffer` and what index.js needs to read it (see
-    /// `Receiving::try_batch`; none: an empty array).
-    #[napi(catch_unwind)]
-    pub fn try_recv<'env>(
-        &mut self,
-        env: &'env Env,
-        max: u32,
-    ) -> Result<napi::bindgen_prelude::Array<'env>> {
-        if self.sender.is_none() {
-            return Err(Failure::closed().into());
-        }
-        Ok(self.receiving.try_batch(env, max as usize)?)
-    }
-
     /// Watches the shared-memory rings for up to `micros` µs on this
-    /// thread, without a system call, after `tryRecv` found nothing:
-    /// whether a message may be there now (`tryRecv` takes it). When not,
+    /// thread, without a system call, after `takeInto` found nothing:
+    /// whether a message may be there now (`takeInto` takes it). When not,
     /// the descriptor `watch` polls is armed again. index.js spins in short
     /// slices, one per turn of the event loop, so timers and I/O go on.
     #[napi(catch_unwind)]
@@ -545,10 +609,10 @@ impl NativeEndpoint {
             return Err(Failure::closed().into());
         }
         let spin = millis(Some(micros / 1000.0), "spin")?.unwrap_or(Duration::ZERO);
-        Ok(self.receiving.spin(spin)?)
+        Ok(receiving(self.handle, |r| r.spin(spin))?)
     }
 
-    /// Watches for messages on this thread's event loop, after `tryRecv`
+    /// Watches for messages on this thread's event loop, after `takeInto`
     /// found none (`how` 1): `onReadable` (given with the first watch) is
     /// called whenever a message may be there, and the process stays
     /// alive; goes on watching without keeping the process alive (2: nobody
@@ -570,7 +634,7 @@ impl NativeEndpoint {
             2 => Watch::Idle,
             n => return Err(Failure::invalid(format!("unknown watch mode {n}")).into()),
         };
-        self.receiving.watch(env, how, on_readable.as_ref())?;
+        receiving(self.handle, |r| r.watch(env, how, on_readable.as_ref()))?;
         Ok(())
     }
 

@@ -477,3 +477,260 @@ impl Drop for Poll {
         }
     }
 }
+
+/// Functions defined with Node-API itself instead of napi's macros: the
+/// ones called once per message, where napi's generated wrapper (its
+/// argument conversions, and the process-wide lock and map of borrows it
+/// registers a `&[u8]` argument in) costs more than the work itself.
+pub mod raw {
+    use crate::error::Failure;
+    use napi::sys;
+    use std::ffi::CString;
+    use std::ptr;
+
+    /// Defines the raw functions on `exports` (the module's exports object).
+    pub fn define(env: sys::napi_env, exports: sys::napi_value) -> Result<(), Failure> {
+        let functions: [(&str, sys::napi_callback); 2] =
+            [("sendSame", Some(send_same)), ("takeInto", Some(take_into))];
+        for (name, cb) in functions {
+            let mut f = ptr::null_mut();
+            // SAFETY: called while the module loads, on the JavaScript
+            // thread of `env`, with `exports` its exports object; `name`
+            // is valid for `name.len()` bytes and `cb` a callback of the
+            // type Node-API expects.
+            let status = unsafe {
+                sys::napi_create_function(
+                    env,
+                    name.as_ptr().cast(),
+                    name.len() as isize,
+                    cb,
+                    ptr::null_mut(),
+                    &mut f,
+                )
+            };
+            check(status, "napi_create_function")?;
+            let key = CString::new(name).map_err(|_| Failure::invalid("a NUL in a name"))?;
+            // SAFETY: as above; `f` was just made, `key` is NUL-terminated.
+            let status = unsafe { sys::napi_set_named_property(env, exports, key.as_ptr(), f) };
+            check(status, "napi_set_named_property")?;
+        }
+        Ok(())
+    }
+
+    fn check(status: sys::napi_status, what: &str) -> Result<(), Failure> {
+        if status == sys::Status::napi_ok {
+            Ok(())
+        } else {
+            Err(Failure::new(
+                "NAPI",
+                format!("{what} failed with status {status}"),
+            ))
+        }
+    }
+
+    /// Throws `f` as an `Error` whose `.code` is its code (index.js makes
+    /// it a `BusbarError`, as it does with napi's errors); returns what a
+    /// callback that threw returns.
+    ///
+    /// # Safety
+    /// On the JavaScript thread of `env`, inside a callback.
+    unsafe fn throw(env: sys::napi_env, f: Failure) -> sys::napi_value {
+        let code = CString::new(f.code).unwrap_or_default();
+        let message = CString::new(f.message.replace('\0', " ")).unwrap_or_default();
+        // SAFETY: the caller's promise; both strings are NUL-terminated.
+        // (Should throwing fail, an exception is pending already.)
+        unsafe { sys::napi_throw_error(env, code.as_ptr(), message.as_ptr()) };
+        ptr::null_mut()
+    }
+
+    /// A `u32` argument.
+    ///
+    /// # Safety
+    /// On the JavaScript thread of `env`, `value` one of its values.
+    unsafe fn u32_arg(
+        env: sys::napi_env,
+        value: sys::napi_value,
+        what: &str,
+    ) -> Result<u32, Failure> {
+        let mut n = 0u32;
+        // SAFETY: the caller's promise; `n` is a valid place for the result.
+        let status = unsafe { sys::napi_get_value_uint32(env, value, &mut n) };
+        if status == sys::Status::napi_ok {
+            Ok(n)
+        } else {
+            Err(Failure::invalid(format!("{what} must be a number")))
+        }
+    }
+
+    /// The bytes of a `Uint8Array` (a `Buffer`) argument, borrowed for the
+    /// callback: no JavaScript runs meanwhile, so nobody can detach or
+    /// resize its buffer.
+    ///
+    /// # Safety
+    /// On the JavaScript thread of `env`, inside a callback, `value` one of
+    /// its arguments; the slice must not outlive the callback.
+    unsafe fn bytes_arg<'a>(
+        env: sys::napi_env,
+        value: sys::napi_value,
+    ) -> Result<&'a [u8], Failure> {
+        // SAFETY: the caller's promise; the slice is only read.
+        unsafe { bytes_arg_mut(env, value) }.map(|b| &*b)
+    }
+
+    /// The bytes of a `Uint8Array` argument to write into, borrowed for the
+    /// callback, as [`bytes_arg`].
+    ///
+    /// # Safety
+    /// As [`bytes_arg`]; and no other slice of the same bytes is used
+    /// while this one is.
+    unsafe fn bytes_arg_mut<'a>(
+        env: sys::napi_env,
+        value: sys::napi_value,
+    ) -> Result<&'a mut [u8], Failure> {
+        let mut kind = 0;
+        let mut len = 0usize;
+        let mut data = ptr::null_mut();
+        // SAFETY: the caller's promise; the out-pointers are valid places
+        // (the array buffer and offset are not asked for).
+        let status = unsafe {
+            sys::napi_get_typedarray_info(
+                env,
+                value,
+                &mut kind,
+                &mut len,
+                &mut data,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        if status != sys::Status::napi_ok || kind != sys::TypedarrayType::uint8_array {
+            return Err(Failure::invalid("data must be a Uint8Array"));
+        }
+        if len == 0 || data.is_null() {
+            return Ok(&mut []);
+        }
+        // SAFETY: Node-API says `data` points at the array's `len` bytes
+        // (a Uint8Array: one byte per element), which stay where they are
+        // while this callback runs (no JavaScript runs to detach them);
+        // nothing else here reads or writes them meanwhile (the caller's
+        // promise).
+        Ok(unsafe { std::slice::from_raw_parts_mut(data.cast::<u8>(), len) })
+    }
+
+    /// A number as JavaScript's, or the failure thrown.
+    ///
+    /// # Safety
+    /// On the JavaScript thread of `env`, inside a callback.
+    unsafe fn uint32(env: sys::napi_env, n: u32) -> sys::napi_value {
+        let mut out = ptr::null_mut();
+        // SAFETY: the caller's promise; `out` is a valid place.
+        let status = unsafe { sys::napi_create_uint32(env, n, &mut out) };
+        if status == sys::Status::napi_ok {
+            out
+        } else {
+            // SAFETY: the caller's promise.
+            unsafe { throw(env, Failure::new("NAPI", "napi_create_uint32 failed")) }
+        }
+    }
+
+    /// `takeInto(handle, slab, at, max)`: see [`crate::endpoint::take_into`].
+    /// Answers 0 (nothing there), `meta_at * 128 + count`, or an array.
+    unsafe extern "C" fn take_into(
+        env: sys::napi_env,
+        info: sys::napi_callback_info,
+    ) -> sys::napi_value {
+        let mut argc = 4usize;
+        let mut argv = [ptr::null_mut(); 4];
+        // SAFETY: as in `send_same`.
+        let status = unsafe {
+            sys::napi_get_cb_info(
+                env,
+                info,
+                &mut argc,
+                argv.as_mut_ptr(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        let js_env = napi::Env::from_raw(env);
+        let result = crate::no_panic(|| {
+            check(status, "napi_get_cb_info")?;
+            // SAFETY: on the JavaScript thread, inside this callback, with
+            // its arguments; the slab is written only within it, and only
+            // through this slice (Buffers made meanwhile are new memory).
+            let (handle, slab, at, max) = unsafe {
+                (
+                    u32_arg(env, argv[0], "handle")?,
+                    bytes_arg_mut(env, argv[1])?,
+                    u32_arg(env, argv[2], "at")?,
+                    u32_arg(env, argv[3], "max")?,
+                )
+            };
+            match crate::endpoint::take_into(&js_env, handle, slab, at, max)? {
+                crate::recv::Taken::Nothing => Ok(TakenValue::Number(0)),
+                crate::recv::Taken::Plain { count, meta_at } => {
+                    Ok(TakenValue::Number(meta_at * 128 + count))
+                }
+                crate::recv::Taken::WithValues(array) => {
+                    use napi::JsValue;
+                    Ok(TakenValue::Value(array.raw()))
+                }
+            }
+        });
+        match result {
+            // SAFETY: on the JavaScript thread, inside this callback.
+            Ok(TakenValue::Number(n)) => unsafe { uint32(env, n) },
+            Ok(TakenValue::Value(v)) => v,
+            // SAFETY: as above.
+            Err(f) => unsafe { throw(env, f) },
+        }
+    }
+
+    /// What `take_into` answers.
+    enum TakenValue {
+        Number(u32),
+        Value(sys::napi_value),
+    }
+
+    /// `sendSame(handle, key, data, format)`: see [`crate::endpoint::send_same`].
+    unsafe extern "C" fn send_same(
+        env: sys::napi_env,
+        info: sys::napi_callback_info,
+    ) -> sys::napi_value {
+        let mut argc = 4usize;
+        let mut argv = [ptr::null_mut(); 4];
+        // SAFETY: Node-API calls this on the JavaScript thread of `env`
+        // with `info` for this call; `argv` has room for `argc` values
+        // (missing arguments are filled with `undefined`).
+        let status = unsafe {
+            sys::napi_get_cb_info(
+                env,
+                info,
+                &mut argc,
+                argv.as_mut_ptr(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        let result = crate::no_panic(|| {
+            check(status, "napi_get_cb_info")?;
+            // SAFETY: on the JavaScript thread, inside this callback, with
+            // its arguments; the bytes are used only within it.
+            let (handle, key, data, format) = unsafe {
+                (
+                    u32_arg(env, argv[0], "handle")?,
+                    u32_arg(env, argv[1], "key")?,
+                    bytes_arg(env, argv[2])?,
+                    u32_arg(env, argv[3], "format")?,
+                )
+            };
+            crate::endpoint::send_same(handle, key, data, format)
+        });
+        match result {
+            // SAFETY: on the JavaScript thread, inside this callback.
+            Ok(sent) => unsafe { uint32(env, sent) },
+            // SAFETY: as above.
+            Err(f) => unsafe { throw(env, f) },
+        }
+    }
+}

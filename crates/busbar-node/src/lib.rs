@@ -8,14 +8,17 @@
 //!   hand the message over at once, on the JavaScript thread, and only a
 //!   send that would wait goes to the endpoint's sending thread; other
 //!   outcomes come back through one thread-safe function. Receiving needs
-//!   no thread ([`recv`]): batches are taken with `try_recv` on the
-//!   JavaScript thread, and a libuv poll handle on the receiver's
-//!   descriptor calls back into JavaScript when a message may be there.
+//!   no thread ([`recv`]): batches are taken on the JavaScript thread,
+//!   copied into a slab JavaScript gives (`takeInto`), and a libuv poll
+//!   handle on the receiver's descriptor calls back into JavaScript when a
+//!   message may be there.
 //! - [`region`]: `Region`, a shared memory region whose `ArrayBuffer` is
 //!   the mapping itself.
 //! - [`labelop`]: `LabelOp`, label expressions parsed and printed by busbar.
 //! - [`error`]: every Rust error as a `.code` from one table.
-//! - [`ffi`]: the only module with `unsafe` (including the libuv poll handle).
+//! - [`ffi`]: the only module with `unsafe` (the libuv poll handle, and
+//!   `sendSame` and `takeInto`, the two functions called per message or
+//!   batch, defined with Node-API itself: `ffi::raw`).
 //!
 //! Node-API 8 (see the crate's Cargo.toml for who supports it).
 
@@ -30,10 +33,18 @@ mod message;
 mod recv;
 mod region;
 
-pub use endpoint::{join, send_same, NativeEndpoint};
+pub use endpoint::{join, NativeEndpoint};
 pub use labelop::LabelOp;
 pub use message::{Event, JsMessage, ReplyToken};
 pub use region::Region;
+
+/// Adds the functions napi's macros do not define (`ffi::raw`) to the
+/// module's exports.
+#[napi_derive::napi(module_exports)]
+pub fn init(env: napi::Env, exports: napi::bindgen_prelude::Object) -> napi::Result<()> {
+    use napi::JsValue;
+    ffi::raw::define(env.raw(), exports.raw()).map_err(|f| napi::Error::from_reason(f.message))
+}
 
 /// Runs `f`, turning a panic into an error with code `PANIC` instead of
 /// letting it unwind through a thread nobody joins (worker threads report

@@ -3,7 +3,7 @@
 //!
 //! The endpoint's receiver has a descriptor ([`AsFd`]) that turns readable
 //! when a message may have come once `try_recv` found nothing. index.js
-//! asks for a batch ([`Receiving::try_batch`]); when it finds none and a
+//! asks for a batch ([`Receiving::take_into`]); when it finds none and a
 //! caller waits, it starts [`Receiving::watch`]: a libuv poll handle on
 //! that descriptor, on the thread's own event loop, which calls index.js
 //! back whenever the descriptor is readable, until no caller waits. So a
@@ -26,14 +26,17 @@ pub const MAX_BATCH: usize = 64;
 /// A batch stops growing past this many payload bytes.
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
 /// How many 32-bit words of a batch's slab describe one message (see
-/// [`Receiving::try_batch`]); index.js reads them in this order.
+/// [`Receiving::take_into`]); index.js reads them in this order.
 pub const META_WORDS: usize = 7;
-/// Payloads up to this long are copied into the batch's slab; longer ones
-/// get a `Buffer` of their own.
-const SLAB_PAYLOAD_MAX: usize = 8 * 1024;
-/// A slab holds at most this many payload bytes: a message kept for long
-/// keeps its whole slab alive, as a `Buffer` a socket read does in Node.
-const SLAB_BYTES: usize = 64 * 1024;
+/// Payloads up to this long are copied into the slab; longer ones get a
+/// `Buffer` of their own.
+pub const SLAB_PAYLOAD_MAX: usize = 8 * 1024;
+/// Room a slab must have left for one more message to be taken into it:
+/// its payload and every description a batch may write after it.
+/// index.js gives a new slab when the one it has has less.
+pub const SLAB_ROOM: usize = SLAB_PAYLOAD_MAX + MAX_BATCH * META_WORDS * 4 + 4;
+/// The longest slab taken (its offsets must fit the count's word).
+const SLAB_MAX: usize = 1 << 24;
 
 /// What [`Receiving::watch`] does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,28 +58,37 @@ pub struct Receiving {
     rx: Option<EndpointReceiver<BytesMessage>>,
     /// An error met while filling a batch, for the next receive.
     deferred: Option<Failure>,
-    /// Where a batch's slab is put together (kept: no allocation per batch).
-    slab: Vec<u8>,
-    /// The slab's description of each message.
+    /// The slab's description of each message (kept: no allocation per batch).
     meta: Vec<u32>,
-    /// The last source seen and its text.
-    source: Option<(u64, String)>,
-    /// The last selector seen and its text.
+    /// The last source handed to JavaScript (index.js keeps its text).
+    source: Option<u64>,
+    /// The last selector seen and its text, and whether JavaScript has
+    /// that text as its last one.
     selector: Option<(LabelOp, String)>,
+    selector_given: bool,
 }
 
-/// A batch being written into one JavaScript array: slot 0 the slab (a
-/// `Buffer`), 1 the number of messages, 2 where in the slab their
+/// What [`Receiving::take_into`] took.
+pub enum Taken<'env> {
+    /// Nothing: no message was there.
+    Nothing,
+    /// `count` messages, described from `meta_at` on in the slab, with
+    /// nothing JavaScript does not have yet (their source and selector are
+    /// the last ones it was given): index.js gets `meta_at * 128 + count`.
+    Plain { count: u32, meta_at: u32 },
+    /// Messages that come with strings, buffers or attachments: an array,
+    /// `[count, meta_at, ...]`, the rest of it what the descriptions point at.
+    WithValues(Array<'env>),
+}
+
+/// The values of a batch that JavaScript does not have yet, in one
+/// array: slot 0 the number of messages, 1 where in the slab their
 /// descriptions start; then the strings, buffers and attachments the
-/// descriptions point at by index.
+/// descriptions point at by index (so never 0).
 struct Out<'env> {
     env: &'env Env,
     array: Array<'env>,
     next: u32,
-    /// Index of the source string set last, for the source it was made for.
-    source: Option<(u64, u32)>,
-    /// Index of the selector string set last.
-    selector: Option<u32>,
 }
 
 impl<'env> Out<'env> {
@@ -84,9 +96,7 @@ impl<'env> Out<'env> {
         Ok(Out {
             env,
             array: env.create_array(0)?,
-            next: 3,
-            source: None,
-            selector: None,
+            next: 2,
         })
     }
 
@@ -111,46 +121,66 @@ impl Receiving {
             poll: None,
             rx: Some(rx),
             deferred: None,
-            slab: Vec::new(),
             meta: Vec::new(),
             source: None,
             selector: None,
+            selector_given: false,
         }
     }
 
-    /// Up to `max` messages that are already there, without waiting, as
-    /// one JavaScript array (empty when there are none: only then is the
-    /// descriptor armed, see [`watch`](Self::watch)).
+    /// Up to `max` messages that are already there, without waiting,
+    /// copied into `slab` (a `Buffer` index.js gives, with at least
+    /// [`SLAB_ROOM`] bytes from `at` on) from `at` on: [`Taken::Nothing`]
+    /// when there are none (only then is the descriptor armed, see
+    /// [`watch`](Self::watch)).
     ///
-    /// Each message's payload is copied once out of the shared memory it
-    /// lies in (the link's ring, a region), into the batch's slab: one
-    /// `Buffer` per batch, with every small payload and, after them,
-    /// [`META_WORDS`] native-endian `u32` per message: the payload's start
-    /// in the slab and its length, its format tag (bits 0-15) and whether
-    /// it was multicast (bit 16), the array indexes of its source and
-    /// selector strings, of its own `Buffer` (0: the payload is in the
+    /// Each message's payload is copied once, out of the shared memory it
+    /// lies in (the link's ring, a region) into the slab, when it is at
+    /// most [`SLAB_PAYLOAD_MAX`] bytes (larger ones get a `Buffer` of their
+    /// own). After the payloads (aligned to 4) come [`META_WORDS`]
+    /// native-endian `u32` per message: the payload's start in the slab
+    /// and its length, its format tag (bits 0-15) and whether it was
+    /// multicast (bit 16), the indexes in the array of values (see
+    /// [`Taken`]) of its source and selector strings (0: the last ones
+    /// index.js was given), of its own `Buffer` (0: the payload is in the
     /// slab) and of its attachments (0: none; else three slots: its
-    /// descriptors, its regions, its request token, each null when absent).
-    /// So a message costs V8 no allocation of its own but the `Buffer`
-    /// index.js makes over its bytes, and no call from Rust into V8.
-    pub fn try_batch<'env>(&mut self, env: &'env Env, max: usize) -> Result<Array<'env>, Failure> {
+    /// descriptors, its regions, its request token, each null when
+    /// absent). index.js goes on writing the next batch where the
+    /// descriptions start, and gives a new slab when too little is left:
+    /// a stream of messages from one sender to one selector costs V8
+    /// nothing but the `Buffer` index.js makes over each payload.
+    pub fn take_into<'env>(
+        &mut self,
+        env: &'env Env,
+        slab: &mut [u8],
+        at: usize,
+        max: usize,
+    ) -> Result<Taken<'env>, Failure> {
         if let Some(f) = self.deferred.take() {
             return Err(f);
         }
         let rx = self.rx.as_mut().ok_or_else(Failure::closed)?;
+        if slab.len() > SLAB_MAX || at > slab.len() || slab.len() - at < SLAB_ROOM {
+            return Err(Failure::invalid(format!(
+                "a slab of {} bytes (at most {SLAB_MAX}) with {SLAB_ROOM} free from {at}",
+                slab.len()
+            )));
+        }
         let mut take = Take {
-            out: Out::new(env)?,
-            slab: &mut self.slab,
+            env,
+            out: None,
+            slab,
+            pos: at,
             meta: &mut self.meta,
             source: &mut self.source,
             selector: &mut self.selector,
+            selector_given: &mut self.selector_given,
         };
-        take.slab.clear();
         take.meta.clear();
         let max = max.clamp(1, MAX_BATCH);
         let (mut count, mut bytes) = (0usize, 0usize);
         let mut failure = None;
-        while count < max && bytes < MAX_BATCH_BYTES {
+        while count < max && bytes < MAX_BATCH_BYTES && take.slab.len() - take.pos >= SLAB_ROOM {
             // What the rings hold first, without a system call; the sockets
             // (and arming the descriptor, which makes the next sender ring
             // it) only once that found nothing and the batch is still empty:
@@ -177,36 +207,52 @@ impl Receiving {
                 }
             }
         }
+        if failure.is_some() {
+            // The message that failed may have set a string JavaScript will
+            // not see: give both again with the next message.
+            *take.source = None;
+            *take.selector_given = false;
+        }
         if count == 0 {
             return match failure {
                 Some(f) => Err(f),
-                None => Ok(env.create_array(0)?),
+                None => Ok(Taken::Nothing),
             };
         }
         self.deferred = failure;
         let Take {
-            mut out,
+            out,
             slab,
+            mut pos,
             meta,
             ..
         } = take;
-        while slab.len() % 4 != 0 {
-            slab.push(0);
-        }
-        let meta_at = slab.len();
+        pos = pos.next_multiple_of(4);
+        let meta_at = pos;
         for word in meta.iter() {
-            slab.extend_from_slice(&word.to_ne_bytes());
+            // In the slab: SLAB_ROOM was left before each message taken.
+            let place = slab
+                .get_mut(pos..pos + 4)
+                .ok_or_else(|| Failure::new("PANIC", "the slab ran out of room"))?;
+            place.copy_from_slice(&word.to_ne_bytes());
+            pos += 4;
         }
-        let buffer = BufferSlice::copy_from(env, &slab[..])?;
-        out.array.set(0, buffer)?;
-        out.array.set(1, count as u32)?;
-        out.array.set(2, meta_at as u32)?;
-        Ok(out.array)
+        // In range: the slab is at most SLAB_MAX bytes, a batch MAX_BATCH.
+        let (count, meta_at) = (count as u32, meta_at as u32);
+        Ok(match out {
+            None => Taken::Plain { count, meta_at },
+            Some(mut out) => {
+                out.array.set(0, count)?;
+                out.array.set(1, meta_at)?;
+                Taken::WithValues(out.array)
+            }
+        })
     }
+
     /// Watches the rings for up to `spin` without a system call (busbar's
     /// `EndpointReceiver::spin_for`): whether a message may be there now
-    /// (then [`try_batch`](Self::try_batch) takes it); when not, the
-    /// descriptor is armed again, as after a `try_batch` that found nothing.
+    /// (then [`take_into`](Self::take_into) takes it); when not, the
+    /// descriptor is armed again, as after a `take_into` that found nothing.
     pub fn spin(&mut self, spin: Duration) -> Result<bool, Failure> {
         if self.deferred.is_some() {
             return Ok(true);
@@ -223,7 +269,7 @@ impl Receiving {
     /// kernel instead of being taken out and put back for each message);
     /// `Watch::Stop` stops.
     ///
-    /// Start only after [`try_batch`](Self::try_batch) found nothing: the
+    /// Start only after [`take_into`](Self::take_into) found nothing: the
     /// descriptor's contract (see busbar's `EndpointReceiver: AsFd`).
     pub fn watch<'env>(
         &mut self,
@@ -277,14 +323,29 @@ impl Drop for Receiving {
 
 /// What a batch is being written into, while `recv_with` lends messages.
 struct Take<'a, 'env> {
-    out: Out<'env>,
-    slab: &'a mut Vec<u8>,
+    env: &'env Env,
+    /// The batch's values, made when the first one is needed.
+    out: Option<Out<'env>>,
+    slab: &'a mut [u8],
+    /// Where the next payload goes in the slab.
+    pos: usize,
     meta: &'a mut Vec<u32>,
-    source: &'a mut Option<(u64, String)>,
+    source: &'a mut Option<u64>,
     selector: &'a mut Option<(LabelOp, String)>,
+    selector_given: &'a mut bool,
 }
 
-impl Take<'_, '_> {
+impl<'env> Take<'_, 'env> {
+    /// The batch's array of values.
+    fn out(&mut self) -> Result<&mut Out<'env>, Failure> {
+        if self.out.is_none() {
+            self.out = Some(Out::new(self.env)?);
+        }
+        self.out
+            .as_mut()
+            .ok_or_else(|| Failure::new("PANIC", "no array"))
+    }
+
     /// Adds message `m`: its weight (bytes held), `None` when it is not a
     /// `BytesMessage` (skipped, as `EndpointReceiver<BytesMessage>` skips
     /// types it does not know; its attachments are closed).
@@ -301,40 +362,43 @@ impl Take<'_, '_> {
         };
         let len = u32::try_from(data.len())
             .map_err(|_| Failure::new("TOO_LARGE", "a payload of 4 GiB or more"))?;
-        let (start, own) =
-            if data.len() <= SLAB_PAYLOAD_MAX && self.slab.len() + data.len() <= SLAB_BYTES {
-                let start = self.slab.len() as u32;
-                self.slab.extend_from_slice(data);
+        let in_slab = data.len() <= SLAB_PAYLOAD_MAX;
+        let (start, own) = match self.slab.get_mut(self.pos..self.pos + data.len()) {
+            // (Always there: SLAB_ROOM was left.)
+            Some(place) if in_slab => {
+                place.copy_from_slice(data);
+                let start = self.pos as u32;
+                self.pos += data.len();
                 (start, 0)
-            } else {
-                let buffer = BufferSlice::copy_from(self.out.env, data)?;
-                (0, self.out.push(buffer)?)
-            };
-        let source = match self.out.source {
-            Some((id, at)) if id == m.source.0 => at,
-            _ => {
-                if self.source.as_ref().is_none_or(|(id, _)| *id != m.source.0) {
-                    *self.source = Some((m.source.0, m.source.to_string()));
-                }
-                let text = self.source.as_ref().map_or("", |(_, t)| t.as_str());
-                let at = self.out.string(text)?;
-                self.out.source = Some((m.source.0, at));
-                at
             }
+            _ => {
+                let buffer = BufferSlice::copy_from(self.env, data)?;
+                (0, self.out()?.push(buffer)?)
+            }
+        };
+        let source = if *self.source == Some(m.source.0) {
+            0
+        } else {
+            let text = m.source.to_string();
+            let at = self.out()?.string(&text)?;
+            *self.source = Some(m.source.0);
+            at
         };
         let op = &m.selector.label_op;
         let known = self.selector.as_ref().is_some_and(|(last, _)| last == op);
-        let selector = match self.out.selector {
-            Some(at) if known => at,
-            _ => {
-                if !known {
-                    *self.selector = Some((op.clone(), op.to_string()));
-                }
-                let text = self.selector.as_ref().map_or("", |(_, t)| t.as_str());
-                let at = self.out.string(text)?;
-                self.out.selector = Some(at);
-                at
+        let selector = if known && *self.selector_given {
+            0
+        } else {
+            if !known {
+                *self.selector = Some((op.clone(), op.to_string()));
             }
+            let text = self
+                .selector
+                .as_ref()
+                .map_or(String::new(), |(_, t)| t.clone());
+            let at = self.out()?.string(&text)?;
+            *self.selector_given = true;
+            at
         };
         let reply = m.reply_handle();
         let multicast = u32::from(m.selector.mode == busbar::SelectorMode::Multicast);
@@ -347,8 +411,9 @@ impl Take<'_, '_> {
                 memory_regions,
                 ..
             } = m;
+            let out = self.out()?;
             let at = if objects.is_empty() {
-                self.out.push(Null)?
+                out.push(Null)?
             } else {
                 // The descriptors belong to JavaScript from here on
                 // (index.js wraps each in an `Fd`).
@@ -356,17 +421,17 @@ impl Take<'_, '_> {
                     .into_iter()
                     .map(|o| OwnedFd::from(o).into_raw_fd())
                     .collect();
-                self.out.push(fds)?
+                out.push(fds)?
             };
             if memory_regions.is_empty() {
-                self.out.push(Null)?;
+                out.push(Null)?;
             } else {
                 let regions: Vec<Region> = memory_regions.into_iter().map(Region::wrap).collect();
-                self.out.push(regions)?;
+                out.push(regions)?;
             }
             match reply {
-                Some(handle) => self.out.push(crate::message::ReplyToken { handle })?,
-                None => self.out.push(Null)?,
+                Some(handle) => out.push(crate::message::ReplyToken { handle })?,
+                None => out.push(Null)?,
             };
             at
         };
