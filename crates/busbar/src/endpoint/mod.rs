@@ -117,6 +117,8 @@ pub(crate) struct Shared {
     pub loans: Arc<loan::LoanPool>,
     /// The last selector sent, encoded.
     pub selectors: outgoing::SelectorCache,
+    /// A payload buffer for the next `try_send_bytes`.
+    pub spare: outgoing::Spare,
     /// The receivers the last selector routed to matched.
     pub routes: directory::RouteMemo,
     /// Requests waiting for their answers.
@@ -220,6 +222,7 @@ pub fn join<T: MessageBox, R: MessageBox>(
         counters: Counters::default(),
         loans: Arc::default(),
         selectors: outgoing::SelectorCache::default(),
+        spare: outgoing::Spare::default(),
         routes: directory::RouteMemo::default(),
         requests: Arc::new(request::Requests::new()?),
     });

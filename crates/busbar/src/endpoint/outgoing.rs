@@ -47,6 +47,14 @@ pub(crate) struct OutFrame {
     ticket: Option<Ticket>,
 }
 
+impl OutFrame {
+    /// The in-line payload's buffer (empty for a lent payload), the frame
+    /// dropped.
+    pub(crate) fn into_payload(mut self) -> Vec<u8> {
+        std::mem::take(&mut self.payload)
+    }
+}
+
 impl Drop for OutFrame {
     fn drop(&mut self) {
         if !*self.own_counts.get_mut() {
@@ -106,6 +114,33 @@ fn spills(selector: &Selector, selector_len: usize, len: usize) -> bool {
         || (selector.mode == SelectorMode::Multicast
             && selector.endpoint.is_none()
             && len >= MULTICAST_BY_REF)
+}
+
+/// A payload buffer kept from the last frame that went out whole, for
+/// [`EndpointSender::try_send_bytes`](crate::EndpointSender::try_send_bytes)
+/// to copy the next one into: a stream of sends allocates no buffer per
+/// message (glibc's malloc keeps chunks over 1032 bytes out of its thread
+/// cache, so a 1 KiB payload's allocation and free cost more than its copy).
+#[derive(Debug, Default)]
+pub(crate) struct Spare(Mutex<Vec<u8>>);
+
+impl Spare {
+    /// The longest buffer kept.
+    const MAX: usize = 64 * 1024;
+
+    /// The buffer kept (empty), or a new one.
+    pub(crate) fn take(&self) -> Vec<u8> {
+        let mut v = std::mem::take(&mut *self.0.locked());
+        v.clear();
+        v
+    }
+
+    /// Keeps `v` for the next [`take`](Self::take), unless it is long.
+    pub(crate) fn give(&self, v: Vec<u8>) {
+        if v.capacity() <= Self::MAX {
+            *self.0.locked() = v;
+        }
+    }
 }
 
 /// The last selector encoded, with its bytes: a sender usually sends many

@@ -139,6 +139,16 @@ impl Shared {
     }
 
     pub(crate) fn route(&self, frame: OutFrame, call: Call) -> Result<(), SendError> {
+        self.route_back(frame, call).map(drop)
+    }
+
+    /// Like [`route`](Self::route), and gives the frame back when it went
+    /// out (or nowhere) rather than being held for later.
+    pub(crate) fn route_back(
+        &self,
+        frame: OutFrame,
+        call: Call,
+    ) -> Result<Option<OutFrame>, SendError> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(SendError::Disconnected);
         }
@@ -159,10 +169,14 @@ impl Shared {
                     full: 1,
                 });
             }
-            return self.hold(&mut pending, frame, Vec::new(), true);
+            return self
+                .hold(&mut pending, frame, Vec::new(), true)
+                .map(|()| None);
         }
         if !pending.is_empty() && !frame.selector.ttl.is_zero() {
-            return self.hold(&mut pending, frame, Vec::new(), false);
+            return self
+                .hold(&mut pending, frame, Vec::new(), false)
+                .map(|()| None);
         }
         drop(pending);
         let out = self.deliver(&frame, &[], wait, None)?;
@@ -181,17 +195,18 @@ impl Shared {
             }
         }
         if !out.delivered.is_empty() || !out.full.is_empty() {
-            return Ok(());
+            return Ok(Some(frame));
         }
         // Nobody matches. A multicast nobody listens to is no failure (unless
         // its selector requires a receiver); with a ttl it waits for a first one.
         let selector = &frame.selector;
         if selector.ttl.is_zero() && Directory::is_multicast(selector) && !selector.require_receiver
         {
-            return Ok(());
+            return Ok(Some(frame));
         }
         let mut pending = self.pending.locked();
         self.hold(&mut pending, frame, Vec::new(), false)
+            .map(|()| None)
     }
 
     fn hold(

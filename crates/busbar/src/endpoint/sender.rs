@@ -387,6 +387,51 @@ impl<T: MessageBox> EndpointSender<T> {
     }
 }
 
+impl EndpointSender<crate::BytesMessage> {
+    /// Like [`try_send`](Self::try_send) with a
+    /// [`BytesMessage`](crate::BytesMessage) of format tag `format` and
+    /// bytes `data`, copied into a buffer this endpoint keeps for the
+    /// purpose: a stream of small sends allocates no buffer per message
+    /// (as `BytesMessage::new(format, data.to_vec())` does). The language
+    /// bindings' path for bytes they cannot hand over.
+    ///
+    /// ```
+    /// use busbar::{label, BytesMessage, Options, Selector};
+    /// # let bus = format!("doc.try_send_bytes.{}", std::process::id());
+    /// let (sender, mut receiver) = busbar::join::<BytesMessage, BytesMessage>(Options::new(bus, label!("a"), "t"), None)?;
+    /// for text in ["one", "two"] {
+    ///     sender.try_send_bytes(Selector::unicast("a"), 7, text.as_bytes())?;
+    /// }
+    /// for text in ["one", "two"] {
+    ///     receiver.recv_with(None, |m| assert_eq!(m.bytes(), Some((7, text.as_bytes()))))?;
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_send_bytes(
+        &self,
+        selector: Selector,
+        format: u16,
+        data: &[u8],
+    ) -> Result<(), SendError> {
+        let shared = &self.core.shared;
+        let mut buffer = shared.spare.take();
+        buffer.extend_from_slice(data);
+        let msg = Message::new(selector, crate::BytesMessage::new(format, buffer));
+        let wait = shared.wait_for(&msg.selector, Call::Try);
+        let frame = OutFrame::encode(
+            msg,
+            shared.options.limits.max_payload,
+            &shared.loans,
+            &shared.selectors,
+            wait,
+        )?;
+        if let Some(frame) = shared.route_back(frame, Call::Try)? {
+            shared.spare.give(frame.into_payload());
+        }
+        Ok(())
+    }
+}
+
 impl<T> EndpointSender<T> {
     /// This endpoint's id.
     pub fn id(&self) -> EndpointId {
