@@ -280,20 +280,20 @@ class Slab {
 }
 
 /**
- * Takes up to `max` messages that are there into `slab` and appends them
- * to `into`; how many (0: none, the descriptor is armed). Small payloads
+ * Takes up to `max` messages that are there into `slab`, in a new array
+ * (null: none, the descriptor is armed). Small payloads
  * are Buffers over the slab; a batch's description of its messages follows
  * their payloads there (see crates/busbar-node/src/recv.rs, take_into),
  * where the next batch's payloads go.
  */
-function takeBatch(handle, slab, max, into) {
+function takeBatch(handle, slab, max) {
   if (slab.buffer === null || slab.buffer.length - slab.at < SLAB_ROOM) {
     slab.buffer = Buffer.allocUnsafeSlow(SLAB_BYTES);
     slab.words = new Uint32Array(slab.buffer.buffer, slab.buffer.byteOffset, SLAB_BYTES >>> 2);
     slab.at = 0;
   }
   const r = native.takeInto(handle, slab.buffer, slab.at, max);
-  if (r === 0) return 0;
+  if (r === 0) return null;
   let count;
   let metaAt;
   let values = null;
@@ -309,6 +309,9 @@ function takeBatch(handle, slab, max, into) {
   const ab = slab.buffer.buffer;
   const words = slab.words;
   const end = (metaAt >>> 2) + count * META_WORDS;
+  // A new array per batch: young, so storing young messages in it costs V8
+  // no remembered-set entry, as storing them in a long-lived one did.
+  const into = [];
   for (let j = metaAt >>> 2; j < end; j += META_WORDS) {
     const own = words[j + 5];
     const data = own === 0 ? Buffer.from(ab, words[j], words[j + 1]) : values[own];
@@ -321,7 +324,7 @@ function takeBatch(handle, slab, max, into) {
     into.push(new Message(KEY, data, tag & 0xffff, x === 0 ? null : values[x], x === 0 ? null : values[x + 1],
       slab.source, slab.selector, tag > 0xffff, x === 0 ? null : values[x + 2]));
   }
-  return count;
+  return into;
 }
 
 // What NativeEndpoint.watch does: stop; watch, keeping the process alive;
@@ -332,6 +335,9 @@ function takeBatch(handle, slab, max, into) {
 const WATCH_STOP = 0;
 const WATCH_START = 1;
 const WATCH_IDLE = 2;
+
+/** Options not given. */
+const NO_OPTIONS = Object.freeze({});
 
 /** An empty list of descriptors or regions (never changed). */
 const NONE = Object.freeze([]);
@@ -401,8 +407,9 @@ class Endpoint {
   #waiting = 0;
   /** recv() callers waiting, in order (while there are some, the native side watches). */
   #receivers = [];
-  /** Messages received and not handed out yet (at most one native batch). */
+  /** Messages received and not handed out yet: one native batch, from #inboxAt on. */
   #inbox = [];
+  #inboxAt = 0;
   /** Sends handed to the sending thread and not yet done. */
   #queuedSends = 0;
   /** The native endpoint's number (native.sendSame, native.takeInto). */
@@ -490,27 +497,35 @@ class Endpoint {
    * NO_ROUTE, FULL, ... Bad arguments throw at once.
    */
   send(to, data, opts) {
+    const last = this.#lastTo;
+    if (last !== null && typeof to === 'string' && to === last.text && last.endpoint === null
+      && this.#queuedSends === 0 && !this.#closed) {
+      // The same place as the last send, given the same way (the options'
+      // values as they were then), nothing attached: the short native path,
+      // without making the arguments' object.
+      const o = opts === undefined || opts === null ? NO_OPTIONS : opts;
+      if (typeof o === 'object' && o.fds === undefined && o.regions === undefined
+        && o.ttlMs === last.given.ttlMs && o.multicast === last.given.multicast
+        && o.backpressure === last.given.backpressure && o.requireReceiver === last.given.requireReceiver) {
+        const sent = this.#sendSame(toBytes(data), checkFormat(o.format));
+        if (sent !== 0) return sent;
+      }
+    }
     const a = sendArgs(to, data, opts);
     if (this.#closed) return Promise.reject(disconnected());
-    const last = this.#lastTo;
     const same = last !== null && last.text === a.text && last.endpoint === a.endpoint
       && last.multicast === a.multicast && last.ttl === a.ttl && last.policy === a.policy
       && last.requireReceiver === a.requireReceiver;
     if (!same) {
       // New selector arguments: a new key (the native side makes their selector once).
+      const o = opts ?? NO_OPTIONS;
+      a.given = { ttlMs: o.ttlMs, multicast: o.multicast, backpressure: o.backpressure, requireReceiver: o.requireReceiver };
       this.#lastTo = a;
       this.#lastKey = this.#lastKey === 0xffffffff ? 1 : this.#lastKey + 1;
     } else if (a.fds === NONE && a.regions === NONE && this.#queuedSends === 0) {
       // The same place again, nothing attached: the short native path.
-      let sent;
-      try {
-        sent = native.sendSame(this.#handle, this.#lastKey, a.bytes, a.format);
-      } catch (e) {
-        const err = wrap(e);
-        if (ARGUMENT_CODES.has(err.code)) throw err;
-        return Promise.reject(err);
-      }
-      if (sent === 1) return RESOLVED;
+      const sent = this.#sendSame(a.bytes, a.format);
+      if (sent !== 0) return sent;
     }
     const id = this.#nextId;
     let done;
@@ -533,6 +548,24 @@ class Endpoint {
     this.#pending.set(id, op);
     this.#hold(1);
     return promise;
+  }
+
+  /**
+   * A send of `bytes` to where the last one went, on the short native
+   * path: RESOLVED when it was handed over, a rejected promise for an
+   * outcome that is an error, 0 when the full send must do it (it would
+   * wait for room). An argument that is wrong throws.
+   */
+  #sendSame(bytes, format) {
+    let sent;
+    try {
+      sent = native.sendSame(this.#handle, this.#lastKey, bytes, format);
+    } catch (e) {
+      const err = wrap(e);
+      if (ARGUMENT_CODES.has(err.code)) throw err;
+      return Promise.reject(err);
+    }
+    return sent === 1 ? RESOLVED : 0;
   }
 
   /**
@@ -603,7 +636,30 @@ class Endpoint {
 
   /** Takes up to `max` messages from the inbox (`max` 0: one message, not in an array). */
   #take(max) {
-    return max === 0 ? this.#inbox.shift() : this.#inbox.splice(0, max);
+    const at = this.#inboxAt;
+    if (max === 0) {
+      const m = this.#inbox[at];
+      this.#inbox[at] = undefined;
+      this.#inboxAt = at + 1;
+      return m;
+    }
+    const out = this.#inbox.slice(at, at + max);
+    this.#inboxAt = at + out.length;
+    return out;
+  }
+
+  /** How many messages the inbox holds. */
+  #held() {
+    return this.#inbox.length - this.#inboxAt;
+  }
+
+  /** Takes a batch (up to `max`) into the empty inbox: whether there was one. */
+  #fill(max) {
+    const batch = takeBatch(this.#handle, this.#slab, max);
+    if (batch === null) return false;
+    this.#inbox = batch;
+    this.#inboxAt = 0;
+    return true;
   }
 
   #receive(opts, max) {
@@ -616,15 +672,15 @@ class Endpoint {
     }
     if (signal?.aborted) return Promise.reject(abortError(signal));
     if (this.#receivers.length === 0) {
-      if (this.#inbox.length > 0) return Promise.resolve(this.#take(max));
+      if (this.#held() > 0) return Promise.resolve(this.#take(max));
       if (this.#closed) return Promise.reject(disconnected());
-      let count;
+      let got;
       try {
-        count = takeBatch(this.#handle, this.#slab, max === 0 ? MAX_BATCH : max, this.#inbox);
+        got = this.#fill(max === 0 ? MAX_BATCH : max);
       } catch (e) {
         return Promise.reject(wrap(e));
       }
-      if (count > 0) return Promise.resolve(this.#take(max));
+      if (got) return Promise.resolve(this.#take(max));
       if (timeout === 0) {
         return Promise.reject(new BusbarError('TIMEOUT', 'timed out waiting for a message'));
       }
@@ -703,16 +759,16 @@ class Endpoint {
    */
   #drain() {
     while (this.#receivers.length > 0 && !this.#closed) {
-      if (this.#inbox.length === 0) {
-        let count;
+      if (this.#held() === 0) {
+        let got;
         try {
-          count = takeBatch(this.#handle, this.#slab, MAX_BATCH, this.#inbox);
+          got = this.#fill(MAX_BATCH);
         } catch (e) {
           // This caller gets the error (a message that did not decode, ...); the next ones go on.
           this.#settle(this.#receivers.shift(), wrap(e));
           continue;
         }
-        if (count === 0) {
+        if (!got) {
           this.#spin();
           break;
         }
@@ -786,15 +842,15 @@ class Endpoint {
       if (this.#closed) return Promise.resolve(done());
       if (this.#receivers.length === 0) {
         // What is there now, taken here: no promise waits.
-        if (this.#inbox.length === 0) {
+        if (this.#held() === 0) {
           try {
-            takeBatch(this.#handle, this.#slab, MAX_BATCH, this.#inbox);
+            this.#fill(MAX_BATCH);
           } catch (e) {
             finished = true;
             return Promise.reject(wrap(e));
           }
         }
-        if (this.#inbox.length > 0) return Promise.resolve({ value: this.#inbox.shift(), done: false });
+        if (this.#held() > 0) return Promise.resolve({ value: this.#take(0), done: false });
       }
       return this.#receive(undefined, 0).then((m) => ({ value: m, done: false }), (e) => {
         if (e.code === 'DISCONNECTED' && this.#closed) return done();
@@ -826,7 +882,9 @@ class Endpoint {
     if (this.#closed) return;
     this.#closed = true;
     this.#n.close();
-    for (const m of this.#inbox.splice(0)) m.close();
+    for (const m of this.#take(MAX_BATCH)) m.close();
+    this.#inbox = [];
+    this.#inboxAt = 0;
     for (const w of this.#receivers.splice(0)) this.#settle(w, disconnected());
   }
 }

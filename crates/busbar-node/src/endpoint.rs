@@ -142,8 +142,8 @@ pub fn send_same(
         if *k != key || (waits && sel.mode == busbar::SelectorMode::Multicast) {
             return Ok(0);
         }
-        let msg = Message::new(sel.clone(), BytesMessage::new(format, data.to_vec()));
-        match e.sender.try_send(msg) {
+        // Copied into a buffer the endpoint keeps: no allocation per message.
+        match e.sender.try_send_bytes(sel.clone(), format, data) {
             Ok(()) => Ok(1),
             Err(busbar::SendError::Full { .. }) if waits => Ok(0),
             Err(err) => Err(Failure::from(err)),

@@ -562,7 +562,7 @@ pub mod raw {
         }
     }
 
-    /// The bytes of a `Uint8Array` (a `Buffer`) argument, borrowed for the
+    /// The bytes of a `Uint8Array` (a `Buffer`, or any view of an ArrayBuffer) argument, borrowed for the
     /// callback: no JavaScript runs meanwhile, so nobody can detach or
     /// resize its buffer.
     ///
@@ -587,23 +587,14 @@ pub mod raw {
         env: sys::napi_env,
         value: sys::napi_value,
     ) -> Result<&'a mut [u8], Failure> {
-        let mut kind = 0;
         let mut len = 0usize;
         let mut data = ptr::null_mut();
-        // SAFETY: the caller's promise; the out-pointers are valid places
-        // (the array buffer and offset are not asked for).
-        let status = unsafe {
-            sys::napi_get_typedarray_info(
-                env,
-                value,
-                &mut kind,
-                &mut len,
-                &mut data,
-                ptr::null_mut(),
-                ptr::null_mut(),
-            )
-        };
-        if status != sys::Status::napi_ok || kind != sys::TypedarrayType::uint8_array {
+        // SAFETY: the caller's promise; the out-pointers are valid places.
+        // (Node-API's buffer info takes any view of an ArrayBuffer, a
+        // Uint8Array among them, and costs less than the typed array info,
+        // which tries each kind of typed array in turn.)
+        let status = unsafe { sys::napi_get_buffer_info(env, value, &mut data, &mut len) };
+        if status != sys::Status::napi_ok {
             return Err(Failure::invalid("data must be a Uint8Array"));
         }
         if len == 0 || data.is_null() {
