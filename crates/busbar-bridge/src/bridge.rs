@@ -177,6 +177,19 @@ fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
+/// The most bytes of small frames a proxy packs into one Zenoh put.
+/// Below Zenoh's batch size (64 KiB), so that a batch travels in one piece.
+const BATCH_MAX: usize = 32 * 1024;
+
+/// What [`Inner::outgoing`] made of a message.
+enum Out {
+    /// A frame appended to the proxy's batch from this offset on, for the
+    /// bridge named.
+    Batched(Arc<str>, usize),
+    /// A frame of its own, for the bridge named.
+    Whole(Arc<str>, ZBytes),
+}
+
 /// A local endpoint standing for an endpoint of another host.
 struct Proxy {
     sender: EndpointSender<Passed>,
@@ -797,33 +810,86 @@ impl Inner {
 
     // ---- local to remote ----
 
+    /// A proxy's thread: reads what local senders send to the remote
+    /// endpoint and publishes it to that endpoint's bridge, in order.
+    /// Small frames ready at once go in one Zenoh put (up to
+    /// [`BATCH_MAX`] bytes): the frames that follow the first are taken
+    /// only if they can be read without a system call
+    /// (`try_recv_ready_with`), so a lone message never waits.
     fn forward(&self, proxy: &Proxy, mut rx: EndpointReceiver<Raw>) {
         let mut publisher: Option<(Arc<str>, Arc<Publisher<'static>>)> = None;
+        let mut batch: Vec<u8> = Vec::new();
+        let mut batch_via: Option<Arc<str>> = None;
         rx.set_spin(self.config.spin);
         while !proxy.stop.load(Ordering::Relaxed) && !self.closed.load(Ordering::Relaxed) {
-            let out = rx.recv_with(None, |m| self.outgoing(proxy, m));
-            match out {
-                Ok(Some((via, bytes))) => {
-                    let cached = publisher.as_ref().filter(|(z, _)| *z == via);
-                    let p = match cached {
-                        Some((_, p)) => p.clone(),
-                        None => match self.publisher(&via) {
-                            Some(p) => {
-                                publisher = Some((via, p.clone()));
-                                p
+            let mut out = rx.recv_with(None, |m| self.outgoing(proxy, m, &mut batch));
+            loop {
+                let ended = out.is_err();
+                match out {
+                    Ok(Some(Out::Batched(via, mark))) => {
+                        if batch_via.as_ref().is_some_and(|v| *v != via) {
+                            // The remote moved to another bridge: what is
+                            // batched so far goes where it was going.
+                            let rest = batch.split_off(mark);
+                            let before = std::mem::replace(&mut batch, rest);
+                            if let Some(v) = batch_via.take() {
+                                self.put(proxy, &mut publisher, v, ZBytes::from(before));
                             }
-                            None => continue,
-                        },
-                    };
-                    if let Err(e) = p.put(bytes).wait() {
-                        tracing::warn!("cannot publish to bridge {}: {e}", proxy_via(proxy));
+                        }
+                        batch_via = Some(via);
                     }
+                    Ok(Some(Out::Whole(via, frame))) => {
+                        if let Some(v) = batch_via.take() {
+                            let before = std::mem::take(&mut batch);
+                            self.put(proxy, &mut publisher, v, ZBytes::from(before));
+                        }
+                        self.put(proxy, &mut publisher, via, frame);
+                    }
+                    Ok(None) => {}
+                    Err(RecvError::Interrupted) | Err(RecvError::Empty) => {}
+                    Err(RecvError::Disconnected) => {
+                        if let Some(v) = batch_via.take() {
+                            let before = std::mem::take(&mut batch);
+                            self.put(proxy, &mut publisher, v, ZBytes::from(before));
+                        }
+                        return;
+                    }
+                    Err(e) => tracing::warn!("proxy of {:016x}: {e}", proxy.remote),
                 }
-                Ok(None) => {}
-                Err(RecvError::Interrupted) => {}
-                Err(RecvError::Disconnected) => break,
-                Err(e) => tracing::warn!("proxy of {:016x}: {e}", proxy.remote),
+                if ended || batch.len() >= BATCH_MAX {
+                    break;
+                }
+                out = rx.try_recv_ready_with(|m| self.outgoing(proxy, m, &mut batch));
             }
+            if let Some(v) = batch_via.take() {
+                let before = std::mem::take(&mut batch);
+                self.put(proxy, &mut publisher, v, ZBytes::from(before));
+            }
+        }
+    }
+
+    /// Publishes `frames` to bridge `via` (with the proxy thread's
+    /// publisher, declared on first use).
+    fn put(
+        &self,
+        proxy: &Proxy,
+        publisher: &mut Option<(Arc<str>, Arc<Publisher<'static>>)>,
+        via: Arc<str>,
+        frames: ZBytes,
+    ) {
+        let cached = publisher.as_ref().filter(|(z, _)| *z == via);
+        let p = match cached {
+            Some((_, p)) => p.clone(),
+            None => match self.publisher(&via) {
+                Some(p) => {
+                    *publisher = Some((via, p.clone()));
+                    p
+                }
+                None => return,
+            },
+        };
+        if let Err(e) = p.put(frames).wait() {
+            tracing::warn!("cannot publish to bridge {}: {e}", proxy_via(proxy));
         }
     }
 
@@ -859,12 +925,14 @@ impl Inner {
     }
 
     /// Turns a message a proxy received into a frame for the remote
-    /// bridge (or refuses it).
+    /// bridge (or refuses it): appended to `batch` when it fits in
+    /// [`BATCH_MAX`] (or `batch` is empty), else a frame of its own.
     ///
     /// A payload in shared memory its sender lent (over 64 KiB) goes to
-    /// Zenoh where it lies (Zenoh copies it once, into its batches); a
-    /// smaller one is copied once, from the link's ring into the frame.
-    fn outgoing(&self, proxy: &Proxy, mut m: Borrowed<'_>) -> Option<(Arc<str>, ZBytes)> {
+    /// Zenoh where it lies (Zenoh copies it once, into its batches), in a
+    /// frame of its own; a smaller one is copied once, from the link's ring
+    /// into the frame.
+    fn outgoing(&self, proxy: &Proxy, mut m: Borrowed<'_>, batch: &mut Vec<u8>) -> Option<Out> {
         let source = m.source;
         if !m.objects.is_empty() {
             self.refuse(ForwardError::Descriptors {
@@ -896,59 +964,81 @@ impl Inner {
         };
         let extra: usize = m.memory_regions.iter().map(|r| 8 + r.size()).sum();
         let shared = m.shared_payload();
-        let head = |payload: &[u8], len: usize, extra: usize| {
-            let mut out = wire::encode_head(
+        let type_uuid = m.type_uuid().into_bytes();
+        let regions = m.memory_regions.len();
+        let head = |out: &mut Vec<u8>, len: usize| {
+            wire::encode_head_into(
+                out,
                 kind,
                 &self.zid,
                 source.0,
                 proxy.remote,
                 corr,
-                m.type_uuid().into_bytes(),
+                type_uuid,
                 len,
-                m.memory_regions.len(),
-                extra,
-            );
-            out.extend_from_slice(payload);
-            out
+                regions,
+            )
         };
-        let (first, mut out) = match shared {
+        // A frame of its own, or appended to `batch` from `mark` on.
+        let mark = batch.len();
+        let mut own = Vec::new();
+        let (lent, into_batch) = match shared {
             Some(lent) => {
-                let first = ZBytes::from(head(&[], lent.len(), 0));
-                let payload = ZBytes::from(bytes::Bytes::from_owner(lent));
-                (Some((first, payload)), Vec::with_capacity(extra))
+                head(&mut own, lent.len());
+                (Some(ZBytes::from(bytes::Bytes::from_owner(lent))), false)
             }
-            None => (
-                None,
-                head(m.payload(), m.payload().len(), m.payload().len() + extra),
-            ),
+            None => {
+                let payload = m.payload();
+                let size = wire::PREFIX_MAX + payload.len() + extra;
+                let into_batch = mark == 0 || mark + size <= BATCH_MAX;
+                let out = if into_batch { &mut *batch } else { &mut own };
+                out.reserve(if mark == 0 { size.max(BATCH_MAX) } else { size });
+                head(out, payload.len());
+                out.extend_from_slice(payload);
+                (None, into_batch)
+            }
         };
+        let mut tail = Vec::new();
+        let regions_out = match (&lent, into_batch) {
+            (Some(_), _) => &mut tail,
+            (None, true) => &mut *batch,
+            (None, false) => &mut own,
+        };
+        let mut failed = None;
         for region in m.memory_regions.iter_mut() {
             match region.map(..) {
-                Ok(bytes) => wire::push_region(&mut out, bytes),
+                Ok(bytes) => wire::push_region(regions_out, bytes),
                 Err(e) => {
-                    self.refuse(ForwardError::Region {
-                        sender: source,
-                        why: e.to_string(),
-                    });
-                    return None;
+                    failed = Some(e.to_string());
+                    break;
                 }
             }
             bump(&self.counters.regions_copied);
         }
-        bump(&self.counters.forwarded);
-        let frame = match first {
-            Some((head, payload)) => {
-                let mut w = ZBytes::writer();
-                w.append(head);
-                w.append(payload);
-                if !out.is_empty() {
-                    w.append(ZBytes::from(out));
-                }
-                w.finish()
+        if let Some(why) = failed {
+            if into_batch {
+                batch.truncate(mark);
             }
-            None => ZBytes::from(out),
-        };
-        Some((via, frame))
+            self.refuse(ForwardError::Region {
+                sender: source,
+                why,
+            });
+            return None;
+        }
+        bump(&self.counters.forwarded);
+        Some(match lent {
+            Some(payload) => {
+                let mut w = ZBytes::writer();
+                w.append(ZBytes::from(own));
+                w.append(payload);
+                if !tail.is_empty() {
+                    w.append(ZBytes::from(tail));
+                }
+                Out::Whole(via, w.finish())
+            }
+            None if into_batch => Out::Batched(via, mark),
+            None => Out::Whole(via, ZBytes::from(own)),
+        })
     }
 
     // ---- remote to local ----
@@ -970,42 +1060,72 @@ impl Inner {
         }
     }
 
-    /// Handles a frame; gives it back when its source is not known and
+    /// Handles a sample (one frame, or a batch of them); gives back what
+    /// is left of it, from the first frame whose source is not known, when
     /// `may_learn` is false.
     ///
     /// A frame comes in one piece, or (from 64 KiB on, as Zenoh's
     /// fragments) in several. One in pieces is read where it lies when it
     /// has no regions: its header from a copy of its first bytes, its
     /// payload straight from the pieces into the local frame
-    /// ([`Passed`]). Only a frame with regions (or one that does not parse)
-    /// is first copied into one piece.
+    /// ([`Passed`]). A batch, a frame with regions or one that does not
+    /// parse is read from one piece (copied into one when it came in
+    /// several). Every frame of a batch is checked before any is handled:
+    /// one that does not parse, or a batch cut short, drops the whole
+    /// sample (counted as `garbage`).
     fn incoming(self: &Arc<Self>, data: ZBytes, may_learn: bool) -> Option<ZBytes> {
         let max = self.config.max_payload;
         let total = data.len();
-        let mut head = [0u8; wire::PREFIX_MAX];
-        let readable = data.slices().nth(1).is_none()
-            || wire::decode_prefix(prefix(&data, &mut head), total, max).is_ok();
-        let data = if readable {
-            data
-        } else {
+        let data = if data.slices().nth(1).is_some() {
+            let mut head = [0u8; wire::PREFIX_MAX];
+            let first = prefix(&data, &mut head);
+            if let Ok(f) = wire::decode_prefix(first, total, max) {
+                let deferred = self.one(f, first, &data, 0, may_learn);
+                return deferred.then_some(data);
+            }
             ZBytes::from(data.to_bytes().into_owned())
+        } else {
+            data
         };
-        let bytes: &[u8] = match data.slices().nth(1) {
-            None => data.slices().next().unwrap_or(&[]),
-            Some(_) => prefix(&data, &mut head),
-        };
-        let f = match wire::decode_prefix(bytes, total, max) {
-            Ok(f) => f,
-            Err(wire::Malformed(why)) => {
+        let bytes: &[u8] = data.slices().next().unwrap_or(&[]);
+        let frames = match wire::decode_batch(bytes, max) {
+            Ok(frames) => frames,
+            Err((n, wire::Malformed(why))) => {
                 bump(&self.counters.garbage);
-                tracing::debug!("dropped a malformed frame ({total} bytes): {why}");
+                tracing::debug!("dropped a malformed sample ({total} bytes, frame {n}): {why}");
                 return None;
             }
         };
+        let mut rest = None;
+        for (at, f) in frames {
+            if self.one(f, &bytes[at..], &data, at, may_learn) {
+                rest = Some(at);
+                break;
+            }
+        }
+        match rest {
+            None => None,
+            Some(0) => Some(data.clone()),
+            Some(at) => Some(ZBytes::from(bytes[at..].to_vec())),
+        }
+    }
+
+    /// Handles frame `f`, which starts `at` bytes into `data` (`bytes`: the
+    /// frame from its start, or its first bytes when it has no regions).
+    /// True when it was not handled: its source is not known and
+    /// `may_learn` is false.
+    fn one(
+        self: &Arc<Self>,
+        f: wire::Frame<'_>,
+        bytes: &[u8],
+        data: &ZBytes,
+        at: usize,
+        may_learn: bool,
+    ) -> bool {
         let payload = Passed {
             type_uuid: f.type_uuid,
             data: data.clone(),
-            start: f.payload.start,
+            start: at + f.payload.start,
             len: f.payload.len(),
         };
         match f.kind {
@@ -1015,8 +1135,7 @@ impl Inner {
                     .get(&f.src)
                     .is_some_and(|r| r.proxy.is_some());
                 if !known && !may_learn {
-                    drop(f);
-                    return Some(data);
+                    return true;
                 }
                 self.inbound(f, bytes, payload)
             }
@@ -1027,7 +1146,7 @@ impl Inner {
                 }
             }
         }
-        None
+        false
     }
 
     fn fail_request(&self, f: &wire::Frame<'_>) {

@@ -26,8 +26,11 @@
 //! | p | payload (postcard, as busbar encoded it) |
 //! | n × (8 + len) | each region's length and contents |
 //!
-//! Everything is checked before use: a message that does not parse is
-//! dropped and counted, never trusted.
+//! A Zenoh sample on `busbar/to/<zid>` carries one message or several, one
+//! after the other (a *batch*: a message's lengths say where it ends).
+//!
+//! Everything is checked before use: a batch with a message that does not
+//! parse is dropped whole and counted, never trusted.
 
 use busbar::{Label, TypeUuidBytes};
 use std::ops::Range;
@@ -90,6 +93,33 @@ pub fn encode_head(
     extra: usize,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(PREFIX_MAX + extra);
+    encode_head_into(
+        &mut out,
+        kind,
+        zid,
+        src,
+        dst,
+        corr,
+        type_uuid,
+        payload_len,
+        regions,
+    );
+    out
+}
+
+/// [`encode_head`], appended to `out` (a batch of frames, say).
+#[allow(clippy::too_many_arguments)]
+pub fn encode_head_into(
+    out: &mut Vec<u8>,
+    kind: Kind,
+    zid: &str,
+    src: u64,
+    dst: u64,
+    corr: u64,
+    type_uuid: TypeUuidBytes,
+    payload_len: usize,
+    regions: usize,
+) {
     out.extend_from_slice(MAGIC);
     out.push(kind as u8);
     out.push(zid.len() as u8);
@@ -100,7 +130,6 @@ pub fn encode_head(
     out.extend_from_slice(&corr.to_le_bytes());
     out.extend_from_slice(&type_uuid);
     out.extend_from_slice(&(payload_len as u64).to_le_bytes());
-    out
 }
 
 /// Encodes a frame header and its payload; regions are appended by the
@@ -180,7 +209,36 @@ impl<'a> Reader<'a> {
 /// Decodes a whole frame, checking every length against what arrived and
 /// against `max_payload` (regions too).
 pub fn decode(bytes: &[u8], max_payload: u64) -> Result<Frame<'_>, Malformed> {
-    decode_in(bytes, bytes.len(), max_payload)
+    decode_in(bytes, bytes.len(), max_payload, true).map(|(f, _)| f)
+}
+
+/// Decodes the first frame of a batch (frames one after the other, as
+/// one Zenoh sample carries them) and says how many bytes it takes; its
+/// ranges are from the start of `bytes`. Checked as [`decode`] checks a
+/// frame, against the bytes left in the batch.
+pub fn decode_next(bytes: &[u8], max_payload: u64) -> Result<(Frame<'_>, usize), Malformed> {
+    decode_in(bytes, bytes.len(), max_payload, false)
+}
+
+/// Decodes every frame of a batch, each with where it starts in `bytes`
+/// (its ranges are from there): all of them, or `Err` for the first that
+/// does not parse (a batch cut inside a frame, a length that lies, bytes
+/// that are no frame). An empty batch is refused too. A batch cut exactly
+/// between two frames cannot be told from a shorter one: each frame is
+/// whole and checked.
+pub fn decode_batch(
+    bytes: &[u8],
+    max_payload: u64,
+) -> Result<Vec<(usize, Frame<'_>)>, (usize, Malformed)> {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() || frames.is_empty() {
+        let rest = bytes.get(at..).unwrap_or_default();
+        let (f, used) = decode_next(rest, max_payload).map_err(|e| (frames.len(), e))?;
+        frames.push((at, f));
+        at += used;
+    }
+    Ok(frames)
 }
 
 /// Decodes a frame of `total` bytes from its first bytes (at least
@@ -193,10 +251,17 @@ pub fn decode_prefix(
     total: usize,
     max_payload: u64,
 ) -> Result<Frame<'_>, Malformed> {
-    decode_in(prefix, total, max_payload)
+    decode_in(prefix, total, max_payload, true).map(|(f, _)| f)
 }
 
-fn decode_in(bytes: &[u8], total: usize, max_payload: u64) -> Result<Frame<'_>, Malformed> {
+/// Decodes a frame from `bytes`, the first bytes of `total`; `whole`:
+/// nothing may follow it.
+fn decode_in(
+    bytes: &[u8],
+    total: usize,
+    max_payload: u64,
+    whole: bool,
+) -> Result<(Frame<'_>, usize), Malformed> {
     let mut r = Reader {
         bytes,
         at: 0,
@@ -235,10 +300,11 @@ fn decode_in(bytes: &[u8], total: usize, max_payload: u64) -> Result<Frame<'_>, 
     for _ in 0..regions {
         out.push(r.span(max_payload)?);
     }
-    if r.at != r.total {
+    if whole && r.at != r.total {
         return Err(Malformed("trailing bytes"));
     }
-    Ok(Frame {
+    let used = r.at;
+    let frame = Frame {
         kind,
         zid,
         src,
@@ -247,7 +313,8 @@ fn decode_in(bytes: &[u8], total: usize, max_payload: u64) -> Result<Frame<'_>, 
         type_uuid,
         payload,
         regions: out,
-    })
+    };
+    Ok((frame, used))
 }
 
 /// The liveliness key announcing endpoint `id` with `label` on `host`,
@@ -398,6 +465,76 @@ mod tests {
             let _ = decode(&g, 1 << 20);
         }
         assert!(decode(&f, 39).is_err(), "a payload over the limit");
+    }
+
+    #[test]
+    fn a_batch_decodes_frame_by_frame_and_a_cut_or_lying_one_is_refused() {
+        let mut batch = encode(Kind::Message, "a1", 1, 2, 0, [1; 16], b"first", 0, 0);
+        let second_at = batch.len();
+        batch.extend(encode(
+            Kind::Request,
+            "a1",
+            1,
+            2,
+            7,
+            [2; 16],
+            &[9; 300],
+            1,
+            0,
+        ));
+        push_region(&mut batch, b"reg");
+        let third_at = batch.len();
+        batch.extend(encode(Kind::Message, "a1", 1, 2, 0, [3; 16], b"", 0, 0));
+        let frames = decode_batch(&batch, 1 << 20).expect("decodes");
+        let starts: Vec<usize> = frames.iter().map(|(at, _)| *at).collect();
+        assert_eq!(starts, [0, second_at, third_at]);
+        let (at, f) = &frames[1];
+        assert_eq!((f.kind, f.corr), (Kind::Request, 7));
+        assert_eq!(&batch[at + f.payload.start..at + f.payload.end], &[9; 300]);
+        assert_eq!(
+            &batch[at + f.regions[0].start..at + f.regions[0].end],
+            b"reg"
+        );
+        // Cut anywhere but between two frames: refused, never a panic.
+        for n in 0..batch.len() {
+            let got = decode_batch(&batch[..n], 1 << 20);
+            if n == second_at || n == third_at {
+                assert_eq!(
+                    got.expect("a shorter batch").len(),
+                    if n == second_at { 1 } else { 2 }
+                );
+            } else {
+                assert!(got.is_err(), "cut at {n}");
+            }
+        }
+        // The second frame's payload length lies, shorter or longer: refused.
+        // Its payload length: after magic, kind, zid length, regions (8), the
+        // zid (2) and src, dst, corr, type id (40).
+        let len_at = second_at + 8 + 2 + 40;
+        for lie in [299u64, 301, 1 << 40] {
+            let mut g = batch.clone();
+            g[len_at..len_at + 8].copy_from_slice(&lie.to_le_bytes());
+            assert!(decode_batch(&g, 1 << 20).is_err(), "a length of {lie}");
+        }
+        // Garbage after good frames, and random corruption anywhere.
+        let mut g = batch.clone();
+        g.extend_from_slice(b"BBZ1junk");
+        assert_eq!(
+            decode_batch(&g, 1 << 20)
+                .map(|f| f.len())
+                .map_err(|(i, _)| i),
+            Err(3)
+        );
+        let mut x = 0x9e37_79b9_u32;
+        for _ in 0..20_000 {
+            let mut g = batch.clone();
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let i = x as usize % g.len();
+            g[i] = (x >> 8) as u8;
+            let _ = decode_batch(&g, 1 << 20);
+        }
     }
 
     #[test]
