@@ -72,12 +72,57 @@ unsafe impl Sync for busbar_receiver {}
 /// Owned by the caller until `busbar_message_free` (or a successful send).
 /// Not thread-safe.
 pub struct busbar_message {
-    selector: Selector,
-    payload: BytesMessage,
+    /// The message as busbar received it (or as `busbar_message_new` made
+    /// it): selector, payload, source and reply address kept as they are,
+    /// so receiving one moves it once. Its own `objects` and
+    /// `memory_regions` are always empty: they live in the two fields below.
+    msg: Message<BytesMessage>,
+    /// Its descriptors and regions, if it has any (most messages carry
+    /// neither, and then this is one word to write and to drop).
+    attached: Option<Box<Attached>>,
+}
+
+/// A message's descriptors and regions, in C's form: a taken one leaves
+/// `None`, so indexes do not move.
+#[derive(Default)]
+struct Attached {
     objects: Vec<Option<Object>>,
     regions: Vec<Option<busbar_region_view>>,
-    source: u64,
-    reply: Option<ReplyHandle>,
+}
+
+impl busbar_message {
+    /// A message holding `msg`, whose own `objects` and `memory_regions` are empty.
+    fn plain(msg: Message<BytesMessage>) -> busbar_message {
+        busbar_message {
+            msg,
+            attached: None,
+        }
+    }
+
+    fn objects(&self) -> &[Option<Object>] {
+        self.attached.as_deref().map_or(&[], |a| &a.objects)
+    }
+
+    fn objects_mut(&mut self) -> &mut [Option<Object>] {
+        self.attached
+            .as_deref_mut()
+            .map_or(&mut [], |a| &mut a.objects)
+    }
+
+    fn regions(&self) -> &[Option<busbar_region_view>] {
+        self.attached.as_deref().map_or(&[], |a| &a.regions)
+    }
+
+    fn regions_mut(&mut self) -> &mut [Option<busbar_region_view>] {
+        self.attached
+            .as_deref_mut()
+            .map_or(&mut [], |a| &mut a.regions)
+    }
+
+    /// The attachments, made empty on first use.
+    fn attached(&mut self) -> &mut Attached {
+        self.attached.get_or_insert_with(Box::default)
+    }
 }
 
 /// A shared-memory region (memfd) owned by the caller; freed (its count
@@ -294,14 +339,16 @@ fn boxed<T>(value: T) -> *mut T {
     Box::into_raw(Box::new(value))
 }
 
-/// Frees a handle made by [`boxed`]; NULL is ignored.
+/// Frees a handle made by [`boxed`]; NULL is ignored. A panic while
+/// dropping it is caught (recorded as the thread's last error).
 ///
 /// # Safety
 /// `p` is NULL or came from [`boxed`] and is not used again.
 unsafe fn unbox<T>(p: *mut T) {
     if !p.is_null() {
         // SAFETY: made by `Box::into_raw` and given back once, by contract.
-        drop(unsafe { Box::from_raw(p) });
+        let b = unsafe { Box::from_raw(p) };
+        run_quiet(|| drop(b));
     }
 }
 
@@ -824,8 +871,8 @@ enum Call {
 /// duplicated and its regions counted once more, so that `m` is untouched
 /// when the send fails.
 fn outgoing(m: &busbar_message) -> Result<Message<BytesMessage>, Failure> {
-    let mut out = Message::new(m.selector.clone(), m.payload.clone());
-    for o in m.objects.iter().flatten() {
+    let mut out = Message::new(m.msg.selector.clone(), m.msg.payload.clone());
+    for o in m.objects().iter().flatten() {
         let copy = o.try_clone().map_err(|e| {
             Failure::new(
                 BUSBAR_IO,
@@ -834,7 +881,7 @@ fn outgoing(m: &busbar_message) -> Result<Message<BytesMessage>, Failure> {
         })?;
         out.objects.push(copy);
     }
-    for r in m.regions.iter().flatten() {
+    for r in m.regions().iter().flatten() {
         out.memory_regions.push(r.region.clone());
     }
     Ok(out)
@@ -944,8 +991,10 @@ pub unsafe extern "C" fn busbar_request(
         let got = s.tx.request::<BytesMessage>(out, wait)?;
         // SAFETY: sent and answered: the message is consumed, as documented.
         drop(unsafe { take_box(msg, "msg")? });
-        // SAFETY: checked.
-        unsafe { put(answer, message_handle(got), "answer") }
+        let got = std::mem::ManuallyDrop::new(got);
+        // SAFETY: `got` is never dropped, so the handle takes the message
+        // over; `answer` checked.
+        unsafe { put(answer, message_handle(&*got), "answer") }
     })
 }
 
@@ -974,13 +1023,13 @@ pub unsafe extern "C" fn busbar_reply(
                 bytes(data, len, "data")?,
             )
         };
-        let handle = m.reply.as_ref().ok_or_else(|| {
+        let handle = m.msg.reply_handle().ok_or_else(|| {
             Failure::new(
                 BUSBAR_NOT_A_REQUEST,
                 "send: the message is not a request: nobody waits for an answer to it",
             )
         })?;
-        s.tx.reply_with(handle, BytesMessage::new(format, data))?;
+        s.tx.reply_with(&handle, BytesMessage::new(format, data))?;
         Ok(())
     })
 }
@@ -1352,7 +1401,8 @@ pub unsafe extern "C" fn busbar_label_op_to_string(op: *const busbar_label_op) -
 pub unsafe extern "C" fn busbar_string_free(s: *mut c_char) {
     if !s.is_null() {
         // SAFETY: made by `CString::into_raw` here, given back once.
-        drop(unsafe { CString::from_raw(s) });
+        let s = unsafe { CString::from_raw(s) };
+        run_quiet(|| drop(s));
     }
 }
 
@@ -1581,41 +1631,75 @@ thread_local! {
     static SPARE: Spare = const { Spare(Cell::new(std::ptr::null_mut())) };
 }
 
-/// A handle for a received message, in the storage a freed message left on
-/// this thread when there is some (no allocation), in a new box otherwise.
-fn message_handle(m: Message<BytesMessage>) -> *mut busbar_message {
-    match SPARE.try_with(Spare::take).ok().flatten() {
-        Some(mut storage) => {
-            storage.write(received(m));
-            // Written just above: a `busbar_message` in its own box, freed
-            // by `busbar_message_free` as one made by `boxed`.
-            Box::into_raw(storage).cast::<busbar_message>()
-        }
-        None => boxed(received(m)),
+/// Hands a receive's outcome to C: the message into a new handle at
+/// `*out`, or the error on.
+///
+/// # Safety
+/// `out` is not NULL and writable.
+#[inline(always)]
+unsafe fn hand_out(
+    got: Result<Message<BytesMessage>, RecvError>,
+    out: *mut *mut busbar_message,
+) -> Result<(), RecvError> {
+    if got.is_err() {
+        return got.map(drop);
     }
+    // Read in place rather than moved out of the `Result` first: the
+    // message is copied once, from where busbar returned it into the handle.
+    let got = std::mem::ManuallyDrop::new(got);
+    if let Ok(m) = &*got {
+        // SAFETY: `m` is owned by `got`, which is never dropped: the
+        // handle takes it over; `out` by the caller's contract.
+        unsafe { out.write(message_handle(m)) };
+    }
+    Ok(())
 }
 
-fn received(m: Message<BytesMessage>) -> busbar_message {
-    let reply = m.reply_handle();
+/// A handle for the received message at `m`, whose ownership it takes
+/// over, in the storage a freed message left on this thread when there
+/// is some (no allocation), in a new box otherwise. Only a message that
+/// carries descriptors or regions is taken apart (most carry neither).
+///
+/// # Safety
+/// `m` is a live message that nobody uses or drops after this call.
+unsafe fn message_handle(m: *const Message<BytesMessage>) -> *mut busbar_message {
+    // SAFETY: live, by contract.
+    let plain = unsafe { (*m).objects.is_empty() && (*m).memory_regions.is_empty() };
+    if !plain {
+        // SAFETY: ours to take, by contract.
+        return boxed(with_attachments(unsafe { std::ptr::read(m) }));
+    }
+    let storage = SPARE
+        .try_with(Spare::take)
+        .ok()
+        .flatten()
+        .unwrap_or_else(Box::new_uninit);
+    let p = Box::into_raw(storage).cast::<busbar_message>();
+    // SAFETY: `p` is the storage of a box for a `busbar_message`, written
+    // here field by field (the message copied once, straight into it, and
+    // ours to take by contract); then it holds a whole `busbar_message`,
+    // freed by `busbar_message_free` as one made by `boxed`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(m, std::ptr::addr_of_mut!((*p).msg), 1);
+        std::ptr::addr_of_mut!((*p).attached).write(None);
+    }
+    p
+}
+
+/// A received message's handle with its descriptors and regions in C's form.
+#[cold]
+fn with_attachments(mut m: Message<BytesMessage>) -> busbar_message {
+    let objects = std::mem::take(&mut m.objects)
+        .into_iter()
+        .map(Some)
+        .collect();
+    let regions = std::mem::take(&mut m.memory_regions)
+        .into_iter()
+        .map(|region| Some(busbar_region_view { region }))
+        .collect();
     busbar_message {
-        source: m.source.0,
-        reply,
-        selector: m.selector,
-        payload: m.payload,
-        // Most messages carry neither: no conversion pass for them.
-        objects: if m.objects.is_empty() {
-            Vec::new()
-        } else {
-            m.objects.into_iter().map(Some).collect()
-        },
-        regions: if m.memory_regions.is_empty() {
-            Vec::new()
-        } else {
-            m.memory_regions
-                .into_iter()
-                .map(|region| Some(busbar_region_view { region }))
-                .collect()
-        },
+        msg: m,
+        attached: Some(Box::new(Attached { objects, regions })),
     }
 }
 
@@ -1638,14 +1722,10 @@ pub unsafe extern "C" fn busbar_message_new(
         // SAFETY: by contract.
         let (sel, data) = unsafe { (get(selector, "selector")?, bytes(data, len, "data")?) };
         check_out(out, "out")?;
-        let m = busbar_message {
-            selector: sel.selector.clone(),
-            payload: BytesMessage::new(format, data),
-            objects: Vec::new(),
-            regions: Vec::new(),
-            source: 0,
-            reply: None,
-        };
+        let m = busbar_message::plain(Message::new(
+            sel.selector.clone(),
+            BytesMessage::new(format, data),
+        ));
         // SAFETY: checked.
         unsafe { put(out, boxed(m), "out") }
     })
@@ -1661,18 +1741,21 @@ pub unsafe extern "C" fn busbar_message_free(m: *mut busbar_message) {
     if m.is_null() {
         return;
     }
-    // SAFETY: by contract a live message from this library (made by
-    // `boxed` or `message_handle`), given back once: its contents are
-    // dropped here (descriptors closed, region counts dropped) and its
-    // storage is either kept for this thread's next received message or
-    // freed, never used as a message again before it is written anew.
-    unsafe {
-        std::ptr::drop_in_place(m);
-        let storage = m.cast::<MaybeUninit<busbar_message>>();
-        if let Some(unkept) = SPARE.try_with(|s| s.keep(storage)).unwrap_or(Some(storage)) {
-            drop(Box::from_raw(unkept));
+    // A panic in a drop is caught (and the storage then leaked).
+    run_quiet(|| {
+        // SAFETY: by contract a live message from this library (made by
+        // `boxed` or `message_handle`), given back once: its contents are
+        // dropped here (descriptors closed, region counts dropped) and its
+        // storage is either kept for this thread's next received message
+        // or freed, never used as a message again before it is written anew.
+        unsafe {
+            std::ptr::drop_in_place(m);
+            let storage = m.cast::<MaybeUninit<busbar_message>>();
+            if let Some(unkept) = SPARE.try_with(|s| s.keep(storage)).unwrap_or(Some(storage)) {
+                drop(Box::from_raw(unkept));
+            }
         }
-    }
+    });
 }
 
 /// The message's bytes, `*len` of them (`len` may be NULL); borrowed from
@@ -1690,9 +1773,9 @@ pub unsafe extern "C" fn busbar_message_data(
         let m = unsafe { get(m, "message")? };
         if !len.is_null() {
             // SAFETY: not NULL, writable by contract.
-            unsafe { put(len, m.payload.data.len(), "len")? };
+            unsafe { put(len, m.msg.payload.data.len(), "len")? };
         }
-        Ok(m.payload.data.as_ptr())
+        Ok(m.msg.payload.data.as_ptr())
     })
 }
 
@@ -1704,7 +1787,7 @@ pub unsafe extern "C" fn busbar_message_data(
 pub unsafe extern "C" fn busbar_message_format(m: *const busbar_message) -> u16 {
     run_or(0, || {
         // SAFETY: by contract.
-        Ok(unsafe { get(m, "message")? }.payload.format)
+        Ok(unsafe { get(m, "message")? }.msg.payload.format)
     })
 }
 
@@ -1717,7 +1800,7 @@ pub unsafe extern "C" fn busbar_message_format(m: *const busbar_message) -> u16 
 pub unsafe extern "C" fn busbar_message_source(m: *const busbar_message) -> u64 {
     run_or(0, || {
         // SAFETY: by contract.
-        Ok(unsafe { get(m, "message")? }.source)
+        Ok(unsafe { get(m, "message")? }.msg.source.0)
     })
 }
 
@@ -1730,7 +1813,7 @@ pub unsafe extern "C" fn busbar_message_source(m: *const busbar_message) -> u64 
 pub unsafe extern "C" fn busbar_message_is_request(m: *const busbar_message) -> c_int {
     run_or(0, || {
         // SAFETY: by contract.
-        Ok(c_int::from(unsafe { get(m, "message")? }.reply.is_some()))
+        Ok(c_int::from(unsafe { get(m, "message")? }.msg.is_request()))
     })
 }
 
@@ -1744,7 +1827,7 @@ pub unsafe extern "C" fn busbar_message_selector_string(m: *const busbar_message
     run_or(std::ptr::null_mut(), || {
         // SAFETY: by contract.
         let m = unsafe { get(m, "message")? };
-        let s = CString::new(m.selector.to_string().replace('\0', "")).unwrap_or_default();
+        let s = CString::new(m.msg.selector.to_string().replace('\0', "")).unwrap_or_default();
         Ok(s.into_raw())
     })
 }
@@ -1765,7 +1848,7 @@ pub unsafe extern "C" fn busbar_message_add_fd(m: *mut busbar_message, fd: c_int
         }
         // SAFETY: an open descriptor whose ownership the caller hands over.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        m.objects.push(Some(Object::new(owned)));
+        m.attached().objects.push(Some(Object::new(owned)));
         Ok(())
     })
 }
@@ -1779,7 +1862,7 @@ pub unsafe extern "C" fn busbar_message_add_fd(m: *mut busbar_message, fd: c_int
 pub unsafe extern "C" fn busbar_message_fd_count(m: *const busbar_message) -> usize {
     run_or(0, || {
         // SAFETY: by contract.
-        Ok(unsafe { get(m, "message")? }.objects.len())
+        Ok(unsafe { get(m, "message")? }.objects().len())
     })
 }
 
@@ -1793,7 +1876,7 @@ pub unsafe extern "C" fn busbar_message_fd(m: *const busbar_message, index: usiz
     run_or(-1, || {
         // SAFETY: by contract.
         let m = unsafe { get(m, "message")? };
-        Ok(m.objects
+        Ok(m.objects()
             .get(index)
             .and_then(|o| o.as_ref())
             .map_or(-1, |o| o.as_raw()))
@@ -1810,7 +1893,7 @@ pub unsafe extern "C" fn busbar_message_take_fd(m: *mut busbar_message, index: u
     run_or(-1, || {
         // SAFETY: by contract.
         let m = unsafe { get_mut(m, "message")? };
-        Ok(m.objects
+        Ok(m.objects_mut()
             .get_mut(index)
             .and_then(Option::take)
             .map_or(-1, |o| o.into_fd().into_raw_fd()))
@@ -1832,7 +1915,8 @@ pub unsafe extern "C" fn busbar_message_add_region(
         let m = unsafe { get_mut(m, "message")? };
         // SAFETY: by contract.
         let r = unsafe { take_box(region, "region")? };
-        m.regions
+        m.attached()
+            .regions
             .push(Some(busbar_region_view { region: r.region }));
         Ok(())
     })
@@ -1846,7 +1930,7 @@ pub unsafe extern "C" fn busbar_message_add_region(
 pub unsafe extern "C" fn busbar_message_region_count(m: *const busbar_message) -> usize {
     run_or(0, || {
         // SAFETY: by contract.
-        Ok(unsafe { get(m, "message")? }.regions.len())
+        Ok(unsafe { get(m, "message")? }.regions().len())
     })
 }
 
@@ -1863,7 +1947,7 @@ pub unsafe extern "C" fn busbar_message_region(
     run_or(std::ptr::null(), || {
         // SAFETY: by contract.
         let m = unsafe { get(m, "message")? };
-        Ok(m.regions
+        Ok(m.regions()
             .get(index)
             .and_then(|r| r.as_ref())
             .map_or(std::ptr::null(), |r| r as *const busbar_region_view))
@@ -1886,7 +1970,7 @@ pub unsafe extern "C" fn busbar_message_take_region(
         let m = unsafe { get_mut(m, "message")? };
         check_out(out, "out")?;
         let view = m
-            .regions
+            .regions_mut()
             .get_mut(index)
             .and_then(Option::take)
             .ok_or_else(|| Failure::invalid(format!("no region at index {index}")))?;
@@ -1919,7 +2003,7 @@ pub unsafe extern "C" fn busbar_message_map_region(
         // SAFETY: by contract.
         let m = unsafe { get_mut(m, "message")? };
         let view = m
-            .regions
+            .regions_mut()
             .get_mut(index)
             .and_then(Option::as_mut)
             .ok_or_else(|| Failure::invalid(format!("no region at index {index}")))?;
@@ -1948,8 +2032,8 @@ pub unsafe extern "C" fn busbar_message_reply_handle(
         let m = unsafe { get(m, "message")? };
         check_out(out, "out")?;
         let handle = m
-            .reply
-            .clone()
+            .msg
+            .reply_handle()
             .ok_or_else(|| Failure::new(BUSBAR_NOT_A_REQUEST, "the message is not a request"))?;
         // SAFETY: checked.
         unsafe { put(out, boxed(busbar_reply_handle { handle }), "out") }
@@ -2242,41 +2326,67 @@ struct Receiving<'a> {
 impl<'a> Receiving<'a> {
     /// Takes the receiver for one call: `BUSBAR_CLOSED` after a close,
     /// `BUSBAR_BUSY` while another thread's call runs.
+    #[inline]
     fn start(r: &'a busbar_receiver) -> Result<Receiving<'a>, Failure> {
         if r.closed.load(Ordering::Acquire) {
-            release_if_closed(r);
-            return Err(Failure::closed());
+            return Err(refused_closed(r));
         }
-        r.busy
+        if r.busy
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .map_err(|_| {
-                Failure::new(
-                    BUSBAR_BUSY,
-                    "the receiver is in use by another thread's call (one call at a time)",
-                )
-            })?;
+            .is_err()
+        {
+            return Err(busy());
+        }
         Ok(Receiving { r })
     }
 
-    /// Runs `f` on the endpoint's receiver.
+    /// Runs `f` on the endpoint's receiver. A receive hands its message
+    /// out from inside `f` (and `T` is `()`), so that the message moves
+    /// once, from busbar's return value into its handle, and not through
+    /// the `Result`s on the way out.
+    #[inline]
     fn with<T>(
         &mut self,
         f: impl FnOnce(&mut EndpointReceiver<BytesMessage>) -> Result<T, RecvError>,
     ) -> Result<T, Failure> {
         // SAFETY: this thread holds `busy`, so nothing else touches `rx`.
         let slot = unsafe { &mut *self.r.rx.get() };
-        let rx = slot.as_mut().ok_or_else(Failure::closed)?;
+        let Some(rx) = slot.as_mut() else {
+            return Err(Failure::closed());
+        };
         let out = f(rx);
-        let closed = self.r.closed.load(Ordering::Acquire);
-        if closed {
+        if self.r.closed.load(Ordering::Acquire) {
             // Closed while we received: leave now rather than at free.
             *slot = None;
+            return out.map_err(|e| failed(e, true));
         }
-        match out {
-            Ok(v) => Ok(v),
-            Err(RecvError::Interrupted) if closed => Err(Failure::closed()),
-            Err(e) => Err(e.into()),
-        }
+        out.map_err(|e| failed(e, false))
+    }
+}
+
+/// `BUSBAR_CLOSED` for a call on a closed receiver, which it drops unless
+/// a call holds it.
+#[cold]
+fn refused_closed(r: &busbar_receiver) -> Failure {
+    release_if_closed(r);
+    Failure::closed()
+}
+
+/// `BUSBAR_BUSY`.
+#[cold]
+fn busy() -> Failure {
+    Failure::new(
+        BUSBAR_BUSY,
+        "the receiver is in use by another thread's call (one call at a time)",
+    )
+}
+
+/// A receive's error as C sees it: an interruption by a close is `BUSBAR_CLOSED`.
+#[cold]
+fn failed(e: RecvError, closed: bool) -> Failure {
+    match e {
+        RecvError::Interrupted if closed => Failure::closed(),
+        e => e.into(),
     }
 }
 
@@ -2317,9 +2427,8 @@ pub unsafe extern "C" fn busbar_recv(
         // SAFETY: by contract.
         let r = unsafe { get(r, "receiver")? };
         check_out(out, "out")?;
-        let m = Receiving::start(r)?.with(|rx| rx.recv(timeout(timeout_ms)))?;
-        // SAFETY: checked.
-        unsafe { put(out, message_handle(m), "out") }
+        // SAFETY: `out` checked not NULL above, writable by contract.
+        Receiving::start(r)?.with(|rx| unsafe { hand_out(rx.recv(timeout(timeout_ms)), out) })
     })
 }
 
@@ -2337,9 +2446,8 @@ pub unsafe extern "C" fn busbar_try_recv(
         // SAFETY: by contract.
         let r = unsafe { get(r, "receiver")? };
         check_out(out, "out")?;
-        let m = Receiving::start(r)?.with(|rx| rx.try_recv())?;
-        // SAFETY: checked.
-        unsafe { put(out, message_handle(m), "out") }
+        // SAFETY: `out` checked not NULL above, writable by contract.
+        Receiving::start(r)?.with(|rx| unsafe { hand_out(rx.try_recv(), out) })
     })
 }
 

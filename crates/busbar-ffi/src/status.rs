@@ -178,6 +178,7 @@ pub(crate) fn with_last_error<T>(f: impl FnOnce(&CStr) -> T) -> T {
 
 /// Runs an entry point's body: `Ok` is `BUSBAR_OK`, an error is recorded and
 /// its status returned, and a panic is caught and reported as `BUSBAR_PANIC`.
+#[inline]
 pub(crate) fn run(f: impl FnOnce() -> Result<(), Failure>) -> busbar_status {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => BUSBAR_OK,
@@ -188,6 +189,7 @@ pub(crate) fn run(f: impl FnOnce() -> Result<(), Failure>) -> busbar_status {
 
 /// Runs the body of an entry point that returns a value, not a status:
 /// `fallback` when it fails or panics (the error is recorded all the same).
+#[inline]
 pub(crate) fn run_or<T>(fallback: T, f: impl FnOnce() -> Result<T, Failure>) -> T {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => v,
@@ -199,6 +201,16 @@ pub(crate) fn run_or<T>(fallback: T, f: impl FnOnce() -> Result<T, Failure>) -> 
             Failure::panic(p).record();
             fallback
         }
+    }
+}
+
+/// Runs the body of an entry point that returns nothing (the `*_free`
+/// functions): a panic (a `Drop` that panicked) is caught and recorded as
+/// the thread's last error, never an abort.
+#[inline]
+pub(crate) fn run_quiet(f: impl FnOnce()) {
+    if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
+        Failure::panic(p).record();
     }
 }
 
@@ -305,6 +317,8 @@ mod tests {
         with_last_error(|m| assert!(m.to_string_lossy().contains("on purpose")));
         assert_eq!(run_or(7, || -> Result<i32, Failure> { panic!("again") }), 7);
         with_last_error(|m| assert!(m.to_string_lossy().contains("again")));
+        run_quiet(|| panic!("in a drop"));
+        with_last_error(|m| assert!(m.to_string_lossy().contains("in a drop")));
     }
 
     #[test]
