@@ -255,9 +255,41 @@ pub(crate) struct LoanPool {
     used_coarse: AtomicU64,
 }
 
+/// The chunk size (a power of two, at least [`MIN_CHUNK`]) for a body of
+/// `need` bytes.
+fn chunk_size(need: usize) -> Result<usize, SendError> {
+    Ok(CHUNK_HEADER
+        .checked_add(need)
+        .and_then(usize::checked_next_power_of_two)
+        .ok_or_else(|| SendError::Region(RegionError(format!("a payload of {need} bytes"))))?
+        .max(MIN_CHUNK))
+}
+
 impl LoanPool {
     /// Lends `len` bytes that will arrive with format tag `format`.
     pub(crate) fn lend(&self, format: u16, len: usize, wait: Wait) -> Result<Loan, SendError> {
+        self.lend_from(format, len, |need| self.take(need, wait).map(Some))?
+            .ok_or_else(|| SendError::Region(RegionError("no chunk was taken".into())))
+    }
+
+    /// [`lend`](Self::lend) only when it need not wait: a free chunk, or a
+    /// new region while the pool has room; `None` when every chunk of the
+    /// size is held and the pool is full.
+    pub(crate) fn try_lend(&self, format: u16, len: usize) -> Result<Option<Loan>, SendError> {
+        self.lend_from(format, len, |need| {
+            let chunk = chunk_size(need)?;
+            self.touch();
+            self.take_now(chunk)
+        })
+    }
+
+    /// A loan of `len` bytes, its chunk (when it needs one) from `take`.
+    fn lend_from(
+        &self,
+        format: u16,
+        len: usize,
+        take: impl FnOnce(usize) -> Result<Option<Held>, SendError>,
+    ) -> Result<Option<Loan>, SendError> {
         let mut prefix = Vec::with_capacity(13);
         varint(u64::from(format), &mut prefix);
         varint(len as u64, &mut prefix);
@@ -269,18 +301,21 @@ impl LoanPool {
         let mut mem = if DATA_OFFSET - start + len < super::outgoing::MULTICAST_BY_REF {
             LoanMem::Heap(vec![0; need])
         } else {
-            LoanMem::Chunk(self.take(need, wait)?)
+            match take(need)? {
+                Some(held) => LoanMem::Chunk(held),
+                None => return Ok(None),
+            }
         };
         mem.body_mut()
             .get_mut(start..DATA_OFFSET)
             .ok_or_else(|| SendError::Region(RegionError("a chunk too small".into())))?
             .copy_from_slice(&prefix);
-        Ok(Loan {
+        Ok(Some(Loan {
             mem,
             start,
             len,
             format,
-        })
+        }))
     }
 
     /// A chunk whose body holds `len` bytes, to write an encoded payload
@@ -294,15 +329,8 @@ impl LoanPool {
     /// (waiting as `wait` says, at most [`CHUNK_WAIT`]) one that came back,
     /// else a region of its own.
     fn take(&self, need: usize, wait: Wait) -> Result<Held, SendError> {
-        let chunk = CHUNK_HEADER
-            .checked_add(need)
-            .and_then(usize::checked_next_power_of_two)
-            .ok_or_else(|| SendError::Region(RegionError(format!("a payload of {need} bytes"))))?
-            .max(MIN_CHUNK);
-        let coarse = crate::link::coarse_ms();
-        if self.used_coarse.swap(coarse, Ordering::Relaxed) != coarse {
-            *self.used.locked() = Some(Instant::now());
-        }
+        let chunk = chunk_size(need)?;
+        self.touch();
         let deadline = match wait {
             Wait::No => None,
             Wait::Until(d) => Some(d.min(Instant::now() + CHUNK_WAIT)),
@@ -311,26 +339,8 @@ impl LoanPool {
         let mut pause = Duration::from_micros(2);
         let mut abandoned = false;
         loop {
-            {
-                let mut slabs = self.slabs.locked();
-                if let Some(held) = Self::free_chunk(&mut slabs, chunk) {
-                    return Ok(held);
-                }
-                let class: usize = slabs
-                    .iter()
-                    .filter(|(s, _)| s.chunks.chunk_size() == chunk)
-                    .map(|(s, _)| s.bytes())
-                    .sum();
-                let total: usize = slabs.iter().map(|(s, _)| s.bytes()).sum();
-                let n = (SLAB_BYTES / chunk).clamp(1, MAX_CHUNKS);
-                let room = CLASS_BYTES.max(CLASS_MIN_CHUNKS.saturating_mul(chunk));
-                if class + n * chunk <= room && total + n * chunk <= POOL_BYTES.max(room) {
-                    let slab = Arc::new(Slab::new(chunk, n, true)?);
-                    slabs.push((slab, 0));
-                    if let Some(held) = Self::free_chunk(&mut slabs, chunk) {
-                        return Ok(held);
-                    }
-                }
+            if let Some(held) = self.take_now(chunk)? {
+                return Ok(held);
             }
             match deadline {
                 Some(d) if Instant::now() < d => {}
@@ -362,6 +372,37 @@ impl LoanPool {
                 std::thread::sleep(pause);
             }
         }
+    }
+
+    /// Notes that the pool is in use (it is let go after [`POOL_IDLE`] without).
+    fn touch(&self) {
+        let coarse = crate::link::coarse_ms();
+        if self.used_coarse.swap(coarse, Ordering::Relaxed) != coarse {
+            *self.used.locked() = Some(Instant::now());
+        }
+    }
+
+    /// A free chunk of `chunk` bytes, or one from a new slab while its
+    /// class and the pool have room; `None` when neither.
+    fn take_now(&self, chunk: usize) -> Result<Option<Held>, SendError> {
+        let mut slabs = self.slabs.locked();
+        if let Some(held) = Self::free_chunk(&mut slabs, chunk) {
+            return Ok(Some(held));
+        }
+        let class: usize = slabs
+            .iter()
+            .filter(|(s, _)| s.chunks.chunk_size() == chunk)
+            .map(|(s, _)| s.bytes())
+            .sum();
+        let total: usize = slabs.iter().map(|(s, _)| s.bytes()).sum();
+        let n = (SLAB_BYTES / chunk).clamp(1, MAX_CHUNKS);
+        let room = CLASS_BYTES.max(CLASS_MIN_CHUNKS.saturating_mul(chunk));
+        if class + n * chunk <= room && total + n * chunk <= POOL_BYTES.max(room) {
+            let slab = Arc::new(Slab::new(chunk, n, true)?);
+            slabs.push((slab, 0));
+            return Ok(Self::free_chunk(&mut slabs, chunk));
+        }
+        Ok(None)
     }
 
     /// A free chunk of `chunk` bytes from the slabs: a few looks on from
@@ -430,6 +471,25 @@ fn varint(mut v: u64, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use crate::{BytesMessage, MessageBox, TypeUuid};
+
+    #[test]
+    fn try_lend_says_none_when_every_chunk_is_held_and_the_pool_is_full() {
+        let pool = LoanPool::default();
+        // 16 MiB loans: 32 MiB chunks, a class of CLASS_MIN_CHUNKS of them.
+        let mut held = Vec::new();
+        while let Some(loan) = pool.try_lend(0, 16 << 20).expect("try_lend") {
+            held.push(loan);
+            assert!(
+                held.len() <= CLASS_MIN_CHUNKS,
+                "the class grows past its room"
+            );
+        }
+        assert_eq!(held.len(), CLASS_MIN_CHUNKS);
+        drop(held.pop());
+        assert!(pool.try_lend(0, 16 << 20).expect("try_lend").is_some());
+        // Small loans need no chunk.
+        assert!(pool.try_lend(0, 10).expect("try_lend").is_some());
+    }
 
     #[test]
     fn a_loan_holds_a_bytes_message_as_postcard_encodes_it() {

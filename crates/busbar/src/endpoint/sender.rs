@@ -155,6 +155,26 @@ impl<T: MessageBox> EndpointSender<T> {
         shared.loans.lend(format, len, wait)
     }
 
+    /// [`loan`](Self::loan) when it need not wait: a chunk that is free
+    /// now (or new memory while the pool has room); `Ok(None)` when every
+    /// chunk of the size is held by receivers, where `loan` would wait.
+    /// Takes no system call for a free chunk: for a binding that lends
+    /// with its interpreter lock held and lets go of it only to wait.
+    ///
+    /// ```
+    /// use busbar::{label, BytesMessage, Options, Selector};
+    /// # let bus = format!("doc.try_loan.{}", std::process::id());
+    /// let (sender, mut receiver) = busbar::join::<BytesMessage, BytesMessage>(Options::new(bus, label!("a"), "t"), None)?;
+    /// let mut loan = sender.try_loan(1, 1 << 20)?.expect("the pool has room");
+    /// loan.as_mut_slice()[..2].copy_from_slice(b"hi");
+    /// sender.send_loan(Selector::unicast("a"), loan)?;
+    /// receiver.recv_with(None, |m| assert_eq!(&m.bytes().unwrap().1[..2], b"hi"))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_loan(&self, format: u16, len: usize) -> Result<Option<Loan>, SendError> {
+        self.core.shared.loans.try_lend(format, len)
+    }
+
     /// Sends a [`Loan`] to the endpoints `selector` picks, as
     /// [`send`](Self::send) does (same routing, backpressure and `ttl`).
     /// Every receiver maps the same memory: a multicast shares one copy.
