@@ -43,8 +43,11 @@ def join(
     timeout: float | None = None,
     controller: bool = True,
     max_payload: int | None = None,
+    spin_us: float = 50,
 ) -> Endpoint:
-    """Joins bus `bus` as `label`; waits up to `timeout` s for the controller."""
+    """Joins bus `bus` as `label`; waits up to `timeout` s for the controller.
+    A receive that found nothing watches the shared memory for `spin_us`
+    microseconds (0: never) before it sleeps."""
 
 @final
 class Endpoint:

@@ -94,11 +94,18 @@ def test_iteration_ends_when_the_endpoint_closes(join, cli) -> None:
     assert sorted(seen) == [b"one", b"two"]  # two senders: no order between them
 
 
-def test_ctrl_c_interrupts_a_blocking_recv(bus) -> None:
+# spin_us: the default, none, and one far longer than the test (the
+# receive spins all the while).
+SPINS = [None, 0, 600e6]
+
+
+@pytest.mark.parametrize("spin_us", SPINS)
+def test_ctrl_c_interrupts_a_blocking_recv(bus, spin_us) -> None:
+    spin = "" if spin_us is None else f", spin_us={spin_us!r}"
     script = textwrap.dedent(
         f"""
         import busbar
-        ep = busbar.join({bus!r}, "py", token={TOKEN!r}, timeout=60)
+        ep = busbar.join({bus!r}, "py", token={TOKEN!r}, timeout=60{spin})
         try:
             # Inside the try: the first SIGINT is sent once this line is
             # read, and may land before the interpreter is in recv.
@@ -121,6 +128,78 @@ def test_ctrl_c_interrupts_a_blocking_recv(bus) -> None:
             continue
     assert child.line() == "interrupted"
     assert child.wait() == 0
+
+
+@pytest.mark.parametrize("spin_us", SPINS)
+def test_messages_from_another_process_arrive_while_recv_spins(join, bus, spin_us) -> None:
+    # A receive that spins (or not) gets what another Python process sends:
+    # the first message comes with a new link (over the socket), the rest
+    # through its ring, one of them a 1 MiB loan; with 600 s of spin every
+    # one arrives while the receive spins.
+    kw = {} if spin_us is None else {"spin_us": spin_us}
+    ep = join(["spin"], **kw)
+    sender = textwrap.dedent(
+        f"""
+        import sys
+        import busbar
+        with busbar.join({bus!r}, "sender", token={TOKEN!r}, timeout=60, controller=False) as ep:
+            for i in range(200):
+                if i == 100:
+                    loan = ep.loan(1 << 20)
+                    memoryview(loan)[:4] = i.to_bytes(4, "little")
+                    ep.send("spin", loan, ttl=60)
+                else:
+                    ep.send("spin", i.to_bytes(4, "little"), ttl=60)
+                if i % 50 == 0:
+                    # Now and then the receiver has to wait for the next one.
+                    sys.stdin.readline()
+        """
+    )
+    child = subprocess.Popen([PYTHON, "-c", sender], stdin=subprocess.PIPE, text=True)
+    assert child.stdin is not None
+    got = []
+    for i in range(200):
+        m = ep.recv(timeout=HANG)
+        got.append(int.from_bytes(memoryview(m)[:4], "little"))
+        if i % 50 == 0:
+            child.stdin.write("next\n")
+            child.stdin.flush()
+    child.stdin.close()
+    assert child.wait(timeout=HANG) == 0
+    assert got == list(range(200))
+    # A spinning receive still times out, and try_recv never spins.
+    with pytest.raises(TimeoutError):
+        ep.recv(timeout=0.01)
+    with pytest.raises(TimeoutError):
+        ep.recv(timeout=0)
+    assert ep.try_recv() is None
+
+
+def test_close_from_another_thread_ends_a_spinning_recv(join) -> None:
+    ep = join(["py"], spin_us=600e6)
+    errors: list[BaseException] = []
+
+    def receive() -> None:
+        try:
+            ep.recv()
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    t = threading.Thread(target=receive)
+    t.start()
+    ep.close()
+    t.join(HANG)
+    assert not t.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], busbar.ClosedError)
+
+
+def test_bad_spin_us_raises(bus) -> None:
+    for bad in (-1, -0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            busbar.join(bus, "py", token=TOKEN, timeout=HANG, spin_us=bad)
+    for bad in ("50", None, [50]):
+        with pytest.raises(TypeError):
+            busbar.join(bus, "py", token=TOKEN, timeout=HANG, spin_us=bad)  # type: ignore[arg-type]
 
 
 def test_recv_async_waits_on_the_event_loop(join, cli) -> None:

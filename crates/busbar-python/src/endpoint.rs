@@ -51,6 +51,9 @@ pub struct Endpoint {
     /// of them: a stream of sends to one place (the same `to` object: an
     /// `Expr`, a string or an id, all immutable) reuses it.
     last_selector: Mutex<Option<LastSelector>>,
+    /// How long a receive that found nothing watches the rings before it
+    /// sleeps (`join`'s `spin_us`).
+    spin: Duration,
     id: u64,
     bus: String,
     label: Vec<String>,
@@ -69,13 +72,23 @@ enum Waited {
     Message(busbar::Message<BytesMessage>),
     /// Nothing yet: check for signals, then wait again.
     Again,
+    /// Nothing yet, and the spin goes on: check for signals, then spin on.
+    Spinning,
     Failed(RecvError),
     Closed,
 }
 
 impl Endpoint {
-    pub fn new(tx: Sender, rx: Receiver, bus: String, label: Vec<String>) -> Endpoint {
+    pub fn new(
+        tx: Sender,
+        mut rx: Receiver,
+        bus: String,
+        label: Vec<String>,
+        spin: Duration,
+    ) -> Endpoint {
         let poll_fd = rx.as_fd().as_raw_fd();
+        // `recv_with` waits in the library's `recv_with`: its spin is this one.
+        rx.set_spin(spin);
         Endpoint {
             id: tx.id().0,
             sender: RwLock::new(Some(tx)),
@@ -84,6 +97,7 @@ impl Endpoint {
             poll_fd,
             lending: Arc::new(AtomicBool::new(false)),
             last_selector: Mutex::new(None),
+            spin,
             bus,
             label,
         }
@@ -140,6 +154,13 @@ impl Endpoint {
 
     /// Waits for the next message until `deadline` with the GIL released.
     ///
+    /// First, when nothing is there, it watches the shared-memory rings for
+    /// up to `spin` (`EndpointReceiver::spin_for`: no system call, and the
+    /// senders do not ring the descriptor meanwhile), in slices of at most
+    /// [`FIRST_WAIT`] with a check for signals between two. The spin does
+    /// not give way to other processes as the library's own does (it
+    /// sleeps early on a busy machine): the caller asked for it.
+    ///
     /// Signals: CPython runs a signal's Python handler (`KeyboardInterrupt`
     /// for `Ctrl-C`) only when the main thread gets back to Python, so a
     /// wait that does not end would never see it. The wait comes in two
@@ -177,17 +198,37 @@ impl Endpoint {
                 }
             }
         }
+        let mut spin_end = (!self.spin.is_zero()).then(|| Instant::now() + self.spin);
         loop {
             let waited = py.detach(|| {
                 let mut guard = self.receiver();
                 let Some(rx) = guard.as_mut() else {
                     return Waited::Closed;
                 };
-                let first = match deadline {
-                    Some(d) => d.saturating_duration_since(Instant::now()).min(FIRST_WAIT),
-                    None => FIRST_WAIT,
+                let first = |now: Instant| {
+                    deadline.map_or(FIRST_WAIT, |d| {
+                        d.saturating_duration_since(now).min(FIRST_WAIT)
+                    })
                 };
-                match rx.recv(Some(first)) {
+                if let Some(end) = spin_end {
+                    let now = Instant::now();
+                    let until = end.min(now + first(now));
+                    if let Some(got) = spin(rx, until) {
+                        return got;
+                    }
+                    let now = Instant::now();
+                    if now < end && deadline.is_none_or(|d| now < d) {
+                        return Waited::Spinning;
+                    }
+                    spin_end = None;
+                }
+                let first = first(Instant::now());
+                // Spun already: the library's recv sleeps at once (as it
+                // would after its own spin), and spins again next time.
+                rx.set_spin(Duration::ZERO);
+                let got = rx.recv(Some(first));
+                rx.set_spin(self.spin);
+                match got {
                     Ok(m) => Waited::Message(m),
                     Err(RecvError::Timeout) if deadline.is_none_or(|d| Instant::now() < d) => {
                         Waited::Again
@@ -198,6 +239,11 @@ impl Endpoint {
             });
             match waited {
                 Waited::Message(m) => return Message::from_rust(py, m),
+                Waited::Spinning if self.closed() => return Err(errors::closed(py)),
+                Waited::Spinning => {
+                    py.check_signals()?;
+                    continue;
+                }
                 Waited::Again => {}
                 Waited::Failed(RecvError::Timeout) => {
                     return Err(errors::error(
@@ -235,6 +281,37 @@ impl Endpoint {
             Some(Ok(m)) => Message::from_rust(py, m).map(Some),
             Some(Err(RecvError::Empty)) => Ok(None),
             Some(Err(e)) => Err(errors::recv_error(py, e)),
+        }
+    }
+}
+
+/// How long a spin watches the rings alone before it looks at the sockets
+/// (a new link's first frame, descriptors, frames too large for a ring).
+const SPIN_SLICE: Duration = Duration::from_millis(1);
+
+/// Watches the rings until `until` ([`EndpointReceiver::spin_for`], in
+/// slices of [`SPIN_SLICE`] with a look at the sockets between two):
+/// the message that came, or `None` when none did.
+fn spin(rx: &mut Receiver, until: Instant) -> Option<Waited> {
+    loop {
+        let slice = until
+            .saturating_duration_since(Instant::now())
+            .min(SPIN_SLICE);
+        if rx.spin_for(slice) {
+            match rx.try_recv_ready() {
+                Ok(m) => return Some(Waited::Message(m)),
+                // Not a ring's: the look at the sockets below finds it.
+                Err(RecvError::Empty) => {}
+                Err(e) => return Some(Waited::Failed(e)),
+            }
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        match rx.try_recv() {
+            Ok(m) => return Some(Waited::Message(m)),
+            Err(RecvError::Empty) => {}
+            Err(e) => return Some(Waited::Failed(e)),
         }
     }
 }
@@ -397,15 +474,38 @@ impl Endpoint {
     /// and send with `send(to, loan)`: the zero-copy send. Receivers read
     /// the same memory (`memoryview(m)`, `numpy.frombuffer(m)`), and the
     /// chunk is lent again once every receiver has dropped its message.
-    /// When every chunk of the size is held, waits for one (at most a
-    /// second, with the GIL released), then takes new memory. `format` is
+    /// A free chunk is taken with the GIL held; when every chunk of the size
+    /// is held, waits for one (watching the pool for `join`'s `spin_us`
+    /// first, then at most a second, with the GIL released), then takes new
+    /// memory. `format` is
     /// the format tag the message arrives with.
     #[pyo3(signature = (size, *, format=0))]
     fn loan(&self, py: Python<'_>, size: usize, format: u16) -> PyResult<Loan> {
         let tx = self.sender(py)?;
-        let loan = py
-            .detach(|| tx.loan(format, size))
-            .map_err(|e| errors::send_error(py, e))?;
+        // A free chunk is taken with the GIL held (no system call):
+        // releasing it and taking it back costs more than the take. The GIL
+        // is released only to wait for a chunk to come back: first watching
+        // the pool for `spin_us` (a receiver that keeps up gives one back
+        // within microseconds), then as the library's `loan` waits (a few
+        // yields, then sleeps of 128 µs and more).
+        let loan = match tx.try_loan(format, size) {
+            Ok(Some(loan)) => loan,
+            Ok(None) => py
+                .detach(|| {
+                    let end = Instant::now() + self.spin;
+                    loop {
+                        if let Some(loan) = tx.try_loan(format, size)? {
+                            return Ok(loan);
+                        }
+                        if Instant::now() >= end {
+                            return tx.loan(format, size);
+                        }
+                        std::hint::spin_loop();
+                    }
+                })
+                .map_err(|e| errors::send_error(py, e))?,
+            Err(e) => return Err(errors::send_error(py, e)),
+        };
         Ok(Loan::new(loan))
     }
 

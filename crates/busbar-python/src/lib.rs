@@ -29,6 +29,10 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 use std::time::Duration;
 
+/// How long a receive that found nothing watches the shared memory before
+/// it sleeps, by default (µs): busbar's own default, and the Node binding's.
+const DEFAULT_SPIN_US: f64 = 50.0;
+
 /// Seconds (a non-negative, finite number) as a `Duration`.
 pub(crate) fn seconds(s: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(s)
@@ -39,9 +43,12 @@ pub(crate) fn seconds(s: f64) -> PyResult<Duration> {
 /// bus's shared secret), waiting up to `timeout` seconds for the bus
 /// controller (`None`: as long as it takes). With `controller=False` this
 /// endpoint never hosts the controller. `max_payload` raises the largest
-/// payload it sends and accepts (default 64 MiB).
+/// payload it sends and accepts (default 64 MiB). `spin_us` (microseconds,
+/// default 50, 0: never) is how long a receive that found nothing watches
+/// the shared memory before it sleeps.
 #[pyfunction]
-#[pyo3(signature = (bus, label, *, token="busbar", timeout=None, controller=true, max_payload=None))]
+#[pyo3(signature = (bus, label, *, token="busbar", timeout=None, controller=true, max_payload=None, spin_us=DEFAULT_SPIN_US))]
+#[allow(clippy::too_many_arguments)]
 fn join(
     py: Python<'_>,
     bus: String,
@@ -50,7 +57,13 @@ fn join(
     timeout: Option<f64>,
     controller: bool,
     max_payload: Option<u64>,
+    spin_us: f64,
 ) -> PyResult<endpoint::Endpoint> {
+    let spin = Duration::try_from_secs_f64(spin_us / 1e6).map_err(|_| {
+        PyValueError::new_err(format!(
+            "spin_us is a number of microseconds (>= 0), not {spin_us}"
+        ))
+    })?;
     let strings: Vec<String> = if let Ok(s) = label.cast::<PyString>() {
         vec![s.to_str()?.to_string()]
     } else {
@@ -71,7 +84,7 @@ fn join(
     let mut sorted = strings;
     sorted.sort();
     sorted.dedup();
-    Ok(endpoint::Endpoint::new(tx, rx, bus, sorted))
+    Ok(endpoint::Endpoint::new(tx, rx, bus, sorted, spin))
 }
 
 /// The extension module.
