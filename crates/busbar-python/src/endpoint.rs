@@ -157,9 +157,9 @@ impl Endpoint {
     /// First, when nothing is there, it watches the shared-memory rings for
     /// up to `spin` (`EndpointReceiver::spin_for`: no system call, and the
     /// senders do not ring the descriptor meanwhile), in slices of at most
-    /// [`FIRST_WAIT`] with a check for signals between two. The spin does
-    /// not give way to other processes as the library's own does (it
-    /// sleeps early on a busy machine): the caller asked for it.
+    /// [`FIRST_WAIT`] with a check for signals between two (see [`spin`]).
+    /// It yields the processor as it goes, but unlike the library's own
+    /// spin does not stop early on a busy machine: the caller asked for it.
     ///
     /// Signals: CPython runs a signal's Python handler (`KeyboardInterrupt`
     /// for `Ctrl-C`) only when the main thread gets back to Python, so a
@@ -289,14 +289,20 @@ impl Endpoint {
 /// (a new link's first frame, descriptors, frames too large for a ring).
 const SPIN_SLICE: Duration = Duration::from_millis(1);
 
+/// How long a spin watches the rings between two yields of the processor.
+const SPIN_TURN: Duration = Duration::from_micros(10);
+
 /// Watches the rings until `until` ([`EndpointReceiver::spin_for`], in
-/// slices of [`SPIN_SLICE`] with a look at the sockets between two):
-/// the message that came, or `None` when none did.
+/// turns of [`SPIN_TURN`] with a yield of the processor between two, and
+/// a look at the sockets every [`SPIN_SLICE`]): the message that came, or
+/// `None` when none did. The yields let whoever waits for this processor
+/// run: the sender may be queued on it (two real-time processes on one
+/// core: without them, each message cost a whole spin).
 fn spin(rx: &mut Receiver, until: Instant) -> Option<Waited> {
+    let mut sockets = Instant::now() + SPIN_SLICE;
     loop {
-        let slice = until
-            .saturating_duration_since(Instant::now())
-            .min(SPIN_SLICE);
+        let now = Instant::now();
+        let slice = until.saturating_duration_since(now).min(SPIN_TURN);
         if rx.spin_for(slice) {
             match rx.try_recv_ready() {
                 Ok(m) => return Some(Waited::Message(m)),
@@ -305,9 +311,15 @@ fn spin(rx: &mut Receiver, until: Instant) -> Option<Waited> {
                 Err(e) => return Some(Waited::Failed(e)),
             }
         }
-        if Instant::now() >= until {
+        let now = Instant::now();
+        if now >= until {
             return None;
         }
+        if now < sockets {
+            std::thread::yield_now();
+            continue;
+        }
+        sockets = now + SPIN_SLICE;
         match rx.try_recv() {
             Ok(m) => return Some(Waited::Message(m)),
             Err(RecvError::Empty) => {}
@@ -500,7 +512,9 @@ impl Endpoint {
                         if Instant::now() >= end {
                             return tx.loan(format, size);
                         }
-                        std::hint::spin_loop();
+                        // The receiver that gives a chunk back may be
+                        // queued on this processor.
+                        std::thread::yield_now();
                     }
                 })
                 .map_err(|e| errors::send_error(py, e))?,
