@@ -447,6 +447,21 @@ mod tests {
         assert!(decode(&g, 1 << 20).is_ok());
     }
 
+    /// Hands `check` 20,000 copies of `frame`, each with one byte changed
+    /// (which and to what from an xorshift sequence started at `seed`).
+    fn corrupt_one_byte(frame: &[u8], seed: u32, mut check: impl FnMut(&[u8])) {
+        let mut x = seed;
+        for _ in 0..20_000 {
+            let mut g = frame.to_vec();
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let i = x as usize % g.len();
+            g[i] = (x >> 8) as u8;
+            check(&g);
+        }
+    }
+
     #[test]
     fn every_truncation_and_corruption_is_refused_without_panic() {
         let mut f = encode(Kind::Message, "ff", 1, 2, 3, [0; 16], &[5; 40], 1, 0);
@@ -454,16 +469,9 @@ mod tests {
         for n in 0..f.len() {
             assert!(decode(&f[..n], 1 << 20).is_err(), "truncated at {n}");
         }
-        let mut x = 0x1234_5678_u32;
-        for _ in 0..20_000 {
-            let mut g = f.clone();
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            let i = x as usize % g.len();
-            g[i] = (x >> 8) as u8;
-            let _ = decode(&g, 1 << 20);
-        }
+        corrupt_one_byte(&f, 0x1234_5678, |g| {
+            let _ = decode(g, 1 << 20);
+        });
         assert!(decode(&f, 39).is_err(), "a payload over the limit");
     }
 
@@ -525,16 +533,9 @@ mod tests {
                 .map_err(|(i, _)| i),
             Err(3)
         );
-        let mut x = 0x9e37_79b9_u32;
-        for _ in 0..20_000 {
-            let mut g = batch.clone();
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            let i = x as usize % g.len();
-            g[i] = (x >> 8) as u8;
-            let _ = decode_batch(&g, 1 << 20);
-        }
+        corrupt_one_byte(&batch, 0x9e37_79b9, |g| {
+            let _ = decode_batch(g, 1 << 20);
+        });
     }
 
     #[test]
