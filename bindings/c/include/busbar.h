@@ -793,7 +793,8 @@ busbar_status busbar_message_add_region(busbar_message *m,
 size_t busbar_message_region_count(const busbar_message *m);
 
 // Region `index`, borrowed from the message (no `free`): valid while the
-// message lives and the region is not taken. NULL when there is none.
+// message lives and the region is not taken; adding regions to the message
+// does not move it. NULL when there is none.
 //
 // # Safety
 // `m` NULL or live.

@@ -645,6 +645,31 @@ static void test_descriptors(void) {
     printf("ok descriptors\n");
 }
 
+/* A region view borrowed from a message stays valid while more regions are
+ * added to it (ASan reports a use after free if the view moved). */
+static void test_region_view_survives_adding_regions(void) {
+    busbar_selector *to = NULL;
+    OK(busbar_selector_parse("nobody", 0, &to));
+    busbar_message *m = NULL;
+    OK(busbar_message_new(to, 0, "x", 1, &m));
+    busbar_region *first = NULL;
+    OK(busbar_region_new(4096, &first));
+    OK(busbar_message_add_region(m, &first));
+    const busbar_region_view *view = busbar_message_region(m, 0);
+    CHECK(view != NULL);
+    for (int i = 0; i < 16; i++) {
+        busbar_region *more = NULL;
+        OK(busbar_region_new(8192, &more));
+        OK(busbar_message_add_region(m, &more));
+    }
+    CHECK(busbar_message_region_count(m) == 17);
+    CHECK(busbar_message_region(m, 0) == view);
+    CHECK(busbar_region_view_size(view) == 4096);
+    busbar_message_free(m);
+    busbar_selector_free(to);
+    passed++;
+}
+
 static void test_region_changed_by_rust(void) {
     char bus[160];
     bus_name(bus, sizeof bus, "region");
@@ -882,6 +907,7 @@ int main(int argc, char **argv) {
     test_bytes_both_ways_and_requests();
     test_unicast_and_multicast_to_c_and_rust();
     test_descriptors();
+    test_region_view_survives_adding_regions();
     test_region_changed_by_rust();
     test_recv_with_and_poll();
     test_loan();

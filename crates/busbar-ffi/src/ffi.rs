@@ -87,7 +87,9 @@ pub struct busbar_message {
 #[derive(Default)]
 struct Attached {
     objects: Vec<Option<Object>>,
-    regions: Vec<Option<busbar_region_view>>,
+    /// Boxed, so that the pointer `busbar_message_region` hands out stays
+    /// where it is when `busbar_message_add_region` grows the vector.
+    regions: Vec<Option<Box<busbar_region_view>>>,
 }
 
 impl busbar_message {
@@ -109,11 +111,11 @@ impl busbar_message {
             .map_or(&mut [], |a| &mut a.objects)
     }
 
-    fn regions(&self) -> &[Option<busbar_region_view>] {
+    fn regions(&self) -> &[Option<Box<busbar_region_view>>] {
         self.attached.as_deref().map_or(&[], |a| &a.regions)
     }
 
-    fn regions_mut(&mut self) -> &mut [Option<busbar_region_view>] {
+    fn regions_mut(&mut self) -> &mut [Option<Box<busbar_region_view>>] {
         self.attached
             .as_deref_mut()
             .map_or(&mut [], |a| &mut a.regions)
@@ -1695,7 +1697,7 @@ fn with_attachments(mut m: Message<BytesMessage>) -> busbar_message {
         .collect();
     let regions = std::mem::take(&mut m.memory_regions)
         .into_iter()
-        .map(|region| Some(busbar_region_view { region }))
+        .map(|region| Some(Box::new(busbar_region_view { region })))
         .collect();
     busbar_message {
         msg: m,
@@ -1917,7 +1919,7 @@ pub unsafe extern "C" fn busbar_message_add_region(
         let r = unsafe { take_box(region, "region")? };
         m.attached()
             .regions
-            .push(Some(busbar_region_view { region: r.region }));
+            .push(Some(Box::new(busbar_region_view { region: r.region })));
         Ok(())
     })
 }
@@ -1935,7 +1937,8 @@ pub unsafe extern "C" fn busbar_message_region_count(m: *const busbar_message) -
 }
 
 /// Region `index`, borrowed from the message (no `free`): valid while the
-/// message lives and the region is not taken. NULL when there is none.
+/// message lives and the region is not taken; adding regions to the message
+/// does not move it. NULL when there is none.
 ///
 /// # Safety
 /// `m` NULL or live.
@@ -1950,7 +1953,7 @@ pub unsafe extern "C" fn busbar_message_region(
         Ok(m.regions()
             .get(index)
             .and_then(|r| r.as_ref())
-            .map_or(std::ptr::null(), |r| r as *const busbar_region_view))
+            .map_or(std::ptr::null(), |r| &**r as *const busbar_region_view))
     })
 }
 
