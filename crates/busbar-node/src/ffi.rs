@@ -543,6 +543,36 @@ pub mod raw {
         ptr::null_mut()
     }
 
+    /// The first `N` arguments of the call `info` describes (`undefined`
+    /// for those not given).
+    ///
+    /// # Safety
+    /// On the JavaScript thread of `env`, inside the callback `info` was
+    /// given to, with that `info`; the values are used only within it.
+    unsafe fn args<const N: usize>(
+        env: sys::napi_env,
+        info: sys::napi_callback_info,
+    ) -> Result<[sys::napi_value; N], Failure> {
+        let mut argc = N;
+        let mut argv = [ptr::null_mut(); N];
+        // SAFETY: the caller's promise; `argv` has room for `argc` values
+        // (Node-API writes at most `argc` of them, and fills those beyond
+        // the arguments given with `undefined`); `this` and the data
+        // pointer are not asked for.
+        let status = unsafe {
+            sys::napi_get_cb_info(
+                env,
+                info,
+                &mut argc,
+                argv.as_mut_ptr(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        check(status, "napi_get_cb_info")?;
+        Ok(argv)
+    }
+
     /// A `u32` argument.
     ///
     /// # Safety
@@ -630,22 +660,12 @@ pub mod raw {
         env: sys::napi_env,
         info: sys::napi_callback_info,
     ) -> sys::napi_value {
-        let mut argc = 4usize;
-        let mut argv = [ptr::null_mut(); 4];
-        // SAFETY: as in `send_same`.
-        let status = unsafe {
-            sys::napi_get_cb_info(
-                env,
-                info,
-                &mut argc,
-                argv.as_mut_ptr(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-            )
-        };
+        // SAFETY: Node-API calls this on the JavaScript thread of `env`
+        // with `info` for this call.
+        let argv = unsafe { args::<4>(env, info) };
         let js_env = napi::Env::from_raw(env);
         let result = crate::no_panic(|| {
-            check(status, "napi_get_cb_info")?;
+            let argv = argv?;
             // SAFETY: on the JavaScript thread, inside this callback, with
             // its arguments; the slab is written only within it, and only
             // through this slice (Buffers made meanwhile are new memory).
@@ -688,23 +708,11 @@ pub mod raw {
         env: sys::napi_env,
         info: sys::napi_callback_info,
     ) -> sys::napi_value {
-        let mut argc = 4usize;
-        let mut argv = [ptr::null_mut(); 4];
         // SAFETY: Node-API calls this on the JavaScript thread of `env`
-        // with `info` for this call; `argv` has room for `argc` values
-        // (missing arguments are filled with `undefined`).
-        let status = unsafe {
-            sys::napi_get_cb_info(
-                env,
-                info,
-                &mut argc,
-                argv.as_mut_ptr(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-            )
-        };
+        // with `info` for this call.
+        let argv = unsafe { args::<4>(env, info) };
         let result = crate::no_panic(|| {
-            check(status, "napi_get_cb_info")?;
+            let argv = argv?;
             // SAFETY: on the JavaScript thread, inside this callback, with
             // its arguments; the bytes are used only within it.
             let (handle, key, data, format) = unsafe {
