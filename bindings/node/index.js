@@ -403,15 +403,28 @@ class Endpoint {
   #nextId = 1;
   /** Operations waiting for a native outcome, by id. */
   #pending = new Map();
-  /** How many operations wait: while > 0 the process stays alive. */
+  /** How many operations and receives wait: while > 0 the endpoint stays reachable (busy). */
   #waiting = 0;
+  /**
+   * How many of them wait for an event of the native side (sends on the
+   * sending thread, requests, replies): while > 0 its thread-safe function
+   * keeps the process alive. (A waiting receive keeps it alive through the
+   * watch.)
+   */
+  #events = 0;
   /** recv() callers waiting, in order (while there are some, the native side watches). */
   #receivers = [];
   /** Messages received and not handed out yet: one native batch, from #inboxAt on. */
   #inbox = [];
   #inboxAt = 0;
   /** Sends handed to the sending thread and not yet done. */
-  #queuedSends = 0;
+  #onThread = 0;
+  /**
+   * Sends made while some were on the sending thread, waiting here in
+   * order (#later), from #backlogAt on: while there are some, #onThread > 0.
+   */
+  #backlog = [];
+  #backlogAt = 0;
   /** The native endpoint's number (native.sendSame, native.takeInto). */
   #handle;
   /** Where received payloads are copied to. */
@@ -467,15 +480,17 @@ class Endpoint {
     return this.#closed;
   }
 
-  #hold(delta) {
+  /** Counts `delta` more waiting operations (`events`: that wait for a native event) or receives. */
+  #hold(delta, events = true) {
     const before = this.#waiting;
     this.#waiting += delta;
-    if (before === 0 && this.#waiting > 0) {
-      busy.add(this);
-      this.#n.keepAlive(true);
-    } else if (before > 0 && this.#waiting === 0) {
-      busy.delete(this);
-      this.#n.keepAlive(false);
+    if (before === 0 && this.#waiting > 0) busy.add(this);
+    else if (before > 0 && this.#waiting === 0) busy.delete(this);
+    if (events) {
+      const was = this.#events;
+      this.#events += delta;
+      if (was === 0 && this.#events > 0) this.#n.keepAlive(true);
+      else if (was > 0 && this.#events === 0) this.#n.keepAlive(false);
     }
   }
 
@@ -499,7 +514,7 @@ class Endpoint {
   send(to, data, opts) {
     const last = this.#lastTo;
     if (last !== null && typeof to === 'string' && to === last.text && last.endpoint === null
-      && this.#queuedSends === 0 && !this.#closed) {
+      && !this.#closed) {
       // The same place as the last send, given the same way (the options'
       // values as they were then), nothing attached: the short native path,
       // without making the arguments' object.
@@ -507,8 +522,12 @@ class Endpoint {
       if (typeof o === 'object' && o.fds === undefined && o.regions === undefined
         && o.ttlMs === last.given.ttlMs && o.multicast === last.given.multicast
         && o.backpressure === last.given.backpressure && o.requireReceiver === last.given.requireReceiver) {
-        const sent = this.#sendSame(toBytes(data), checkFormat(o.format));
+        const bytes = toBytes(data);
+        const format = checkFormat(o.format);
+        if (this.#onThread > 0) return this.#later(last, this.#lastKey, bytes, typeof data === 'string', format);
+        const sent = this.#sendSame(bytes, format);
         if (sent !== 0) return sent;
+        return this.#sendNative(last, this.#lastKey, bytes, format, NONE, NONE);
       }
     }
     const a = sendArgs(to, data, opts);
@@ -522,32 +541,112 @@ class Endpoint {
       a.given = { ttlMs: o.ttlMs, multicast: o.multicast, backpressure: o.backpressure, requireReceiver: o.requireReceiver };
       this.#lastTo = a;
       this.#lastKey = this.#lastKey === 0xffffffff ? 1 : this.#lastKey + 1;
-    } else if (a.fds === NONE && a.regions === NONE && this.#queuedSends === 0) {
-      // The same place again, nothing attached: the short native path.
-      const sent = this.#sendSame(a.bytes, a.format);
-      if (sent !== 0) return sent;
     }
+    const args = same ? last : a;
+    if (a.fds === NONE && a.regions === NONE) {
+      if (this.#onThread > 0) return this.#later(args, this.#lastKey, a.bytes, typeof data === 'string', a.format);
+      if (same) {
+        // The same place again, nothing attached: the short native path.
+        const sent = this.#sendSame(a.bytes, a.format);
+        if (sent !== 0) return sent;
+      }
+    } else if (this.#onThread > 0) {
+      // Descriptors are copied, and regions counted, now (the caller may
+      // close its own after this call): the sends before it go to the
+      // sending thread first, in order, then this one.
+      this.#backlogToThread();
+    }
+    return this.#sendNative(args, this.#lastKey, a.bytes, a.format, a.fds, a.regions);
+  }
+
+  /**
+   * The full native send, with the selector arguments `a` (sendArgs'
+   * fields) known by `key`: RESOLVED when it was handed over now; when it
+   * has to wait for room (or sends before it are on the sending thread),
+   * the sending thread does it, and a promise of its outcome. `entry` (a
+   * send from the backlog): its resolve and reject get the outcome, and
+   * the answer says only whether it was done now (errors throw).
+   */
+  #sendNative(a, key, bytes, format, fds, regions, entry) {
     const id = this.#nextId;
     let done;
     try {
-      done = this.#n.send(id, this.#lastKey, a.text, a.endpoint, a.bytes, a.format, a.multicast, a.ttl,
-        a.fds, a.regions, a.policy, a.requireReceiver, this.#queuedSends > 0);
+      done = this.#n.send(id, key, a.text, a.endpoint, bytes, format, a.multicast, a.ttl,
+        fds, regions, a.policy, a.requireReceiver, this.#onThread > 0);
     } catch (e) {
       const err = wrap(e);
-      if (ARGUMENT_CODES.has(err.code)) throw err;
+      if (entry !== undefined || ARGUMENT_CODES.has(err.code)) throw err;
       return Promise.reject(err);
     }
-    if (done) return RESOLVED;
-    // Handed to the sending thread (it waits for room): its outcome comes as an event.
-    this.#nextId++;
-    this.#queuedSends++;
+    if (done) return entry === undefined ? RESOLVED : true;
+    this.#nextId = id === 0xffffffff ? 1 : id + 1;
+    this.#onThread++;
+    this.#hold(1);
+    if (entry !== undefined) {
+      this.#pending.set(id, { kind: 'send', queued: true, resolve: entry.resolve, reject: entry.reject });
+      return false;
+    }
     let op;
     const promise = new Promise((resolve, reject) => {
       op = { kind: 'send', queued: true, resolve, reject };
     });
     this.#pending.set(id, op);
-    this.#hold(1);
     return promise;
+  }
+
+  /**
+   * A send made while earlier ones wait on the sending thread (their
+   * receiver's queue was full): it waits here, in order, with a copy of
+   * its bytes (`own`: they are a copy already), until the thread is done;
+   * then #pump sends the backlog on the short path, and hands the sending
+   * thread only the first one that finds the queue full again. So a
+   * sender faster than its receiver pays a thread hop and an event per
+   * full queue, not per message.
+   */
+  #later(a, key, bytes, own, format) {
+    let entry;
+    const promise = new Promise((resolve, reject) => {
+      entry = { a, key, bytes: own ? bytes : Buffer.from(bytes), format, resolve, reject };
+    });
+    this.#backlog.push(entry);
+    return promise;
+  }
+
+  /** Sends the backlog once nothing waits on the sending thread, until something does again. */
+  #pump() {
+    const backlog = this.#backlog;
+    while (this.#onThread === 0 && this.#backlogAt < backlog.length && !this.#closed) {
+      const e = backlog[this.#backlogAt];
+      backlog[this.#backlogAt++] = undefined;
+      try {
+        if (native.sendSame(this.#handle, e.key, e.bytes, e.format) === 1
+          || this.#sendNative(e.a, e.key, e.bytes, e.format, NONE, NONE, e)) {
+          e.resolve();
+        }
+      } catch (err) {
+        e.reject(wrap(err));
+      }
+    }
+    if (this.#backlogAt === backlog.length) {
+      this.#backlog = [];
+      this.#backlogAt = 0;
+    }
+  }
+
+  /** Hands every send of the backlog to the sending thread, in order (close, an attachment). */
+  #backlogToThread() {
+    const backlog = this.#backlog;
+    for (let i = this.#backlogAt; i < backlog.length; i++) {
+      const e = backlog[i];
+      try {
+        // (Something is on the thread: these go there too.)
+        if (this.#sendNative(e.a, e.key, e.bytes, e.format, NONE, NONE, e)) e.resolve();
+      } catch (err) {
+        e.reject(wrap(err));
+      }
+    }
+    this.#backlog = [];
+    this.#backlogAt = 0;
   }
 
   /**
@@ -597,6 +696,8 @@ class Endpoint {
     const bytes = toBytes(data);
     const format = checkFormat(opts?.format);
     if (this.#closed) return Promise.reject(disconnected());
+    // (After the sends made before it, on the sending thread.)
+    if (this.#backlogAt < this.#backlog.length) this.#backlogToThread();
     const { id, promise } = this.#wait('send', { queued: false });
     try {
       this.#n.reply(id, message[REPLY], bytes, format);
@@ -662,7 +763,8 @@ class Endpoint {
     return true;
   }
 
-  #receive(opts, max) {
+  /** A receive (`max` 0: one message); `looked`: the caller just found nothing there. */
+  #receive(opts, max, looked = false) {
     if (opts === undefined || opts === null) opts = {};
     if (typeof opts !== 'object') throw new TypeError('options must be an object');
     const timeout = checkMillis(opts.timeoutMs, 'timeoutMs');
@@ -671,7 +773,7 @@ class Endpoint {
       throw new TypeError('signal must be an AbortSignal');
     }
     if (signal?.aborted) return Promise.reject(abortError(signal));
-    if (this.#receivers.length === 0) {
+    if (this.#receivers.length === 0 && !looked) {
       if (this.#held() > 0) return Promise.resolve(this.#take(max));
       if (this.#closed) return Promise.reject(disconnected());
       let got;
@@ -698,7 +800,7 @@ class Endpoint {
       waiter.timer = setTimeout(() => this.#expire(waiter), timeout);
     }
     this.#receivers.push(waiter);
-    this.#hold(1);
+    this.#hold(1, false);
     if (this.#receivers.length === 1) {
       this.#watch();
       this.#spin();
@@ -782,7 +884,7 @@ class Endpoint {
   #settle(w, err, message) {
     if (w.signal) w.signal.removeEventListener('abort', w.onAbort);
     if (w.timer !== null) clearTimeout(w.timer);
-    this.#hold(-1);
+    this.#hold(-1, false);
     if (err) w.reject(err);
     else w.resolve(message);
   }
@@ -811,14 +913,20 @@ class Endpoint {
       return;
     }
     this.#pending.delete(ev.id);
-    this.#hold(-1);
     const err = ev.code ? new BusbarError(ev.code, ev.message) : null;
     if (op.kind === 'send') {
-      if (op.queued) this.#queuedSends--;
       if (err) op.reject(err);
       else op.resolve();
+      if (op.queued) {
+        this.#onThread--;
+        // (Before the hold is let go: a send of the backlog that goes to
+        // the thread again takes it over, without a call to unreference.)
+        if (this.#onThread === 0) this.#pump();
+      }
+      this.#hold(-1);
       return;
     }
+    this.#hold(-1);
     // A request's answer.
     if (err) op.reject(err);
     else op.resolve(fromNative(ev.messages[0]));
@@ -852,7 +960,9 @@ class Endpoint {
         }
         if (this.#held() > 0) return Promise.resolve({ value: this.#take(0), done: false });
       }
-      return this.#receive(undefined, 0).then((m) => ({ value: m, done: false }), (e) => {
+      // (With no other caller waiting, it just found nothing there: the
+      // receive waits at once.)
+      return this.#receive(undefined, 0, this.#receivers.length === 0).then((m) => ({ value: m, done: false }), (e) => {
         if (e.code === 'DISCONNECTED' && this.#closed) return done();
         finished = true;
         throw e;
@@ -880,6 +990,9 @@ class Endpoint {
    */
   close() {
     if (this.#closed) return;
+    // Sends made before, waiting for the sending thread, go to it: they
+    // finish, as the ones on it do.
+    if (this.#backlogAt < this.#backlog.length) this.#backlogToThread();
     this.#closed = true;
     this.#n.close();
     for (const m of this.#take(MAX_BATCH)) m.close();

@@ -175,3 +175,38 @@ test('payloads kept across many batches stay whole; sources and selectors that c
   }
   ep.close();
 });
+
+test('sends not awaited while the receiver is behind: every one arrives once, in order, with the bytes it had when sent', async () => {
+  const N = 5000;
+  const bus = busName('backlog');
+  const ep = await busbar.join({ bus, label: 'sink', token: 't', timeoutMs: 10000 });
+  const sender = node(path.join(__dirname, 'fixtures', 'backlog.js'), [bus, String(N)]);
+  const id = (await sender.line(/^ID /)).slice(3);
+  sender.child.stdin.write('go\n');
+  // Nothing is read until every send of the first half was made: the
+  // queue fills, and the sends after that wait in the sender.
+  await sender.line(/^SENT$/);
+  let i = 0;
+  for await (const m of ep) {
+    if (m.data.length === 3) {
+      assert.deepEqual([m.format, m.data.toString()], [9, 'END']);
+      break;
+    }
+    assert.equal(m.format, i & 0xffff, `format of message ${i}`);
+    assert.equal(m.data.length, 1000, `length of message ${i}`);
+    for (let k = 0; k < 1000; k++) {
+      if (m.data[k] !== ((i + k) & 0xff)) assert.fail(`message ${i}, byte ${k}: ${m.data[k]}`);
+    }
+    assert.equal(m.source, id);
+    assert.equal(m.selector, i % 7 < 4 ? 'sink' : 'sink | nobody', `selector of message ${i}`);
+    assert.equal(m.fds.length, i % 1000 === 999 ? 1 : 0, `descriptors of message ${i}`);
+    m.close();
+    i += 1;
+  }
+  assert.equal(i, 2 * N);
+  assert.ok(sender.lines.includes(`DONE ${N}`), JSON.stringify(sender.lines));
+  const s = await run(sender);
+  assert.equal(s.code, 0, s.stderr);
+  assert.equal(s.stderr, '');
+  ep.close();
+});
