@@ -4,6 +4,7 @@ valid inside a with block, across processes."""
 from __future__ import annotations
 
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -163,3 +164,40 @@ def test_loan_rules(join) -> None:
     got = [other.recv(timeout=HANG).data for _ in range(4)] + [ep.recv(timeout=HANG).data for _ in range(2)]
     assert got == [b"other", b"other", b"other", str(other.id).encode(), b"py", b"py"]
     assert other.try_recv() is None
+
+
+@pytest.mark.parametrize("spin_us", [None, 0])
+def test_a_stream_of_loans_waits_for_chunks_a_slow_receiver_gives_back(join, bus, spin_us) -> None:
+    """More 16 MiB loans than the pool has chunks, to a receiver in another
+    process that keeps up at first, then takes 5 ms a message, then keeps up
+    again: the sender's loans wait for chunks (watching the pool, then
+    sleeping; spin_us=0: sleeping at once) and every array arrives, in
+    order, with the number written into it."""
+    ep = join(["py"])
+    kw = "" if spin_us is None else f", spin_us={spin_us!r}"
+    child = textwrap.dedent(
+        f"""
+        import busbar, numpy as np
+        with busbar.join({bus!r}, "child", token={TOKEN!r}, timeout=60, controller=False{kw}) as ep:
+            for i in range(60):
+                loan = ep.loan(16 << 20)
+                a = np.frombuffer(loan, dtype=np.uint64)
+                a[0], a[-1] = i, ~np.uint64(i)
+                del a
+                ep.send("py", loan, ttl=60)
+            ep.recv(timeout=60)
+        """
+    )
+    proc = Proc([PYTHON, "-c", child])
+    source = 0
+    for i in range(60):
+        m = ep.recv(timeout=HANG)
+        a = np.frombuffer(m, dtype=np.uint64)
+        assert (len(m), int(a[0]), int(a[-1])) == (16 << 20, i, int(~np.uint64(i)))
+        del a
+        source = m.source
+        del m
+        if 20 <= i < 40:
+            time.sleep(0.005)  # slower than the sender's 2 ms watch of the pool
+    ep.send(source, b"bye")
+    assert proc.wait() == 0

@@ -18,7 +18,7 @@ use pyo3::types::{PyAny, PyInt};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,9 @@ pub struct Endpoint {
     /// How long a receive that found nothing watches the rings before it
     /// sleeps (`join`'s `spin_us`).
     spin: Duration,
+    /// How long (ns) the last `loan` that found every chunk held waited
+    /// for one: see [`Endpoint::loan_spin`].
+    loan_waited: AtomicU64,
     id: u64,
     bus: String,
     label: Vec<String>,
@@ -98,6 +101,7 @@ impl Endpoint {
             lending: Arc::new(AtomicBool::new(false)),
             last_selector: Mutex::new(None),
             spin,
+            loan_waited: AtomicU64::new(0),
             bus,
             label,
         }
@@ -272,6 +276,35 @@ impl Endpoint {
         }
     }
 
+    /// How long a `loan` that finds every chunk held watches the pool (with
+    /// the GIL released, yielding the processor between two looks) before
+    /// it waits as the library's `loan` does (sleeps of 128 µs and more).
+    ///
+    /// [`LOAN_SPIN`] while the receivers keep up (the last such wait was no
+    /// longer than that): a chunk comes back as soon as a receiver is done
+    /// with a message. A sleep there lets the processor go idle, and
+    /// waking an idle processor is slow and erratic (in a virtual machine:
+    /// from 15 µs to 2 ms, measured). Meanwhile the receiver, done with
+    /// every message, runs out of its own spin and sleeps too, the next
+    /// send has to wake it, and the sender, 4 chunks ahead again, sleeps
+    /// again: the pair stays in that cycle, a few messages per wake-up, for
+    /// much of a stream (16 MiB arrays: 143 k a second with 462 such sleeps
+    /// in the sender, against ~300 k with none). A receiver slower than
+    /// [`LOAN_SPIN`] a message (the last wait was longer) is waited for as
+    /// `spin_us` says, so that a sender to a slow receiver does not burn a
+    /// processor; `spin_us=0` never spins.
+    fn loan_spin(&self) -> Duration {
+        if self.spin.is_zero() {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_nanos(self.loan_waited.load(Ordering::Relaxed));
+        if last <= LOAN_SPIN {
+            LOAN_SPIN.max(self.spin)
+        } else {
+            self.spin
+        }
+    }
+
     /// A message that is already here, or `None`.
     fn take(&self, py: Python<'_>) -> PyResult<Option<Message>> {
         self.not_lending(py)?;
@@ -284,6 +317,10 @@ impl Endpoint {
         }
     }
 }
+
+/// How long a `loan` that finds every chunk held watches the pool before it
+/// sleeps, while the receivers keep up: see [`Endpoint::loan_spin`].
+const LOAN_SPIN: Duration = Duration::from_millis(2);
 
 /// How long a spin watches the rings alone before it looks at the sockets
 /// (a new link's first frame, descriptors, frames too large for a ring).
@@ -487,35 +524,39 @@ impl Endpoint {
     /// the same memory (`memoryview(m)`, `numpy.frombuffer(m)`), and the
     /// chunk is lent again once every receiver has dropped its message.
     /// A free chunk is taken with the GIL held; when every chunk of the size
-    /// is held, waits for one (watching the pool for `join`'s `spin_us`
-    /// first, then at most a second, with the GIL released), then takes new
-    /// memory. `format` is
-    /// the format tag the message arrives with.
+    /// is held, waits for one with the GIL released (watching the pool for
+    /// up to 2 ms while the receivers keep up, else for `join`'s `spin_us`;
+    /// then sleeping, at most a second in all), then takes new memory.
+    /// `format` is the format tag the message arrives with.
     #[pyo3(signature = (size, *, format=0))]
     fn loan(&self, py: Python<'_>, size: usize, format: u16) -> PyResult<Loan> {
         let tx = self.sender(py)?;
         // A free chunk is taken with the GIL held (no system call):
         // releasing it and taking it back costs more than the take. The GIL
         // is released only to wait for a chunk to come back: first watching
-        // the pool for `spin_us` (a receiver that keeps up gives one back
+        // the pool (`loan_spin`: a receiver that keeps up gives one back
         // within microseconds), then as the library's `loan` waits (a few
         // yields, then sleeps of 128 µs and more).
         let loan = match tx.try_loan(format, size) {
             Ok(Some(loan)) => loan,
             Ok(None) => py
                 .detach(|| {
-                    let end = Instant::now() + self.spin;
-                    loop {
+                    let start = Instant::now();
+                    let end = start + self.loan_spin();
+                    let got = loop {
                         if let Some(loan) = tx.try_loan(format, size)? {
-                            return Ok(loan);
+                            break loan;
                         }
                         if Instant::now() >= end {
-                            return tx.loan(format, size);
+                            break tx.loan(format, size)?;
                         }
                         // The receiver that gives a chunk back may be
                         // queued on this processor.
                         std::thread::yield_now();
-                    }
+                    };
+                    let waited = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    self.loan_waited.store(waited, Ordering::Relaxed);
+                    Ok(got)
                 })
                 .map_err(|e| errors::send_error(py, e))?,
             Err(e) => return Err(errors::send_error(py, e)),
