@@ -335,7 +335,22 @@ const SPIN_TURN: Duration = Duration::from_micros(10);
 /// `None` when none did. The yields let whoever waits for this processor
 /// run: the sender may be queued on it (two real-time processes on one
 /// core: without them, each message cost a whole spin).
+///
+/// The first yield comes before the first turn, followed by a look at the
+/// rings that leaves their sleeping flags down (`try_recv_ready`): on one
+/// core the sender runs at once rather than after a turn spent watching
+/// for a message it cannot send meanwhile. Measured with `taskset -c 1
+/// chrt -f 50` (bench.py --cases array,latency --scale 0.2): 64 B p50
+/// 16.3-17.1 µs before, 3.4-5.8 µs after; 16 MiB arrays 54-88 k/s before,
+/// 100-167 k/s after. On two cores the yield returns at once (nothing
+/// else waits for the processor).
 fn spin(rx: &mut Receiver, until: Instant) -> Option<Waited> {
+    std::thread::yield_now();
+    match rx.try_recv_ready() {
+        Ok(m) => return Some(Waited::Message(m)),
+        Err(RecvError::Empty) => {}
+        Err(e) => return Some(Waited::Failed(e)),
+    }
     let mut sockets = Instant::now() + SPIN_SLICE;
     loop {
         let now = Instant::now();
