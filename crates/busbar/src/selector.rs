@@ -25,6 +25,7 @@ use crate::Label;
 use serde::{de, ser, Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The deepest [`LabelOp`] tree the parser accepts.
@@ -67,6 +68,14 @@ pub const MAX_EXPR_LEN: usize = 64 * 1024;
 /// form (that is how `LabelOp` implements serde), so a deserialized `LabelOp`
 /// obeys the same limits.
 ///
+/// The variants hold their string and sub-expressions behind an [`Arc`]
+/// (`Leaf(Arc<str>)`, `Not(Arc<LabelOp>)`, ...), so that cloning an
+/// expression, as every `Message::new(to.clone(), ..)` does, allocates
+/// nothing. (Before, they were a `String` and `Box`es, as ipmb's are `Box`es:
+/// code that builds a variant by hand, `LabelOp::Not(Box::new(op))`, now
+/// writes `Arc::new`, or `!op`; [`LabelOp::leaf`], [`and`](LabelOp::and),
+/// [`or`](LabelOp::or), `!` and the `From` conversions are unchanged.)
+///
 /// # Examples
 ///
 /// ```
@@ -83,14 +92,17 @@ pub enum LabelOp {
     True,
     /// Matches no label.
     False,
-    /// Matches labels that contain the string.
-    Leaf(String),
+    /// Matches labels that contain the string. Shared, not copied, when the
+    /// expression is cloned: a sender clones its selector into every message
+    /// (`Message::new(to.clone(), ..)`) and a receiver hands out the one it
+    /// decoded last, so a clone must cost no allocation.
+    Leaf(Arc<str>),
     /// Matches labels the inner expression does not match.
-    Not(Box<LabelOp>),
+    Not(Arc<LabelOp>),
     /// Matches labels both expressions match.
-    And(Box<LabelOp>, Box<LabelOp>),
+    And(Arc<LabelOp>, Arc<LabelOp>),
     /// Matches labels either expression matches.
-    Or(Box<LabelOp>, Box<LabelOp>),
+    Or(Arc<LabelOp>, Arc<LabelOp>),
 }
 
 impl LabelOp {
@@ -99,7 +111,7 @@ impl LabelOp {
     /// `s` is taken as it is, never parsed: `LabelOp::leaf("a & b")` matches
     /// the label string `a & b`.
     pub fn leaf(s: impl Into<String>) -> Self {
-        LabelOp::Leaf(s.into())
+        LabelOp::Leaf(s.into().into())
     }
 
     /// `self & other`.
@@ -112,7 +124,7 @@ impl LabelOp {
     /// assert!(!op.matches(&label!("a")));
     /// ```
     pub fn and(self, other: impl Into<LabelOp>) -> LabelOp {
-        LabelOp::And(Box::new(self), Box::new(other.into()))
+        LabelOp::And(Arc::new(self), Arc::new(other.into()))
     }
 
     /// `self | other`.
@@ -125,7 +137,7 @@ impl LabelOp {
     /// assert!(!op.matches(&label!("c")));
     /// ```
     pub fn or(self, other: impl Into<LabelOp>) -> LabelOp {
-        LabelOp::Or(Box::new(self), Box::new(other.into()))
+        LabelOp::Or(Arc::new(self), Arc::new(other.into()))
     }
 
     /// Whether `label` satisfies the expression.
@@ -267,7 +279,7 @@ impl std::ops::Not for LabelOp {
     type Output = LabelOp;
 
     fn not(self) -> LabelOp {
-        LabelOp::Not(Box::new(self))
+        LabelOp::Not(Arc::new(self))
     }
 }
 
@@ -275,21 +287,21 @@ impl std::ops::Not for LabelOp {
 /// [`str::parse`] for that.
 impl From<&str> for LabelOp {
     fn from(s: &str) -> Self {
-        LabelOp::Leaf(s.to_string())
+        LabelOp::Leaf(s.into())
     }
 }
 
 /// A [`LabelOp::Leaf`] holding `s` as it is. This does not parse `s`.
 impl From<&String> for LabelOp {
     fn from(s: &String) -> Self {
-        LabelOp::Leaf(s.clone())
+        LabelOp::Leaf(s.as_str().into())
     }
 }
 
 /// A [`LabelOp::Leaf`] holding `s` as it is. This does not parse `s`.
 impl From<String> for LabelOp {
     fn from(s: String) -> Self {
-        LabelOp::Leaf(s)
+        LabelOp::Leaf(s.into())
     }
 }
 
@@ -473,7 +485,7 @@ impl Group {
             if depth > MAX_DEPTH {
                 return Err(too_deep(at));
             }
-            op = LabelOp::Not(Box::new(op));
+            op = LabelOp::Not(Arc::new(op));
         }
         match self.and.take() {
             Some((left, at)) => join(at, left, (op, depth), LabelOp::And),
@@ -496,13 +508,13 @@ fn join(
     at: usize,
     (a, da): Parsed,
     (b, db): Parsed,
-    join: fn(Box<LabelOp>, Box<LabelOp>) -> LabelOp,
+    join: fn(Arc<LabelOp>, Arc<LabelOp>) -> LabelOp,
 ) -> Result<Parsed, ParseError> {
     let depth = da.max(db) + 1;
     if depth > MAX_DEPTH {
         return Err(too_deep(at));
     }
-    Ok((join(Box::new(a), Box::new(b)), depth))
+    Ok((join(Arc::new(a), Arc::new(b)), depth))
 }
 
 impl Parser<'_> {
@@ -577,7 +589,7 @@ impl Parser<'_> {
     /// A label, `true` or `false`.
     fn atom(&mut self) -> Result<Parsed, ParseError> {
         match self.peek() {
-            Some(b'"') => Ok((LabelOp::Leaf(self.string()?), 1)),
+            Some(b'"') => Ok((LabelOp::Leaf(self.string()?.into()), 1)),
             Some(b) if is_bare_byte(b) => {
                 let bytes = self.src.as_bytes();
                 let mut end = self.pos;
@@ -590,7 +602,7 @@ impl Parser<'_> {
                 let op = match word {
                     "true" => LabelOp::True,
                     "false" => LabelOp::False,
-                    _ => LabelOp::Leaf(word.to_string()),
+                    _ => LabelOp::Leaf(word.into()),
                 };
                 Ok((op, 1))
             }
@@ -904,12 +916,12 @@ mod tests {
         assert_eq!(LabelOp::from(&String::from("x")), leaf("x"));
         assert_eq!(LabelOp::from(true), LabelOp::True);
         assert_eq!(LabelOp::from(false), LabelOp::False);
-        assert_eq!(!leaf("a"), LabelOp::Not(Box::new(leaf("a"))));
+        assert_eq!(!leaf("a"), LabelOp::Not(Arc::new(leaf("a"))));
         assert_eq!(
             leaf("a").and(true).or(false),
             LabelOp::Or(
-                Box::new(LabelOp::And(Box::new(leaf("a")), Box::new(LabelOp::True))),
-                Box::new(LabelOp::False)
+                Arc::new(LabelOp::And(Arc::new(leaf("a")), Arc::new(LabelOp::True))),
+                Arc::new(LabelOp::False)
             )
         );
     }
@@ -1133,7 +1145,7 @@ mod tests {
         // Take the tree apart iteratively so the test itself does not
         // overflow the stack in the drop glue.
         while let LabelOp::Not(inner) = op {
-            op = *inner;
+            op = Arc::try_unwrap(inner).unwrap_or_else(|shared| (*shared).clone());
         }
     }
 
@@ -1184,7 +1196,7 @@ mod tests {
         let leaf = prop_oneof![
             1 => Just(LabelOp::True),
             1 => Just(LabelOp::False),
-            8 => leaf_text().prop_map(LabelOp::Leaf),
+            8 => leaf_text().prop_map(LabelOp::leaf),
         ];
         leaf.prop_recursive(5, 64, 2, |inner| {
             prop_oneof![

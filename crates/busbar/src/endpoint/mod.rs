@@ -22,6 +22,7 @@ pub(crate) mod outgoing;
 pub(crate) mod receiver;
 mod request;
 mod route;
+mod selectors;
 mod sender;
 mod stats;
 

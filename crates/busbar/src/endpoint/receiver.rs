@@ -42,6 +42,8 @@ pub struct EndpointReceiver<R> {
     spin: Duration,
     /// Private memory a ring frame is copied into before it is decoded.
     scratch: Vec<u8>,
+    /// The selectors decoded last (most frames carry one of them).
+    selectors: super::selectors::Selectors,
     _payload: PhantomData<fn() -> R>,
 }
 
@@ -146,6 +148,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
             tokens: Vec::new(),
             spin: DEFAULT_SPIN,
             scratch: Vec::new(),
+            selectors: Default::default(),
             _payload: PhantomData,
         }
     }
@@ -502,6 +505,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
             let shared = &core.shared;
             let mut read_ahead = false;
             let mut lent = None;
+            let selectors = &mut self.selectors;
             inbox.walk(
                 (&mut self.buf, &mut self.control),
                 &shared.counters,
@@ -510,7 +514,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
                     if header.payload_len > max {
                         return Ok(Err(too_large(header.payload_len, max)));
                     }
-                    lend_in_place(header, bytes, origin, f).map(Ok)
+                    lend_in_place(header, bytes, origin, selectors, f).map(Ok)
                 },
                 |token, origin, got| match got {
                     Got::InPlace(Ok(out)) => {
@@ -670,6 +674,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
         let shared = &self.core.shared;
         let max = shared.options.limits.max_payload;
         let scratch = &mut self.scratch;
+        let selectors = &mut self.selectors;
         // Both closures below queue into `ready`, one after the other.
         let ready = std::cell::RefCell::new(&mut self.ready);
         // Decoded messages wait in `ready` as allocations; frames left in
@@ -687,12 +692,13 @@ impl<R: MessageBox> EndpointReceiver<R> {
             // each (a few hundred bytes, most of a small message's cost).
             // Those off the socket are decoded later.
             |token, header, bytes, origin| {
-                let out = match decode_in_place::<R>(header, bytes, max, scratch, origin) {
-                    Ok(Decoded::Message(m)) => Ok(m),
-                    Ok(Decoded::Skipped) => return InPlace::Skipped,
-                    Ok(Decoded::Malformed(e)) => return InPlace::Malformed(e),
-                    Err(e) => Err(e),
-                };
+                let out =
+                    match decode_in_place::<R>(header, bytes, max, (scratch, selectors), origin) {
+                        Ok(Decoded::Message(m)) => Ok(m),
+                        Ok(Decoded::Skipped) => return InPlace::Skipped,
+                        Ok(Decoded::Malformed(e)) => return InPlace::Malformed(e),
+                        Err(e) => Err(e),
+                    };
                 ready.borrow_mut().push_back((token, Ready::Decoded(out)));
                 InPlace::Queued(scratch.len())
             },
@@ -794,7 +800,7 @@ fn decode_in_place<R: MessageBox>(
     header: crate::frame::Header,
     shared: &[u8],
     max: u64,
-    scratch: &mut Vec<u8>,
+    (scratch, selectors): (&mut Vec<u8>, &mut super::selectors::Selectors),
     origin: &Origin,
 ) -> Result<Decoded<R>, RecvError> {
     if header.payload_len > max {
@@ -803,7 +809,7 @@ fn decode_in_place<R: MessageBox>(
     scratch.clear();
     scratch.extend_from_slice(shared);
     let (selector, payload) = crate::frame::split_body(&header, scratch);
-    let selector = match crate::frame::decode_selector(selector) {
+    let selector = match selectors.decode(selector) {
         Ok(s) => s,
         Err(e) => return Ok(Decoded::Malformed(e)),
     };
@@ -945,12 +951,13 @@ fn lend_in_place<T, F: FnOnce(Borrowed<'_>) -> T>(
     header: crate::frame::Header,
     bytes: &[u8],
     origin: &Origin,
+    selectors: &mut super::selectors::Selectors,
     f: &mut Option<F>,
 ) -> Result<T, FrameError> {
     let (selector, payload) = crate::frame::split_body(&header, bytes);
     // The sender can still write the ring: parse a private copy.
     let private = selector.to_vec();
-    let selector = crate::frame::decode_selector(&private)?;
+    let selector = selectors.decode(&private)?;
     let lent = Borrowed::new(
         selector,
         Vec::new(),
