@@ -181,6 +181,16 @@ fn bump(c: &AtomicU64) {
 /// Below Zenoh's batch size (64 KiB), so that a batch travels in one piece.
 const BATCH_MAX: usize = 32 * 1024;
 
+/// What the messages of a proxy's batch looked up, for the messages after
+/// them.
+#[derive(Default)]
+struct Known {
+    /// The last source found exported.
+    source: Option<EndpointId>,
+    /// The bridge the remote endpoint is reached through.
+    via: Option<Arc<str>>,
+}
+
 /// What [`Inner::outgoing`] made of a message.
 enum Out {
     /// A frame appended to the proxy's batch from this offset on, for the
@@ -822,12 +832,17 @@ impl Inner {
         let mut batch_via: Option<Arc<str>> = None;
         rx.set_spin(self.config.spin);
         while !proxy.stop.load(Ordering::Relaxed) && !self.closed.load(Ordering::Relaxed) {
-            let mut out = rx.recv_with(None, |m| self.outgoing(proxy, m, &mut batch));
+            // Looked up once per batch.
+            let mut known = Known::default();
+            let mut out = rx.recv_with(None, |m| self.outgoing(proxy, m, &mut batch, &mut known));
             loop {
                 let ended = out.is_err();
                 match out {
                     Ok(Some(Out::Batched(via, mark))) => {
-                        if batch_via.as_ref().is_some_and(|v| *v != via) {
+                        if batch_via
+                            .as_ref()
+                            .is_some_and(|v| !Arc::ptr_eq(v, &via) && *v != via)
+                        {
                             // The remote moved to another bridge: what is
                             // batched so far goes where it was going.
                             let rest = batch.split_off(mark);
@@ -859,7 +874,7 @@ impl Inner {
                 if ended || batch.len() >= BATCH_MAX {
                     break;
                 }
-                out = rx.try_recv_ready_with(|m| self.outgoing(proxy, m, &mut batch));
+                out = rx.try_recv_ready_with(|m| self.outgoing(proxy, m, &mut batch, &mut known));
             }
             if let Some(v) = batch_via.take() {
                 let before = std::mem::take(&mut batch);
@@ -931,8 +946,15 @@ impl Inner {
     /// A payload in shared memory its sender lent (over 64 KiB) goes to
     /// Zenoh where it lies (Zenoh copies it once, into its batches), in a
     /// frame of its own; a smaller one is copied once, from the link's ring
-    /// into the frame.
-    fn outgoing(&self, proxy: &Proxy, mut m: Borrowed<'_>, batch: &mut Vec<u8>) -> Option<Out> {
+    /// into the frame. `known`: what the messages before it in the batch
+    /// looked up.
+    fn outgoing(
+        &self,
+        proxy: &Proxy,
+        mut m: Borrowed<'_>,
+        batch: &mut Vec<u8>,
+        known: &mut Known,
+    ) -> Option<Out> {
         let source = m.source;
         if !m.objects.is_empty() {
             self.refuse(ForwardError::Descriptors {
@@ -941,11 +963,19 @@ impl Inner {
             });
             return None;
         }
-        if !read(&self.tables).exported.contains_key(&source.0) && !self.export_now(proxy, source) {
-            self.refuse(ForwardError::UnexportedSource(source));
-            return None;
+        if known.source != Some(source) {
+            if !read(&self.tables).exported.contains_key(&source.0)
+                && !self.export_now(proxy, source)
+            {
+                self.refuse(ForwardError::UnexportedSource(source));
+                return None;
+            }
+            known.source = Some(source);
         }
-        let via = lock(&proxy.via).clone();
+        let via = known
+            .via
+            .get_or_insert_with(|| lock(&proxy.via).clone())
+            .clone();
         let (kind, corr) = match m.reply_handle() {
             Some(handle) => {
                 let corr = self.next_corr.fetch_add(1, Ordering::Relaxed);
@@ -1080,7 +1110,7 @@ impl Inner {
             let mut head = [0u8; wire::PREFIX_MAX];
             let first = prefix(&data, &mut head);
             if let Ok(f) = wire::decode_prefix(first, total, max) {
-                let deferred = self.one(f, first, &data, 0, may_learn);
+                let deferred = self.one(f, first, &data, 0, may_learn, &mut Looked::default());
                 return deferred.then_some(data);
             }
             ZBytes::from(data.to_bytes().into_owned())
@@ -1097,8 +1127,9 @@ impl Inner {
             }
         };
         let mut rest = None;
+        let mut looked = Looked::default();
         for (at, f) in frames {
-            if self.one(f, &bytes[at..], &data, at, may_learn) {
+            if self.one(f, &bytes[at..], &data, at, may_learn, &mut looked) {
                 rest = Some(at);
                 break;
             }
@@ -1113,7 +1144,8 @@ impl Inner {
     /// Handles frame `f`, which starts `at` bytes into `data` (`bytes`: the
     /// frame from its start, or its first bytes when it has no regions).
     /// True when it was not handled: its source is not known and
-    /// `may_learn` is false.
+    /// `may_learn` is false. `looked`: what the frames before it in the
+    /// same sample looked up.
     fn one(
         self: &Arc<Self>,
         f: wire::Frame<'_>,
@@ -1121,25 +1153,27 @@ impl Inner {
         data: &ZBytes,
         at: usize,
         may_learn: bool,
+        looked: &mut Looked,
     ) -> bool {
-        let payload = Passed {
+        let payload = Payload {
             type_uuid: f.type_uuid,
-            data: data.clone(),
+            data,
             start: at + f.payload.start,
             len: f.payload.len(),
         };
         match f.kind {
             Kind::Message | Kind::Request => {
-                let known = read(&self.tables)
-                    .remotes
-                    .get(&f.src)
-                    .is_some_and(|r| r.proxy.is_some());
+                let known = looked.knows(f.src)
+                    || read(&self.tables)
+                        .remotes
+                        .get(&f.src)
+                        .is_some_and(|r| r.proxy.is_some());
                 if !known && !may_learn {
                     return true;
                 }
-                self.inbound(f, bytes, payload)
+                self.inbound(f, bytes, payload, looked)
             }
-            Kind::Answer => self.answer(f, payload),
+            Kind::Answer => self.answer(f, payload.passed()),
             Kind::Failed => {
                 if lock(&self.waiting).remove(&f.corr).is_some() {
                     bump(&self.counters.requests_failed);
@@ -1168,29 +1202,36 @@ impl Inner {
     }
 
     /// `bytes`: the frame, or its first bytes when it has no regions.
-    fn inbound(self: &Arc<Self>, f: wire::Frame<'_>, bytes: &[u8], payload: Passed) {
-        let sender = match self.source(f.zid, f.src) {
-            Some(s) => s,
-            None => {
-                bump(&self.counters.unknown_source);
+    fn inbound(
+        self: &Arc<Self>,
+        f: wire::Frame<'_>,
+        bytes: &[u8],
+        payload: Payload<'_>,
+        looked: &mut Looked,
+    ) {
+        if !looked.knows(f.src) {
+            match self.source(f.zid, f.src) {
+                Some(s) => looked.source = Some((f.src, s)),
+                None => {
+                    bump(&self.counters.unknown_source);
+                    self.fail_request(&f);
+                    return;
+                }
+            }
+        }
+        if looked.exported != Some(f.dst) {
+            if !read(&self.tables).exported.contains_key(&f.dst) {
+                bump(&self.counters.unexported_target);
                 self.fail_request(&f);
                 return;
             }
-        };
-        if !read(&self.tables).exported.contains_key(&f.dst) {
-            bump(&self.counters.unexported_target);
-            self.fail_request(&f);
-            return;
+            looked.exported = Some(f.dst);
         }
-        // No ttl first (nothing waits in the proxy's ttl queue unless it
-        // must): one is given only when this proxy does not list the
-        // receiver yet.
-        let selector = Selector::endpoint(EndpointId(f.dst));
-        let mut msg = Message::new(selector, payload);
+        let mut regions = Vec::new();
         for range in &f.regions {
             let region = bytes.get(range.clone()).unwrap_or_default();
             match copy_region(region) {
-                Ok(r) => msg.memory_regions.push(r),
+                Ok(r) => regions.push(r),
                 Err(e) => {
                     tracing::warn!("cannot make a region for a message from another host: {e}");
                     bump(&self.counters.delivery_failed);
@@ -1199,8 +1240,20 @@ impl Inner {
                 }
             }
         }
-        let mut again = Message::new(msg.selector.clone().ttl(DELIVERY_TTL), msg.payload.clone());
-        again.memory_regions = msg.memory_regions.clone();
+        // No ttl first (nothing waits in the proxy's ttl queue unless it
+        // must): one is given, to a message made again, only when this
+        // proxy does not list the receiver yet.
+        let message = |ttl: Duration, regions: Vec<MemoryRegion>| {
+            let selector = Selector::endpoint(EndpointId(f.dst)).ttl(ttl);
+            let mut m = Message::new(selector, payload.passed());
+            m.memory_regions = regions;
+            m
+        };
+        let msg = message(Duration::ZERO, regions.clone());
+        let again = || message(DELIVERY_TTL, regions);
+        let Some((_, sender)) = &looked.source else {
+            return;
+        };
         if f.kind == Kind::Request {
             // Sent here, in order with the messages around it; a request
             // thread waits for the answer.
@@ -1210,7 +1263,7 @@ impl Inner {
                 // Not in this proxy's directory yet (it joined a moment ago).
                 Err(RequestError::Send(SendError::NoRoute(_))) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    sender.request_start::<Raw>(again, left)
+                    sender.request_start::<Raw>(again(), left)
                 }
                 other => other,
             };
@@ -1237,7 +1290,7 @@ impl Inner {
         }
         let sent = match sender.send(msg) {
             // Not in this proxy's directory yet (it joined a moment ago).
-            Err(SendError::NoRoute(_)) => sender.send(again),
+            Err(SendError::NoRoute(_)) => sender.send(again()),
             other => other,
         };
         match sent {
@@ -1407,6 +1460,43 @@ fn copy_region(bytes: &[u8]) -> Result<MemoryRegion, busbar::RegionError> {
         r.map(..bytes.len())?.copy_from_slice(bytes);
     }
     Ok(r)
+}
+
+/// What the frames of one sample looked up, for the frames after them:
+/// a batch's frames mostly come from one source to one destination.
+#[derive(Default)]
+struct Looked {
+    /// The last source whose proxy sent, and that proxy's sender.
+    source: Option<(u64, EndpointSender<Passed>)>,
+    /// The last destination found exported.
+    exported: Option<u64>,
+}
+
+impl Looked {
+    /// Whether the proxy sending for `src` is the one kept.
+    fn knows(&self, src: u64) -> bool {
+        self.source.as_ref().is_some_and(|(s, _)| *s == src)
+    }
+}
+
+/// Where a frame's payload lies in the sample it came in.
+#[derive(Clone, Copy)]
+struct Payload<'a> {
+    type_uuid: busbar::TypeUuidBytes,
+    data: &'a ZBytes,
+    start: usize,
+    len: usize,
+}
+
+impl Payload<'_> {
+    fn passed(&self) -> Passed {
+        Passed {
+            type_uuid: self.type_uuid,
+            data: self.data.clone(),
+            start: self.start,
+            len: self.len,
+        }
+    }
 }
 
 /// A payload from another host, passed on from Zenoh's buffer: copied

@@ -94,6 +94,13 @@ fn bridge(
 }
 
 fn count(size: usize) -> u64 {
+    // For a profiler: how many messages a throughput case sends.
+    if let Some(n) = std::env::var("BRIDGE_BENCH_COUNT")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        return n;
+    }
     // About 200 MB per case, at least 20k messages.
     ((200usize << 20) / size).max(20_000) as u64
 }
