@@ -23,6 +23,11 @@ pub mod ring_layout {
     pub const ROOM: usize = 392;
     /// 1 once the consumer let go of the ring, 4 bytes.
     pub const GONE: usize = 396;
+    /// 1 while the consumer promises a heavy barrier (membarrier) before it
+    /// sleeps, 4 bytes: the producer then publishes with a light fence.
+    pub const SLEEP_BARRIER: usize = 400;
+    /// 1 while the producer promises one before it waits for room, 4 bytes.
+    pub const ROOM_BARRIER: usize = 404;
     /// Where the data area starts (the ring's header length).
     pub const DATA: usize = crate::sys::ring::HEADER_LEN;
     /// Bytes of a record header, and the alignment of every record and index.

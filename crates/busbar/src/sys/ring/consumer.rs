@@ -26,6 +26,13 @@ pub(crate) struct Consumer<M: Memory = Shm> {
     /// How long `wait` spins before it sleeps.
     #[cfg(test)]
     spin: Duration,
+    /// Whether a light fence may stand in for the full one after a release
+    /// when the producer promised a heavy barrier (this process is
+    /// registered for it).
+    light: bool,
+    /// Whether we promised the producer a heavy barrier before we sleep
+    /// ([`Memory::sleep_barrier`]).
+    heavy: bool,
     /// Why the ring is unusable, once it is.
     broken: Option<&'static str>,
     /// Whether the reading end went to another process (see
@@ -73,6 +80,12 @@ impl<M: Memory> Consumer<M> {
         if head % RECORD as u64 != 0 {
             return Err(RingError::Corrupt("consumer index not 8-aligned"));
         }
+        let barriers = mem.barriers();
+        // Our promise to the producer, which publishes with a light fence
+        // while it holds. (A consumer before us that promised it too took
+        // it back before it handed the ring over: `hand_over`.)
+        mem.sleep_barrier()
+            .store(u32::from(barriers.heavy), Ordering::Relaxed);
         Ok(Consumer {
             mem,
             cap,
@@ -80,6 +93,8 @@ impl<M: Memory> Consumer<M> {
             tail: head,
             #[cfg(test)]
             spin: DEFAULT_SPIN,
+            light: barriers.light,
+            heavy: barriers.heavy,
             broken: None,
             handed_over: false,
         })
@@ -91,6 +106,19 @@ impl<M: Memory> Consumer<M> {
     /// released so far.
     pub(crate) fn hand_over(mut self) {
         self.handed_over = true;
+        if self.heavy {
+            // The next reader may not be able to keep our promise. Take it
+            // back, and make sure the producer sees that before it publishes
+            // anything the next reader relies on: a publish whose look at
+            // the promise comes after our barrier sees it withdrawn (and
+            // fences in full); one whose look came before it had stored its
+            // index before that, so the index is visible to whoever reads
+            // after our barrier (the next reader, whom the ring reaches
+            // through a message we send after this).
+            self.mem.sleep_barrier().store(0, Ordering::Relaxed);
+            self.mem.fence();
+            self.mem.heavy_barrier();
+        }
     }
 
     /// Reads the next frame in place: runs `f` over its bytes, then releases
@@ -147,8 +175,11 @@ impl<M: Memory> Consumer<M> {
     fn release(&mut self, need: u64) {
         self.head = self.head.wrapping_add(need);
         self.mem.head().store(self.head, Ordering::Release);
-        // The consumer's half of the producer's handshake (`wait_room`).
-        self.mem.fence();
+        // The consumer's half of the producer's handshake (`wait_room`): a
+        // light fence when it promised a heavy barrier before it sleeps.
+        if !(self.light && self.mem.light_fence(self.mem.room_barrier())) {
+            self.mem.fence();
+        }
         let flag = self.mem.room();
         if flag.load(Ordering::Relaxed) != AWAKE && flag.swap(AWAKE, Ordering::AcqRel) != AWAKE {
             self.mem.wake_room();
@@ -158,18 +189,30 @@ impl<M: Memory> Consumer<M> {
     /// The first half of sleeping somewhere else than on this ring's futex
     /// (with many rings, on an eventfd their producers ring when
     /// [`Grant::commit`](super::producer::Grant::commit) says so): raises
-    /// the flag, fences, and looks again. `Ok(true)` when there is something
-    /// to read after all (the flag is down again: do not sleep); `Ok(false)`
-    /// when the caller may sleep, and must call [`Consumer::awake`] when it
-    /// wakes.
+    /// the flag, fences (and issues the heavy barrier it promised), and
+    /// looks again. `Ok(true)` when there is something to read after all
+    /// (the flag is down again: do not sleep); `Ok(false)` when the caller
+    /// may sleep, and must call [`Consumer::awake`] when it wakes.
     pub(crate) fn prepare_sleep(&mut self) -> Result<bool, RingError> {
         self.mem.sleeping().swap(SLEEPING, Ordering::Relaxed);
-        self.mem.fence();
-        let ready = self.ready();
+        let ready = self.look_after_raising();
         if !matches!(ready, Ok(false)) {
             self.mem.sleeping().swap(AWAKE, Ordering::Relaxed);
         }
         ready
+    }
+
+    /// The rest of our half of the handshake, once the flag is up: fence,
+    /// and the heavy barrier we promised (a producer may publish with a
+    /// light fence), then look again. When the barrier cannot be issued,
+    /// says there is something to look at, so that the caller does not
+    /// sleep on a flag the producer may not have seen.
+    fn look_after_raising(&mut self) -> Result<bool, RingError> {
+        self.mem.fence();
+        if self.heavy && !self.mem.heavy_barrier() {
+            return Ok(true);
+        }
+        self.ready()
     }
 
     /// The consumer woke (after [`Consumer::prepare_sleep`]): lowers the flag.
@@ -320,8 +363,7 @@ impl<M: Memory> Consumer<M> {
             // after the producer's swap too, but loom keeps only a partial
             // modification order and reports a false lost wake-up without it.
             self.mem.sleeping().swap(SLEEPING, Ordering::Relaxed);
-            self.mem.fence();
-            let ready = self.ready();
+            let ready = self.look_after_raising();
             if !matches!(ready, Ok(false)) {
                 self.mem.sleeping().swap(AWAKE, Ordering::Relaxed);
                 return ready;

@@ -3,9 +3,18 @@
 //! `UnsafeCell` per 8-byte word (so loom flags any read of a record that is
 //! not ordered after its write, and any overwrite not ordered after its
 //! read) and whose futex is a mutex and condvar (so a lost wake-up is a
-//! deadlock, which loom reports). Run with
+//! deadlock, which loom reports). The asymmetric fences (`barrier.rs`) are a
+//! lock: a light fence holds it while it loads the other side's promise, a
+//! heavy barrier takes it after its full fence, so one of the two comes
+//! first and orders what is before it against what is after the other. That
+//! is weaker than membarrier, which cuts the light side's program at any
+//! point: a cut anywhere orders the publishing store and the look at the
+//! flag at least as well as one at the light fence, the only place the
+//! model cuts. Two light fences order nothing (the model's two directions
+//! have a lock each). Run with
 //! `RUSTFLAGS="--cfg loom" cargo test -p busbar --release --lib sys::ring`.
 
+use super::barrier::Barriers;
 use super::{
     padded, Consumer, Memory, Producer, PushError, RingError, Word32, Word64, AWAKE, RECORD,
     SLEEPING,
@@ -61,15 +70,31 @@ struct Inner {
     closed: LoomU32,
     room: LoomU32,
     gone: LoomU32,
+    sleep_barrier: LoomU32,
+    room_barrier: LoomU32,
     words: Words,
     /// The futex: a waiter checks the word and sleeps under this lock, a
     /// waker notifies under it, as the kernel does with its hash bucket.
     lock: Mutex<()>,
     cv: Condvar,
+    /// The asymmetric fence of the consumer's wake-up: the producer's
+    /// light fence after a publish, the consumer's heavy barrier before it sleeps.
+    wake_barrier: Mutex<()>,
+    /// The asymmetric fence of the producer's wait for room: the
+    /// consumer's light fence after a release, the producer's heavy barrier.
+    room_lock: Mutex<()>,
 }
 
+/// One side's view of the ring: the shared model, and what that side's
+/// process can do with asymmetric fences.
 #[derive(Clone)]
-struct Model(Arc<Inner>);
+struct Model {
+    shared: Arc<Inner>,
+    barriers: Barriers,
+    /// Whether this is the producer's view (its light fences and heavy
+    /// barriers are the room's; the consumer's are the wake-up's).
+    producer: bool,
+}
 
 impl Model {
     /// The cells covering `len` bytes at `off` (8-aligned), if inside the data area.
@@ -77,7 +102,7 @@ impl Model {
         if off % RECORD != 0 {
             return None;
         }
-        self.0
+        self.shared
             .words
             .0
             .get(off / RECORD..(off + padded(len)) / RECORD)
@@ -89,25 +114,54 @@ impl Memory for Model {
     type U32 = LoomU32;
 
     fn tail(&self) -> &LoomU64 {
-        &self.0.tail
+        &self.shared.tail
     }
     fn head(&self) -> &LoomU64 {
-        &self.0.head
+        &self.shared.head
     }
     fn sleeping(&self) -> &LoomU32 {
-        &self.0.sleeping
+        &self.shared.sleeping
     }
     fn closed(&self) -> &LoomU32 {
-        &self.0.closed
+        &self.shared.closed
     }
     fn room(&self) -> &LoomU32 {
-        &self.0.room
+        &self.shared.room
     }
     fn gone(&self) -> &LoomU32 {
-        &self.0.gone
+        &self.shared.gone
+    }
+    fn sleep_barrier(&self) -> &LoomU32 {
+        &self.shared.sleep_barrier
+    }
+    fn room_barrier(&self) -> &LoomU32 {
+        &self.shared.room_barrier
+    }
+    fn barriers(&self) -> Barriers {
+        self.barriers
+    }
+    fn light_fence(&self, promise: &LoomU32) -> bool {
+        let lock = if self.producer {
+            &self.shared.wake_barrier
+        } else {
+            &self.shared.room_lock
+        };
+        let _held = lock.lock().expect("barrier");
+        promise.load(Ordering::Relaxed) != 0
+    }
+    fn heavy_barrier(&self) -> bool {
+        // membarrier is a full fence in the caller too.
+        loom::sync::atomic::fence(Ordering::SeqCst);
+        let lock = if self.producer {
+            &self.shared.room_lock
+        } else {
+            &self.shared.wake_barrier
+        };
+        drop(lock.lock().expect("barrier"));
+        true
     }
     fn capacity(&self) -> usize {
-        self.0.words.0.len() * RECORD
+        self.shared.words.0.len() * RECORD
     }
 
     fn load_record(&self, off: usize) -> Option<u64> {
@@ -147,27 +201,27 @@ impl Memory for Model {
 
     fn wait(&self, _timeout: Duration) {
         // No timeout in the model: a missed wake-up must show as a deadlock.
-        let guard = self.0.lock.lock().expect("lock");
-        if self.0.sleeping.load(Ordering::Acquire) == SLEEPING {
-            drop(self.0.cv.wait(guard).expect("wait"));
+        let guard = self.shared.lock.lock().expect("lock");
+        if self.shared.sleeping.load(Ordering::Acquire) == SLEEPING {
+            drop(self.shared.cv.wait(guard).expect("wait"));
         }
     }
 
     fn wake(&self) {
-        let _guard = self.0.lock.lock().expect("lock");
-        self.0.cv.notify_all();
+        let _guard = self.shared.lock.lock().expect("lock");
+        self.shared.cv.notify_all();
     }
 
     fn wait_room(&self, _timeout: Duration) {
-        let guard = self.0.lock.lock().expect("lock");
-        if self.0.room.load(Ordering::Acquire) == SLEEPING {
-            drop(self.0.cv.wait(guard).expect("wait"));
+        let guard = self.shared.lock.lock().expect("lock");
+        if self.shared.room.load(Ordering::Acquire) == SLEEPING {
+            drop(self.shared.cv.wait(guard).expect("wait"));
         }
     }
 
     fn wake_room(&self) {
-        let _guard = self.0.lock.lock().expect("lock");
-        self.0.cv.notify_all();
+        let _guard = self.shared.lock.lock().expect("lock");
+        self.shared.cv.notify_all();
     }
 
     fn fence(&self) {
@@ -175,23 +229,65 @@ impl Memory for Model {
     }
 }
 
+/// Both processes can issue membarrier and registered for it: the
+/// protocol with light fences on the fast paths.
+const FULL: Barriers = Barriers {
+    light: true,
+    heavy: true,
+};
+
+/// A process without membarrier: full fences only.
+const NONE: Barriers = Barriers {
+    light: false,
+    heavy: false,
+};
+
 fn model_pair(capacity: usize) -> (Producer<Model>, Consumer<Model>) {
-    let model = Model(Arc::new(Inner {
+    let (p, c, _) = model_pair_with(capacity, FULL, FULL);
+    (p, c)
+}
+
+/// A ring whose producer's and consumer's processes can do `p` and `c`
+/// with asymmetric fences.
+fn model_pair_with(
+    capacity: usize,
+    p: Barriers,
+    c: Barriers,
+) -> (Producer<Model>, Consumer<Model>, Arc<Inner>) {
+    let shared = Arc::new(Inner {
         tail: LoomU64::new(0),
         head: LoomU64::new(0),
         sleeping: LoomU32::new(AWAKE),
         closed: LoomU32::new(0),
         room: LoomU32::new(AWAKE),
         gone: LoomU32::new(0),
+        sleep_barrier: LoomU32::new(0),
+        room_barrier: LoomU32::new(0),
         words: Words((0..capacity / RECORD).map(|_| UnsafeCell::new(0)).collect()),
         lock: Mutex::new(()),
         cv: Condvar::new(),
-    }));
-    let mut producer = Producer::from_memory(model.clone()).expect("producer");
+        wake_barrier: Mutex::new(()),
+        room_lock: Mutex::new(()),
+    });
+    let mut producer = Producer::from_memory(Model {
+        shared: shared.clone(),
+        barriers: p,
+        producer: true,
+    })
+    .expect("producer");
     producer.set_spin(Duration::ZERO);
-    let mut consumer = Consumer::from_memory(model).expect("consumer");
+    let mut consumer = Consumer::from_memory(consumer_view(&shared, c)).expect("consumer");
     consumer.set_spin(Duration::ZERO);
-    (producer, consumer)
+    (producer, consumer, shared)
+}
+
+/// The consumer's view of `shared`, in a process that can do `c`.
+fn consumer_view(shared: &Arc<Inner>, c: Barriers) -> Model {
+    Model {
+        shared: shared.clone(),
+        barriers: c,
+        producer: false,
+    }
 }
 
 fn push_all(p: &mut Producer<Model>, frames: &[Vec<u8>]) {
@@ -262,6 +358,54 @@ fn loom_no_lost_wakeup() {
     });
 }
 
+/// The same where the processes cannot all use membarrier: a producer
+/// that could publish with a light fence but finds no promise (the
+/// consumer's process cannot issue the barrier), one that cannot (not
+/// registered) while the consumer promises, and neither.
+#[test]
+fn loom_no_lost_wakeup_without_a_promise() {
+    for (p_can, c_can) in [(FULL, NONE), (NONE, FULL), (NONE, NONE)] {
+        check(move || {
+            let (mut p, mut c, _) = model_pair_with(64, p_can, c_can);
+            let (tx, rx) = loom::sync::mpsc::channel();
+            let producer = loom::thread::spawn(move || {
+                push_all(&mut p, &[vec![1], vec![2]]);
+                rx.recv().expect("done");
+                drop(p);
+            });
+            assert_eq!(pop_n(&mut c, 2), vec![vec![1], vec![2]]);
+            tx.send(()).expect("send");
+            producer.join().expect("producer");
+        });
+    }
+}
+
+/// A consumer that promised the heavy barrier hands the ring over (after
+/// the first frame) to one in a process that cannot keep the promise,
+/// while the producer publishes with light fences: the new consumer,
+/// which sleeps after its full fence only, is still woken by the second
+/// frame, because the first withdrew the promise and issued a barrier
+/// before it let go.
+#[test]
+fn loom_handed_over_consumer_is_woken() {
+    check(|| {
+        let (mut p, mut first, shared) = model_pair_with(64, FULL, FULL);
+        let (tx, rx) = loom::sync::mpsc::channel();
+        let producer = loom::thread::spawn(move || {
+            push_all(&mut p, &[vec![1], vec![2]]);
+            rx.recv().expect("done");
+            drop(p);
+        });
+        assert_eq!(pop_n(&mut first, 1), vec![vec![1]]);
+        first.hand_over();
+        let mut next = Consumer::from_memory(consumer_view(&shared, NONE)).expect("consumer");
+        next.set_spin(Duration::ZERO);
+        assert_eq!(pop_n(&mut next, 1), vec![vec![2]]);
+        tx.send(()).expect("send");
+        producer.join().expect("producer");
+    });
+}
+
 /// Closing wakes a sleeping consumer, after the frames published before it.
 #[test]
 fn loom_close_wakes_the_consumer() {
@@ -287,20 +431,26 @@ fn loom_close_wakes_the_consumer() {
 /// a 32-byte ring holds two 8-byte frames (16 bytes each with their
 /// record headers), so the third waits in `wait_room` until the
 /// consumer has read one (no timeout in the model, so a lost wake-up is
-/// a deadlock).
+/// a deadlock). With light fences on the consumer's side and without.
 #[test]
 fn loom_producer_waits_for_room() {
-    check(|| {
-        let (mut p, mut c) = model_pair(32);
-        let producer = loom::thread::spawn(move || {
-            for i in 0..3u8 {
-                assert_eq!(p.wait_room(8, Duration::from_secs(3600)), Ok(true));
-                p.try_push(&[i; 8]).expect("room");
-            }
-        });
-        assert_eq!(pop_n(&mut c, 3), vec![vec![0; 8], vec![1; 8], vec![2; 8]]);
-        producer.join().expect("producer");
+    for (p_can, c_can) in [(FULL, FULL), (FULL, NONE), (NONE, FULL)] {
+        check(move || producer_waits_for_room(p_can, c_can));
+    }
+}
+
+/// One run of [`loom_producer_waits_for_room`], the producer's and the
+/// consumer's processes able to do `p_can` and `c_can`.
+fn producer_waits_for_room(p_can: Barriers, c_can: Barriers) {
+    let (mut p, mut c, _) = model_pair_with(32, p_can, c_can);
+    let producer = loom::thread::spawn(move || {
+        for i in 0..3u8 {
+            assert_eq!(p.wait_room(8, Duration::from_secs(3600)), Ok(true));
+            p.try_push(&[i; 8]).expect("room");
+        }
     });
+    assert_eq!(pop_n(&mut c, 3), vec![vec![0; 8], vec![1; 8], vec![2; 8]]);
+    producer.join().expect("producer");
 }
 
 /// A frame reserved and filled but never committed is never seen, even

@@ -2,6 +2,7 @@
 //! [`Consumer`] are written against, so the loom models check the code
 //! that runs, and the atomic words it hands out.
 
+use super::barrier::Barriers;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 // Named in the documentation only.
@@ -84,6 +85,23 @@ pub(crate) trait Memory {
     fn room(&self) -> &Self::U32;
     /// Nonzero once the consumer let go of the ring.
     fn gone(&self) -> &Self::U32;
+    /// The consumer's promise: nonzero while it issues a heavy barrier
+    /// after it raises its flag and before it looks again.
+    fn sleep_barrier(&self) -> &Self::U32;
+    /// The producer's promise: the same before it waits for room.
+    fn room_barrier(&self) -> &Self::U32;
+    /// What this process can do with asymmetric fences.
+    fn barriers(&self) -> Barriers;
+    /// The publishing side's half of an asymmetric fence, after its store
+    /// and before it looks at the other side's flag: loads the other
+    /// side's `promise` and, with a compiler fence only, keeps the look
+    /// after the load. `true` when the promise holds, so that the other
+    /// side's heavy barrier orders the two; `false`: the caller fences.
+    fn light_fence(&self, promise: &Self::U32) -> bool;
+    /// The sleeping side's half: a full fence here and one in every thread
+    /// of every registered process ([`heavy_barrier`](super::barrier::heavy_barrier)). `false`
+    /// when it could not be issued.
+    fn heavy_barrier(&self) -> bool;
     /// Bytes in the data area: a power of two, fixed when it was mapped.
     fn capacity(&self) -> usize;
     /// Loads the record header at `off` (8-aligned).

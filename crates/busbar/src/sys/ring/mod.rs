@@ -12,6 +12,7 @@
 //! | `memory.rs` | [`Memory`]: what the two ends are written against |
 //! | `shm.rs` | the header, [`Shm`] (the production [`Memory`]) and [`create`] |
 //! | `wait.rs` | the spin before a sleep, the futex wait and wake |
+//! | `barrier.rs` | the asymmetric fences (`membarrier`) of the handshake |
 //! | `producer.rs` | [`Producer`] and the room it reserves for a frame (`Grant`) |
 //! | `consumer.rs` | [`Consumer`] |
 //! | `tests.rs` | unit and property tests, micro-benchmarks |
@@ -35,6 +36,8 @@
 //! | 388 | 4 | 1 once the producer has closed the ring |
 //! | 392 | 4 | futex word: 1 while the producer waits for room, else 0 |
 //! | 396 | 4 | 1 once the consumer has let go of the ring |
+//! | 400 | 4 | 1 while the consumer promises a heavy barrier before it sleeps, else 0 |
+//! | 404 | 4 | 1 while the producer promises one before it waits for room, else 0 |
 //! | 512 | capacity | data area |
 //!
 //! The indices grow forever (wrapping at 2⁶⁴); the offset of an index in the
@@ -80,9 +83,33 @@
 //! consumer changes the word only with swaps, so its changes and the
 //! producer's form one chain.
 //!
-//! These orderings are checked by the loom models in this module's tests,
-//! which run the same [`Producer`] and [`Consumer`] code over a model
-//! [`Memory`]: `RUSTFLAGS="--cfg loom" cargo test -p busbar --release --lib sys::ring`.
+//! The producer's fence would cost it on every frame (it waits for the
+//! frame's stores to leave the store buffer), the consumer's only when it
+//! is about to sleep. So the fences are asymmetric where the kernel allows
+//! ([membarrier(2)], `barrier.rs`): a consumer that can issue
+//! `MEMBARRIER_CMD_GLOBAL_EXPEDITED` promises so in the header (offset
+//! 400) and issues one after its fence, before it looks again; that puts a
+//! full fence in the producer's thread at some point between the start and
+//! the end of the call, so a producer whose process registered for it
+//! replaces its fence with a compiler fence while the promise holds (it
+//! loads the promise after its store, before it looks at the flag). The
+//! argument is the same: the producer's program is cut at that point, and
+//! either its store is before the cut (so the consumer, looking after its
+//! barrier, sees it) or its look at the flag is after it (so it sees the
+//! flag). A look at the promise that comes after a consumer withdrew it
+//! (when it hands the ring to another process, which may not keep it; it
+//! withdraws, fences and issues a barrier before the ring travels) falls
+//! back to the full fence. Waiting for room is the mirror image (offset
+//! 404): the producer promises, and the consumer releases with a compiler
+//! fence. Where `membarrier` is missing or forbidden, nobody promises and
+//! both sides fence as before.
+//!
+//! [membarrier(2)]: https://man7.org/linux/man-pages/man2/membarrier.2.html
+//!
+//! These orderings are checked by the loom models in this module's tests
+//! (the asymmetric fences as a lock that a light fence takes around its
+//! look at the promise, and a heavy barrier after its fence), which run the
+//! same [`Producer`] and [`Consumer`] code over a model [`Memory`]: `RUSTFLAGS="--cfg loom" cargo test -p busbar --release --lib sys::ring`.
 //!
 //! # Trust
 //!
@@ -101,6 +128,8 @@
 //! hostile consumer can do to the producer is cost it a `FUTEX_WAKE` per
 //! frame (by keeping the word at 1) or make it overwrite frames not yet
 //! read, which only the consumer loses.
+//! A promise of a heavy barrier (offsets 400 and 404) is believed, and a
+//! side that breaks its own only loses its own wake-ups.
 //!
 //! The payload slice the consumer reads in place is shared memory that a
 //! hostile producer could still be changing while it is read: callers treat
@@ -111,6 +140,7 @@
 // so what only the unit tests use is unused there.
 #![cfg_attr(loom, allow(dead_code))]
 
+mod barrier;
 mod consumer;
 #[cfg(all(test, loom))]
 mod loom;

@@ -30,6 +30,13 @@ pub(crate) struct Producer<M: Memory = Shm> {
     owed_wake: bool,
     /// How long `wait_room` spins before it sleeps.
     spin: Duration,
+    /// Whether a light fence may stand in for the full one after a publish
+    /// when the consumer promised a heavy barrier (this process is
+    /// registered for it).
+    light: bool,
+    /// Whether we promised the consumer a heavy barrier before we wait for
+    /// room ([`Memory::room_barrier`]).
+    heavy: bool,
     /// Why the ring is unusable, once it is.
     broken: Option<&'static str>,
 }
@@ -56,6 +63,10 @@ impl<M: Memory> Producer<M> {
                 "ring indices more than the capacity apart",
             ));
         }
+        let barriers = mem.barriers();
+        // Our promise to a consumer that releases room with a light fence.
+        mem.room_barrier()
+            .store(u32::from(barriers.heavy), Ordering::Relaxed);
         Ok(Producer {
             mem,
             cap,
@@ -64,6 +75,8 @@ impl<M: Memory> Producer<M> {
             futex_wake: true,
             owed_wake: false,
             spin: DEFAULT_SPIN,
+            light: barriers.light,
+            heavy: barriers.heavy,
             broken: None,
         })
     }
@@ -147,6 +160,13 @@ impl<M: Memory> Producer<M> {
         loop {
             self.mem.room().swap(SLEEPING, Ordering::Relaxed);
             self.mem.fence();
+            // Kept to our promise: a consumer that releases with a light
+            // fence is ordered by this one. If it cannot be issued, we
+            // must not sleep: look again as if woken.
+            if self.heavy && !self.mem.heavy_barrier() {
+                self.mem.room().swap(AWAKE, Ordering::Relaxed);
+                return self.has_room(len);
+            }
             let fits = self.has_room(len);
             if !matches!(fits, Ok(false)) {
                 self.mem.room().swap(AWAKE, Ordering::Relaxed);
@@ -243,12 +263,15 @@ impl<M: Memory> Producer<M> {
     }
 
     /// The producer's half of the handshake (see the module documentation):
-    /// after a store to `tail` or the closed flag, fence, then look at the
-    /// flag. The swap releases what we published to a consumer that reads
-    /// the 0 it leaves. Whether the consumer slept (and was woken, unless
-    /// waking is the caller's: [`Producer::set_external_wake`]).
+    /// after a store to `tail` or the closed flag, fence (a light fence
+    /// when the consumer promised a heavy barrier before it sleeps), then
+    /// look at the flag. The swap releases what we published to a consumer
+    /// that reads the 0 it leaves. Whether the consumer slept (and was
+    /// woken, unless waking is the caller's: [`Producer::set_external_wake`]).
     fn wake_if_sleeping(&self) -> bool {
-        self.mem.fence();
+        if !(self.light && self.mem.light_fence(self.mem.sleep_barrier())) {
+            self.mem.fence();
+        }
         let flag = self.mem.sleeping();
         if flag.load(Ordering::Relaxed) != AWAKE && flag.swap(AWAKE, Ordering::AcqRel) != AWAKE {
             if self.futex_wake {

@@ -3,6 +3,7 @@
 //! [`Memory`], and [`create`], which writes the header that
 //! [`Shm::open`] checks.
 
+use super::barrier::{self, Barriers};
 use super::wait::{futex_wait, futex_wake};
 use super::{invalid, Memory, HEADER_LEN, MAGIC, MAX_CAPACITY, MIN_CAPACITY, RECORD, VERSION};
 use crate::sys::memfd::{self, Mapping};
@@ -41,6 +42,8 @@ struct Wake {
     closed: AtomicU32,
     room: AtomicU32,
     gone: AtomicU32,
+    sleep_barrier: AtomicU32,
+    room_barrier: AtomicU32,
 }
 
 /// The header at the start of the mapping (see the module's table).
@@ -163,6 +166,31 @@ impl Memory for Shm {
     #[inline]
     fn gone(&self) -> &AtomicU32 {
         &self.header().wake.0.gone
+    }
+    #[inline]
+    fn sleep_barrier(&self) -> &AtomicU32 {
+        &self.header().wake.0.sleep_barrier
+    }
+    #[inline]
+    fn room_barrier(&self) -> &AtomicU32 {
+        &self.header().wake.0.room_barrier
+    }
+    fn barriers(&self) -> Barriers {
+        barrier::barriers()
+    }
+    #[inline]
+    fn light_fence(&self, promise: &AtomicU32) -> bool {
+        // The other side's membarrier puts a full fence in this thread at
+        // some point of its program, so program order is what counts: the
+        // compiler must keep the store before (the index, or the closed
+        // flag) above this load, and the look at the flag after below it.
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        let promised = promise.load(Ordering::Relaxed) != 0;
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        promised
+    }
+    fn heavy_barrier(&self) -> bool {
+        barrier::heavy_barrier()
     }
     #[inline]
     fn capacity(&self) -> usize {

@@ -210,6 +210,24 @@ fn an_idle_consumer_sleeps_and_times_out() {
     );
 }
 
+/// Each end promises the other a heavy barrier where this process can
+/// issue one (the header says so), and a consumer that hands the ring
+/// over takes its promise back; the next one makes its own.
+#[test]
+fn promises_follow_what_membarrier_can_do() {
+    let fd = create(64).expect("ring");
+    let m = scribbler(&fd);
+    let promise = |at| m.atomic_u32(at).expect("promise").load(Ordering::SeqCst);
+    let can = u32::from(barrier::barriers().heavy);
+    let _p = Producer::open(fd.as_fd()).expect("producer");
+    let c = Consumer::open(fd.as_fd()).expect("consumer");
+    assert_eq!((promise(400), promise(404)), (can, can));
+    c.hand_over();
+    assert_eq!(promise(400), 0);
+    let _c = Consumer::open(fd.as_fd()).expect("consumer");
+    assert_eq!(promise(400), can);
+}
+
 #[test]
 fn a_push_wakes_a_sleeping_consumer() {
     let (mut p, mut c, _fd) = pair(64).expect("ring");
@@ -371,8 +389,10 @@ proptest! {
                         .expect("record")
                         .store(record(kind, len as usize), Ordering::SeqCst);
                 }
-                Hostile::Flag { closed, value } => {
-                    m.atomic_u32(if closed { 388 } else { 384 }).expect("flag").store(value, Ordering::SeqCst);
+                Hostile::Flag { which, value } => {
+                    // The sleeping and closed flags, and the two promises of a heavy barrier.
+                    let at = [384, 388, 400, 404][which as usize % 4];
+                    m.atomic_u32(at).expect("flag").store(value, Ordering::SeqCst);
                 }
                 Hostile::Reopen { producer } => {
                     if producer {
@@ -399,7 +419,7 @@ enum Hostile {
     Tail(u64),
     Head(u64),
     Record { at_tail: bool, kind: u32, len: u32 },
-    Flag { closed: bool, value: u32 },
+    Flag { which: u8, value: u32 },
     Reopen { producer: bool },
 }
 
@@ -418,7 +438,7 @@ fn hostile_op() -> impl Strategy<Value = Hostile> {
         1 => small_or_any().prop_map(Hostile::Head),
         2 => (any::<bool>(), any::<u32>(), prop_oneof![0u32..300, any::<u32>()])
             .prop_map(|(at_tail, kind, len)| Hostile::Record { at_tail, kind, len }),
-        1 => (any::<bool>(), 0u32..3).prop_map(|(closed, value)| Hostile::Flag { closed, value }),
+        1 => (any::<u8>(), 0u32..3).prop_map(|(which, value)| Hostile::Flag { which, value }),
         1 => any::<bool>().prop_map(|producer| Hostile::Reopen { producer }),
     ]
 }
