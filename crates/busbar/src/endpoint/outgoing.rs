@@ -48,9 +48,9 @@ pub(crate) struct OutFrame {
 }
 
 impl OutFrame {
-    /// The in-line payload's buffer (empty for a lent payload), the frame
-    /// dropped.
-    pub(crate) fn into_payload(mut self) -> Vec<u8> {
+    /// The in-line payload's buffer (empty for a lent payload), taken out
+    /// of a frame that went out (and is about to be dropped).
+    pub(crate) fn take_payload(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.payload)
     }
 }

@@ -445,10 +445,10 @@ impl EndpointSender<crate::BytesMessage> {
             &shared.selectors,
             wait,
         )?;
-        if let Some(frame) = shared.route_back(frame, Call::Try)? {
-            shared.spare.give(frame.into_payload());
-        }
-        Ok(())
+        // The buffer comes back for the next call, unless the frame waits.
+        shared.route_then(frame, Call::Try, |frame| {
+            shared.spare.give(frame.take_payload())
+        })
     }
 }
 
