@@ -171,7 +171,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Message<R>, RecvError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut deadline = Deadline::new(timeout);
         let _receiving = self.core.shared.inbox.receiving();
         loop {
             if self.core.shared.inbox.take_interrupt() {
@@ -180,6 +180,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
             if let Some(m) = self.next_ready() {
                 return m;
             }
+            let deadline = deadline.get();
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 if self.core.shared.inbox.arm() && self.scan() {
                     continue;
@@ -451,7 +452,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
         timeout: Option<Duration>,
         f: impl FnOnce(Borrowed<'_>) -> T,
     ) -> Result<T, RecvError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut deadline = Deadline::new(timeout);
         let mut f = Some(f);
         // `f` may send: a send to ourselves then cannot wait for room, since
         // only this thread could make it.
@@ -463,6 +464,7 @@ impl<R: MessageBox> EndpointReceiver<R> {
             if let Some(out) = self.lend_next(&mut f) {
                 return out;
             }
+            let deadline = deadline.get();
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 if self.core.shared.inbox.arm() {
                     // Something came as the rings were armed: lend it
@@ -723,6 +725,29 @@ impl<R: MessageBox> EndpointReceiver<R> {
             },
         );
         !self.ready.is_empty()
+    }
+}
+
+/// When a receive with a timeout gives up, from the first time it found
+/// nothing: the clock is read only then. A stream of messages mostly finds
+/// one queued already, and reading the clock on every call was 7.5 % of a
+/// 16 B receiver's time (perf, the vDSO's `clock_gettime`).
+struct Deadline {
+    timeout: Option<Duration>,
+    at: Option<Option<Instant>>,
+}
+
+impl Deadline {
+    fn new(timeout: Option<Duration>) -> Deadline {
+        Deadline { timeout, at: None }
+    }
+
+    /// The deadline (`None`: none), fixed on the first call.
+    fn get(&mut self) -> Option<Instant> {
+        let timeout = self.timeout;
+        *self
+            .at
+            .get_or_insert_with(|| timeout.map(|t| Instant::now() + t))
     }
 }
 
