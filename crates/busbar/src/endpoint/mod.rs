@@ -222,7 +222,7 @@ pub fn join<T: MessageBox, R: MessageBox>(
         closed: AtomicBool::new(false),
         counters: Counters::default(),
         loans: Arc::default(),
-        selectors: outgoing::SelectorCache::default(),
+        selectors: outgoing::SelectorCache,
         spare: outgoing::Spare::default(),
         routes: directory::RouteMemo::default(),
         requests: Arc::new(request::Requests::new()?),

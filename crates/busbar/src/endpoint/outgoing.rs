@@ -145,29 +145,47 @@ impl Spare {
 
 /// The last selector encoded, with its bytes: a sender usually sends many
 /// messages with one selector, and its text need not be made each time.
+///
+/// Kept per thread, not per endpoint: a selector's bytes depend on the
+/// selector alone, and a thread's own cache takes no lock. The lock it
+/// replaced (taken and let go on every send) was most of the cache's cost:
+/// 5.4 % of a 16 B plain sender's samples, nearly all on its two atomic
+/// instructions (perf record, two processes).
 #[derive(Debug, Default)]
-pub(crate) struct SelectorCache(Mutex<Option<Encoded>>);
+pub(crate) struct SelectorCache;
 
 /// A selector's mode, expression and endpoint, and its bytes on the wire.
 type Encoded = (SelectorMode, LabelOp, Option<crate::EndpointId>, Arc<[u8]>);
 
+thread_local! {
+    /// The selector this thread encoded last.
+    static LAST_SELECTOR: std::cell::RefCell<Option<Encoded>> = const { std::cell::RefCell::new(None) };
+}
+
 impl SelectorCache {
     /// The selector's bytes on the wire, if it can travel.
     pub(crate) fn bytes(&self, selector: &Selector) -> Result<Arc<[u8]>, SendError> {
-        let mut last = self.0.locked();
-        if let Some((mode, op, endpoint, bytes)) = last.as_ref() {
-            if *mode == selector.mode && *op == selector.label_op && *endpoint == selector.endpoint
-            {
-                return Ok(bytes.clone());
-            }
+        let kept = LAST_SELECTOR.try_with(|last| {
+            let last = last.try_borrow().ok()?;
+            let (mode, op, endpoint, bytes) = last.as_ref()?;
+            (*mode == selector.mode && *op == selector.label_op && *endpoint == selector.endpoint)
+                .then(|| bytes.clone())
+        });
+        if let Ok(Some(bytes)) = kept {
+            return Ok(bytes);
         }
         let bytes: Arc<[u8]> = check_selector(selector)?.into();
-        *last = Some((
-            selector.mode,
-            selector.label_op.clone(),
-            selector.endpoint,
-            bytes.clone(),
-        ));
+        // A thread that is going away keeps nothing.
+        let _ = LAST_SELECTOR.try_with(|last| {
+            if let Ok(mut last) = last.try_borrow_mut() {
+                *last = Some((
+                    selector.mode,
+                    selector.label_op.clone(),
+                    selector.endpoint,
+                    bytes.clone(),
+                ));
+            }
+        });
         Ok(bytes)
     }
 }
@@ -514,6 +532,11 @@ impl OutFrame {
     pub(super) fn take_counts(&self) -> bool {
         if let Some((held, _)) = &self.lent {
             held.add_ref();
+        }
+        if self.regions.is_empty() {
+            // No region handles to count (nearly every frame): no atomic
+            // swap of `own_counts`, which then matters to nobody.
+            return true;
         }
         let own = self.own_counts.swap(false, Ordering::AcqRel);
         if !own {
